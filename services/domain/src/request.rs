@@ -1,0 +1,358 @@
+//! A citizen's request as it arrives, validated: every constructor refuses
+//! bad input with the field and the reason.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::{Error, Result};
+
+/// Longest request text accepted, in characters.
+pub const MAX_TEXT_CHARS: usize = 4000;
+
+/// A value that must never appear in logs or traces (a citizen's name or
+/// phone). `Debug` and `Display` print a mask; serde keeps the value, because
+/// the ticket record needs it.
+#[derive(Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sensitive<T>(T);
+
+impl<T> Sensitive<T> {
+    pub fn new(value: T) -> Self {
+        Sensitive(value)
+    }
+
+    /// The clear value, for the few places that must send it (the citizen's
+    /// own SMS, a unit whose category needs contact).
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Sensitive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<T> fmt::Display for Sensitive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where a request came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Phone,
+    Wechat,
+    Web,
+    App,
+    Email,
+    Letter,
+    QrCode,
+    Grid,
+    Media,
+    Reception,
+    External,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 11] = [
+        Channel::Phone,
+        Channel::Wechat,
+        Channel::Web,
+        Channel::App,
+        Channel::Email,
+        Channel::Letter,
+        Channel::QrCode,
+        Channel::Grid,
+        Channel::Media,
+        Channel::Reception,
+        Channel::External,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Phone => "phone",
+            Channel::Wechat => "wechat",
+            Channel::Web => "web",
+            Channel::App => "app",
+            Channel::Email => "email",
+            Channel::Letter => "letter",
+            Channel::QrCode => "qr_code",
+            Channel::Grid => "grid",
+            Channel::Media => "media",
+            Channel::Reception => "reception",
+            Channel::External => "external",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| {
+            let known: Vec<_> = Channel::ALL.iter().map(|c| c.as_str()).collect();
+            Error::invalid("channel", format!("unknown channel {s:?}; expected one of {}", known.join(", ")))
+        })
+    }
+}
+
+/// The five languages the hotline serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    #[default]
+    Zh,
+    En,
+    Ja,
+    Ko,
+    Ru,
+}
+
+impl Language {
+    pub const ALL: [Language; 5] = [Language::Zh, Language::En, Language::Ja, Language::Ko, Language::Ru];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Zh => "zh",
+            Language::En => "en",
+            Language::Ja => "ja",
+            Language::Ko => "ko",
+            Language::Ru => "ru",
+        }
+    }
+
+    /// Empty means Chinese, the default.
+    pub fn parse(s: &str) -> Result<Self> {
+        if s.is_empty() {
+            return Ok(Language::Zh);
+        }
+        Language::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| Error::invalid("language", format!("unsupported language {s:?}; expected zh, en, ja, ko or ru")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GeoPoint {
+    lat: f64,
+    lon: f64,
+}
+
+impl GeoPoint {
+    pub fn parse(lat: f64, lon: f64) -> Result<Self> {
+        if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
+            return Err(Error::invalid("lat", format!("latitude {lat} is outside -90..90")));
+        }
+        if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
+            return Err(Error::invalid("lon", format!("longitude {lon} is outside -180..180")));
+        }
+        Ok(GeoPoint { lat, lon })
+    }
+
+    pub fn lat(&self) -> f64 {
+        self.lat
+    }
+
+    pub fn lon(&self) -> f64 {
+        self.lon
+    }
+}
+
+/// Where the matter is: an address, a point, or both.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Location {
+    pub address: String,
+    pub point: Option<GeoPoint>,
+}
+
+impl Location {
+    /// Latitude and longitude come together or not at all.
+    pub fn parse(address: &str, lat: Option<f64>, lon: Option<f64>) -> Result<Self> {
+        let point = match (lat, lon) {
+            (Some(lat), Some(lon)) => Some(GeoPoint::parse(lat, lon)?),
+            (None, None) => None,
+            (Some(_), None) => return Err(Error::invalid("lon", "latitude given without longitude")),
+            (None, Some(_)) => return Err(Error::invalid("lat", "longitude given without latitude")),
+        };
+        let address = address.trim();
+        if address.chars().count() > 500 {
+            return Err(Error::invalid("address", "longer than 500 characters"));
+        }
+        Ok(Location { address: address.to_owned(), point })
+    }
+}
+
+/// A phone number: digits with optional leading `+`, spaces and hyphens
+/// allowed, 7 to 15 digits (E.164 is at most 15).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PhoneNumber(Sensitive<String>);
+
+impl PhoneNumber {
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let body = s.strip_prefix('+').unwrap_or(s);
+        let mut digits = String::with_capacity(body.len() + 1);
+        if s.starts_with('+') {
+            digits.push('+');
+        }
+        for c in body.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                ' ' | '-' => {}
+                _ => return Err(Error::invalid("citizen_phone", "may hold only digits, spaces, hyphens and a leading +")),
+            }
+        }
+        let count = digits.trim_start_matches('+').len();
+        if !(7..=15).contains(&count) {
+            return Err(Error::invalid("citizen_phone", format!("has {count} digits; expected 7 to 15")));
+        }
+        Ok(PhoneNumber(Sensitive(digits)))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+
+    /// The number with all but the first three and last four digits hidden,
+    /// as a unit that does not need contact sees it.
+    pub fn masked(&self) -> String {
+        let d: Vec<char> = self.0.expose().chars().collect();
+        if d.len() <= 7 {
+            return "*".repeat(d.len());
+        }
+        let head: String = d[..3].iter().collect();
+        let tail: String = d[d.len() - 4..].iter().collect();
+        format!("{head}{}{tail}", "*".repeat(d.len() - 7))
+    }
+}
+
+/// How to reach the citizen. Every part is optional (anonymous requests are
+/// allowed) and sensitive.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Contact {
+    pub name: Option<Sensitive<String>>,
+    pub phone: Option<PhoneNumber>,
+    pub email: Option<Sensitive<String>>,
+}
+
+impl Contact {
+    pub fn parse(name: &str, phone: &str, email: &str) -> Result<Self> {
+        let name = name.trim();
+        if name.chars().count() > 100 {
+            return Err(Error::invalid("citizen_name", "longer than 100 characters"));
+        }
+        let email = email.trim();
+        if !email.is_empty() {
+            let ok = email.len() <= 254
+                && email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
+                && !email.chars().any(char::is_whitespace);
+            if !ok {
+                return Err(Error::invalid("citizen_email", "is not an email address"));
+            }
+        }
+        Ok(Contact {
+            name: (!name.is_empty()).then(|| Sensitive::new(name.to_owned())),
+            phone: if phone.trim().is_empty() { None } else { Some(PhoneNumber::parse(phone)?) },
+            email: (!email.is_empty()).then(|| Sensitive::new(email.to_owned())),
+        })
+    }
+}
+
+/// A validated request, before it has a ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub channel: Channel,
+    /// The channel's own id for this request; resubmitting the same
+    /// (channel, external id) returns the ticket already issued.
+    pub external_id: Option<String>,
+    pub text: String,
+    pub location: Location,
+    pub contact: Contact,
+    pub language: Language,
+}
+
+impl Request {
+    #[allow(clippy::too_many_arguments)]
+    pub fn parse(
+        channel: &str,
+        external_id: &str,
+        text: &str,
+        location: Location,
+        contact: Contact,
+        language: &str,
+    ) -> Result<Self> {
+        let channel = Channel::parse(channel)?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(Error::invalid("text", "must not be empty"));
+        }
+        let chars = text.chars().count();
+        if chars > MAX_TEXT_CHARS {
+            return Err(Error::invalid("text", format!("has {chars} characters; the limit is {MAX_TEXT_CHARS}")));
+        }
+        let external_id = external_id.trim();
+        if external_id.len() > 200 {
+            return Err(Error::invalid("external_id", "longer than 200 bytes"));
+        }
+        Ok(Request {
+            channel,
+            external_id: (!external_id.is_empty()).then(|| external_id.to_owned()),
+            text: text.to_owned(),
+            location,
+            contact,
+            language: Language::parse(language)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(r: Result<impl fmt::Debug>) -> &'static str {
+        r.unwrap_err().field().unwrap()
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let ok_loc = Location::default();
+        let ok_contact = Contact::default();
+        assert_eq!(field_of(Request::parse("phone", "", "  ", ok_loc.clone(), ok_contact.clone(), "")), "text");
+        let long = "漏".repeat(MAX_TEXT_CHARS + 1);
+        assert_eq!(field_of(Request::parse("phone", "", &long, ok_loc.clone(), ok_contact.clone(), "")), "text");
+        assert_eq!(field_of(Request::parse("pigeon", "", "x", ok_loc.clone(), ok_contact.clone(), "")), "channel");
+        assert_eq!(field_of(Request::parse("web", "", "x", ok_loc, ok_contact, "fr")), "language");
+        assert_eq!(field_of(Location::parse("", Some(91.0), Some(0.0))), "lat");
+        assert_eq!(field_of(Location::parse("", Some(1.0), Some(181.0))), "lon");
+        assert_eq!(field_of(Location::parse("", Some(f64::NAN), Some(1.0))), "lat");
+        assert_eq!(field_of(Location::parse("", Some(1.0), None)), "lon");
+        assert_eq!(field_of(Contact::parse("", "call me", "")), "citizen_phone");
+        assert_eq!(field_of(Contact::parse("", "123", "")), "citizen_phone");
+        assert_eq!(field_of(Contact::parse("", "", "nobody")), "citizen_email");
+    }
+
+    #[test]
+    fn good_request_is_trimmed_and_defaults_to_chinese() {
+        let loc = Location::parse(" 东城区 ", Some(39.9), Some(116.4)).unwrap();
+        let contact = Contact::parse("张三", "138-0013-8000", "").unwrap();
+        let r = Request::parse("phone", " A-1 ", " 楼道漏水 ", loc, contact, "").unwrap();
+        assert_eq!(r.text, "楼道漏水");
+        assert_eq!(r.external_id.as_deref(), Some("A-1"));
+        assert_eq!(r.language, Language::Zh);
+        assert_eq!(r.location.address, "东城区");
+        assert_eq!(r.contact.phone.as_ref().unwrap().expose(), "13800138000");
+    }
+
+    #[test]
+    fn sensitive_values_never_print() {
+        let contact = Contact::parse("张三", "+86 138 0013 8000", "a@b.cn").unwrap();
+        let shown = format!("{contact:?}");
+        assert!(!shown.contains("张三") && !shown.contains("13800138000") && !shown.contains("a@b.cn"), "{shown}");
+        assert_eq!(contact.phone.unwrap().masked(), "+86*******8000");
+        // but the record keeps them
+        let json = serde_json::to_string(&Contact::parse("张三", "13800138000", "").unwrap()).unwrap();
+        assert!(json.contains("13800138000"));
+    }
+}
