@@ -105,6 +105,11 @@ impl TicketNumber {
         &self.0
     }
 
+    /// The date part, `YYYYMMDD`.
+    pub fn day(&self) -> &str {
+        &self.0[..8]
+    }
+
     /// The daily sequence part.
     pub fn sequence(&self) -> u64 {
         self.0[8..].parse().unwrap_or(0)

@@ -4,6 +4,7 @@
 //! clocks other than the injected [`Clock`].
 
 pub mod calendar;
+pub mod city;
 pub mod clock;
 pub mod event;
 pub mod ids;

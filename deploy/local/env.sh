@@ -1,0 +1,30 @@
+# Shared settings of the local scripts. Every value can be overridden from the
+# environment. Sourced, not run.
+WHISTLE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# Tools built once and reused across checkouts (Tansu takes ~12 minutes to build).
+WHISTLE_TOOLS=${WHISTLE_TOOLS:-$HOME/.whistle/tools}
+# Project-local data: broker database, Redis files, logs, pids.
+WHISTLE_DATA=${WHISTLE_DATA:-$WHISTLE_ROOT/.local}
+TANSU_VERSION=${TANSU_VERSION:-0.6.0}
+TANSU_BIN=$WHISTLE_TOOLS/bin/tansu
+KAFKA_HOST=${KAFKA_HOST:-127.0.0.1}
+KAFKA_PORT=${KAFKA_PORT:-9092}
+REDIS_HOST=${REDIS_HOST:-127.0.0.1}
+REDIS_PORT=${REDIS_PORT:-6379}
+export PATH="$HOME/.cargo/bin:$WHISTLE_TOOLS/bin:$PATH"
+
+log() { printf '[whistle] %s\n' "$*" >&2; }
+die() { printf '[whistle] error: %s\n' "$*" >&2; exit 1; }
+
+# port_open HOST PORT: true if something accepts TCP connections there.
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# wait_port HOST PORT SECONDS NAME
+wait_port() {
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    port_open "$1" "$2" && return 0
+    sleep 0.1
+  done
+  die "$4 did not start listening on $1:$2 within $3 s (see $WHISTLE_DATA/logs)"
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Starts, checks or stops the local broker (Tansu, SQLite storage under
+# $WHISTLE_DATA/tansu) and redis-server (append-only file under
+# $WHISTLE_DATA/redis), both on loopback. Idempotent: starting twice is fine.
+#   infra.sh start | stop | status
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+cmd=${1:-start}
+mkdir -p "$WHISTLE_DATA/logs" "$WHISTLE_DATA/tansu" "$WHISTLE_DATA/redis"
+
+start_redis() {
+  if port_open "$REDIS_HOST" "$REDIS_PORT"; then
+    log "redis already listening on $REDIS_HOST:$REDIS_PORT"
+    return
+  fi
+  redis-server --bind "$REDIS_HOST" --port "$REDIS_PORT" --daemonize yes \
+    --dir "$WHISTLE_DATA/redis" --appendonly yes --save "" \
+    --pidfile "$WHISTLE_DATA/redis.pid" --logfile "$WHISTLE_DATA/logs/redis.log" >/dev/null
+  wait_port "$REDIS_HOST" "$REDIS_PORT" 20 redis
+  log "redis started on $REDIS_HOST:$REDIS_PORT"
+}
+
+start_tansu() {
+  if port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
+    log "broker already listening on $KAFKA_HOST:$KAFKA_PORT"
+    return
+  fi
+  [ -x "$TANSU_BIN" ] || "$WHISTLE_ROOT/deploy/local/install.sh"
+  (
+    cd "$WHISTLE_DATA/tansu"
+    nohup "$TANSU_BIN" broker \
+      --listener-url "tcp://$KAFKA_HOST:$KAFKA_PORT" \
+      --advertised-listener-url "tcp://$KAFKA_HOST:$KAFKA_PORT" \
+      --storage-engine "sqlite://tansu.db" \
+      >>"$WHISTLE_DATA/logs/tansu.log" 2>&1 &
+    echo $! >"$WHISTLE_DATA/tansu.pid"
+  )
+  wait_port "$KAFKA_HOST" "$KAFKA_PORT" 30 tansu
+  log "broker (tansu) started on $KAFKA_HOST:$KAFKA_PORT, data in $WHISTLE_DATA/tansu"
+}
+
+stop_pid() {
+  local f=$WHISTLE_DATA/$1.pid
+  if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
+    kill "$(cat "$f")"
+    for _ in $(seq 50); do kill -0 "$(cat "$f")" 2>/dev/null || break; sleep 0.1; done
+    log "$1 stopped"
+  fi
+  rm -f "$f"
+}
+
+case "$cmd" in
+  start)
+    command -v redis-server >/dev/null && [ -x "$TANSU_BIN" ] || "$WHISTLE_ROOT/deploy/local/install.sh"
+    start_redis
+    start_tansu
+    ;;
+  stop)
+    stop_pid tansu
+    stop_pid redis
+    ;;
+  status)
+    port_open "$KAFKA_HOST" "$KAFKA_PORT" && echo "broker: up on $KAFKA_HOST:$KAFKA_PORT" || echo "broker: down"
+    port_open "$REDIS_HOST" "$REDIS_PORT" && echo "redis:  up on $REDIS_HOST:$REDIS_PORT" || echo "redis:  down"
+    ;;
+  *) die "usage: infra.sh start|stop|status" ;;
+esac

@@ -1,0 +1,162 @@
+//! Dispatcher: one running instance per command platform (`city`,
+//! `county:<code>`, `street:<code>`). The city platform routes every
+//! classified ticket to the responsible unit from the city's routing table,
+//! with a deadline from the deadline policy and working-day calendar, and
+//! publishes `dispatched`. Its desk API (gRPC) lets units report completion.
+
+mod desk;
+pub mod routing;
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use whistle_domain::calendar::CalendarConfig;
+use whistle_domain::{Clock, DeadlinePolicy, PlatformId, SystemClock, WorkCalendar};
+use whistle_runtime::consumer::{self, ConsumerSettings};
+use whistle_runtime::shutdown::{drain, spawn_supervised};
+use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub redis: RedisConfig,
+    pub telemetry: TelemetryConfig,
+    pub dispatcher: DispatcherSettings,
+    pub policy: DeadlinePolicy,
+    pub calendar: CalendarSettings,
+}
+
+/// The working-day calendar as configured (`[calendar]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CalendarSettings {
+    pub utc_offset: String,
+    pub holidays: Vec<String>,
+    pub makeup_workdays: Vec<String>,
+}
+
+impl Default for CalendarSettings {
+    fn default() -> Self {
+        CalendarSettings { utc_offset: "+08:00".into(), holidays: vec![], makeup_workdays: vec![] }
+    }
+}
+
+impl CalendarSettings {
+    pub fn calendar(&self) -> whistle_domain::Result<WorkCalendar> {
+        WorkCalendar::try_from(CalendarConfig {
+            utc_offset: self.utc_offset.clone(),
+            holidays: self.holidays.clone(),
+            makeup_workdays: self.makeup_workdays.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DispatcherSettings {
+    /// city, county:<code> or street:<code>.
+    pub platform: String,
+    /// Desk gRPC listen address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    pub city_file: PathBuf,
+    /// Consumer group; the platform is appended, so instances of one
+    /// platform share the work and platforms do not.
+    pub group: String,
+}
+
+impl Default for DispatcherSettings {
+    fn default() -> Self {
+        DispatcherSettings {
+            platform: "city".into(),
+            listen: ([127, 0, 0, 1], 50052).into(),
+            city_file: "deploy/config/demo-city.toml".into(),
+            group: "dispatcher".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Runtime(#[from] whistle_runtime::Error),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub struct Dispatcher {
+    config: Config,
+    platform: PlatformId,
+    listener: TcpListener,
+    router: Arc<routing::Router>,
+    store: TicketStore,
+    producer: EventProducer,
+    clock: Arc<dyn Clock>,
+}
+
+impl Dispatcher {
+    pub async fn build(config: Config) -> Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
+        let platform = PlatformId::parse(&config.dispatcher.platform).map_err(|e| Error::Config(format!("dispatcher.{e}")))?;
+        if platform != PlatformId::City {
+            return Err(Error::Config(format!(
+                "dispatcher.platform: {platform} is not served yet; this version runs the city platform only (county and street desks come with three-tier dispatch)"
+            )));
+        }
+        let calendar = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?;
+        let city = whistle_runtime::city::load(&config.dispatcher.city_file)?;
+        if config.kafka.create_topics {
+            whistle_runtime::topics::ensure(&config.kafka).await?;
+        }
+        let producer = EventProducer::new(&config.kafka)?;
+        let store = TicketStore::connect(&config.redis).await?;
+        let router = Arc::new(routing::Router::new(city, config.policy.clone(), calendar, producer.clone(), clock.clone()));
+        let addr = config.dispatcher.listen;
+        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
+        Ok(Dispatcher { config, platform, listener, router, store, producer, clock })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.dispatcher.listen)
+    }
+
+    pub fn platform(&self) -> &PlatformId {
+        &self.platform
+    }
+
+    pub async fn run(self, shutdown: Shutdown) -> Result<()> {
+        let Dispatcher { config, platform, listener, router, store, producer, clock } = self;
+        let topics = Topics::new(&config.kafka);
+        let group = format!("{}-{}", config.dispatcher.group, platform.to_string().replace(':', "-"));
+        let routing = spawn_supervised(
+            "routing",
+            &shutdown,
+            consumer::run(config.kafka.clone(), ConsumerSettings::new("dispatcher", group, vec![topics.events()]), router, producer.clone(), shutdown.clone()),
+        );
+        let desk = desk::DeskService::new(platform, store, producer.clone(), clock);
+        let served = tonic::transport::Server::builder()
+            .trace_fn(whistle_runtime::telemetry::grpc_span)
+            .add_service(whistle_proto::v1::desk_server::DeskServer::new(desk))
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
+                let s = shutdown.clone();
+                async move { s.wait().await }
+            })
+            .await;
+        shutdown.trigger();
+        drain(vec![routing], Duration::from_secs(15)).await;
+        producer.flush(Duration::from_secs(5));
+        Ok(served?)
+    }
+}

@@ -1,0 +1,168 @@
+//! A city's configuration as data: its counties and streets (with the address
+//! keywords that place a request in them), its responsible units and the
+//! platform each belongs to, the classification keywords and the routing
+//! table. Loaded from a file by the services; validated here.
+
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::{Category, Error, PlatformId, Result, UnitCode, Urgency, WhistleLevel};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct County {
+    pub code: String,
+    pub name: String,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Street {
+    pub code: String,
+    pub county: String,
+    pub name: String,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unit {
+    pub code: UnitCode,
+    pub name: String,
+    pub platform: PlatformId,
+    /// Where this unit's notifications go, if not the default webhook.
+    #[serde(default)]
+    pub webhook: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryRule {
+    pub category: Category,
+    pub keywords: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Classification {
+    /// Checked in order; the category with most keyword hits wins, the first
+    /// listed on a tie.
+    pub categories: Vec<CategoryRule>,
+    #[serde(default)]
+    pub urgency: BTreeMap<Urgency, Vec<String>>,
+    #[serde(default)]
+    pub whistle_level: BTreeMap<WhistleLevel, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// Category -> unit that handles it at the city platform.
+    #[serde(default)]
+    pub city: BTreeMap<Category, UnitCode>,
+    /// Unit for categories not in the table.
+    pub default_unit: UnitCode,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CityConfig {
+    pub name: String,
+    #[serde(default)]
+    pub counties: Vec<County>,
+    #[serde(default)]
+    pub streets: Vec<Street>,
+    #[serde(default)]
+    pub units: Vec<Unit>,
+    pub classification: Classification,
+    pub routing: Routing,
+}
+
+/// A validated city: every reference resolves.
+#[derive(Debug, Clone)]
+pub struct City {
+    pub config: CityConfig,
+    units: HashMap<UnitCode, usize>,
+}
+
+impl City {
+    pub fn new(config: CityConfig) -> Result<Self> {
+        let mut counties = HashSet::new();
+        for c in &config.counties {
+            if !counties.insert(c.code.as_str()) {
+                return Err(Error::invalid("counties", format!("duplicate county code {:?}", c.code)));
+            }
+        }
+        let mut streets = HashSet::new();
+        for s in &config.streets {
+            if !streets.insert(s.code.as_str()) {
+                return Err(Error::invalid("streets", format!("duplicate street code {:?}", s.code)));
+            }
+            if !counties.contains(s.county.as_str()) {
+                return Err(Error::invalid("streets", format!("street {:?} names unknown county {:?}", s.code, s.county)));
+            }
+        }
+        let mut units = HashMap::new();
+        for (i, u) in config.units.iter().enumerate() {
+            if units.insert(u.code.clone(), i).is_some() {
+                return Err(Error::invalid("units", format!("duplicate unit code {:?}", u.code.as_str())));
+            }
+            let known = match &u.platform {
+                PlatformId::City => true,
+                PlatformId::County(c) => counties.contains(c.as_str()),
+                PlatformId::Street(s) => streets.contains(s.as_str()),
+            };
+            if !known {
+                return Err(Error::invalid("units", format!("unit {:?} belongs to unknown platform {}", u.code.as_str(), u.platform)));
+            }
+        }
+        for (cat, unit) in config.routing.city.iter().map(|(c, u)| (c.as_str(), u)).chain([("default", &config.routing.default_unit)]) {
+            if !units.contains_key(unit) {
+                return Err(Error::invalid("routing", format!("{cat} routes to unknown unit {:?}", unit.as_str())));
+            }
+        }
+        Ok(City { config, units })
+    }
+
+    pub fn unit(&self, code: &UnitCode) -> Option<&Unit> {
+        self.units.get(code).map(|&i| &self.config.units[i])
+    }
+
+    pub fn county_of(&self, street: &str) -> Option<&str> {
+        self.config.streets.iter().find(|s| s.code == street).map(|s| s.county.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(units: Vec<Unit>, default_unit: &str) -> CityConfig {
+        CityConfig {
+            name: "t".into(),
+            counties: vec![County { code: "east".into(), name: "East".into(), keywords: vec![] }],
+            streets: vec![Street { code: "e1".into(), county: "east".into(), name: "E1".into(), keywords: vec![] }],
+            units,
+            classification: Classification { categories: vec![], urgency: BTreeMap::new(), whistle_level: BTreeMap::new() },
+            routing: Routing { city: BTreeMap::new(), default_unit: UnitCode::parse(default_unit).unwrap() },
+        }
+    }
+
+    fn unit(code: &str, platform: &str) -> Unit {
+        Unit { code: UnitCode::parse(code).unwrap(), name: code.into(), platform: PlatformId::parse(platform).unwrap(), webhook: None }
+    }
+
+    #[test]
+    fn references_must_resolve() {
+        assert!(City::new(config(vec![unit("hub", "city")], "hub")).is_ok());
+        let e = City::new(config(vec![unit("hub", "street:nowhere")], "hub")).unwrap_err();
+        assert!(e.to_string().contains("unknown platform street:nowhere"), "{e}");
+        let e = City::new(config(vec![unit("hub", "city")], "ghost")).unwrap_err();
+        assert!(e.to_string().contains("unknown unit \"ghost\""), "{e}");
+        let e = City::new(config(vec![unit("hub", "city"), unit("hub", "city")], "hub")).unwrap_err();
+        assert!(e.to_string().contains("duplicate unit"), "{e}");
+    }
+}

@@ -1,0 +1,119 @@
+//! The `Intake` gRPC service. Status codes are mapped here, in one place.
+
+use tonic::{Request, Response, Status};
+use whistle_domain::{Contact, Location, TicketState};
+use whistle_proto::v1::{self as pb, intake_server::Intake};
+use whistle_proto::timestamp;
+use whistle_runtime::TicketStore;
+use whistle_runtime::store::Projection;
+
+use crate::numbers::{RegisterError, Registrar};
+
+pub struct IntakeService {
+    registrar: Registrar,
+    store: TicketStore,
+}
+
+impl IntakeService {
+    pub fn new(registrar: Registrar, store: TicketStore) -> Self {
+        IntakeService { registrar, store }
+    }
+}
+
+/// `INVALID_ARGUMENT` naming the field, also in the `x-whistle-field` metadata.
+pub fn invalid(e: whistle_domain::Error) -> Status {
+    let mut status = Status::invalid_argument(e.to_string());
+    if let Some(field) = e.field()
+        && let Ok(v) = field.parse()
+    {
+        status.metadata_mut().insert("x-whistle-field", v);
+    }
+    status
+}
+
+fn register_status(e: RegisterError) -> Status {
+    match e {
+        RegisterError::Busy => Status::aborted(e.to_string()),
+        RegisterError::Unavailable(_) => Status::unavailable(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl Intake for IntakeService {
+    async fn submit_request(&self, req: Request<pb::SubmitRequestRequest>) -> Result<Response<pb::SubmitRequestResponse>, Status> {
+        let r = req.into_inner();
+        let location = Location::parse(&r.address, r.lat, r.lon).map_err(invalid)?;
+        let contact = Contact::parse(&r.citizen_name, &r.citizen_phone, &r.citizen_email).map_err(invalid)?;
+        let request = whistle_domain::Request::parse(&r.channel, &r.external_id, &r.text, location, contact, &r.language).map_err(invalid)?;
+        let done = self.registrar.register(request).await.map_err(register_status)?;
+        Ok(Response::new(pb::SubmitRequestResponse {
+            ticket_id: done.ticket_id.to_string(),
+            ticket_number: done.number.to_string(),
+            duplicate: done.duplicate,
+        }))
+    }
+
+    async fn get_ticket(&self, req: Request<pb::GetTicketRequest>) -> Result<Response<pb::TicketView>, Status> {
+        let key = req.into_inner().ticket;
+        if key.trim().is_empty() {
+            return Err(Status::invalid_argument("ticket: give a ticket number or ticket id"));
+        }
+        match self.store.find(key.trim()).await {
+            Ok(Some(p)) => Ok(Response::new(view(&p))),
+            Ok(None) => Err(Status::not_found(format!("ticket {key} is not known"))),
+            Err(e) => Err(Status::unavailable(e.to_string())),
+        }
+    }
+}
+
+/// The citizen-facing view of a ticket.
+pub fn view(p: &Projection) -> pb::TicketView {
+    let t = &p.ticket;
+    let c = t.classification.as_ref();
+    let (platform, unit, deadline, overdue, result, resolution) = match &t.state {
+        TicketState::Received | TicketState::Classified => (None, None, None, 0, None, None),
+        TicketState::Queued { platform, .. } => (Some(platform.to_string()), None, None, 0, None, None),
+        TicketState::Assigned(a) | TicketState::Acknowledged(a) => (
+            Some(a.platform.to_string()),
+            Some(a.unit.to_string()),
+            Some(timestamp(a.deadline.due_at)),
+            a.overdue.map_or(0, |l| l.number()),
+            None,
+            None,
+        ),
+        TicketState::Completed { assignment, result, .. } => (
+            Some(assignment.platform.to_string()),
+            Some(assignment.unit.to_string()),
+            Some(timestamp(assignment.deadline.due_at)),
+            assignment.overdue.map_or(0, |l| l.number()),
+            Some(result.clone()),
+            None,
+        ),
+        TicketState::Closed { resolution } => (None, None, None, 0, t.last_result.clone(), Some(resolution.as_str().to_owned())),
+    };
+    pb::TicketView {
+        ticket_id: t.id.to_string(),
+        ticket_number: t.number.to_string(),
+        state: t.state.name().to_owned(),
+        channel: t.request.channel.as_str().to_owned(),
+        category: c.map(|c| c.category.as_str().to_owned()).unwrap_or_default(),
+        urgency: c.map(|c| c.urgency.as_str().to_owned()).unwrap_or_default(),
+        whistle_level: c.map(|c| c.whistle_level.as_str().to_owned()).unwrap_or_default(),
+        jurisdiction: c.map(|c| pb::Jurisdiction {
+            county: c.jurisdiction.county.clone().unwrap_or_default(),
+            street: c.jurisdiction.street.clone().unwrap_or_default(),
+        }),
+        platform: platform.unwrap_or_default(),
+        unit: unit.unwrap_or_default(),
+        deadline,
+        overdue_level: overdue,
+        supervised: t.supervised,
+        result: result.unwrap_or_default(),
+        resolution: resolution.unwrap_or_default(),
+        rework_count: t.rework_count,
+        received_at: Some(timestamp(t.received_at)),
+        updated_at: Some(timestamp(t.updated_at)),
+        text: t.request.text.clone(),
+        language: t.request.language.as_str().to_owned(),
+    }
+}

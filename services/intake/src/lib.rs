@@ -1,0 +1,130 @@
+//! Intake: the front door. Channels call `SubmitRequest` over gRPC; external
+//! systems may publish to the `intake-requests` topic. A request is validated,
+//! given a ticket number, and recorded as a `received` event; the number goes
+//! back to the citizen only after the broker has acknowledged that event.
+//! Intake also runs the projector that keeps each ticket's current state in
+//! Redis, which `GetTicket` reads.
+
+mod grpc;
+mod numbers;
+mod projector;
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use whistle_domain::{Clock, SystemClock};
+use whistle_runtime::consumer::{self, ConsumerSettings};
+use whistle_runtime::shutdown::{drain, spawn_supervised};
+use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
+
+pub use numbers::Registrar;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub redis: RedisConfig,
+    pub telemetry: TelemetryConfig,
+    pub intake: IntakeSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IntakeSettings {
+    /// gRPC listen address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The city's UTC offset, for the date in ticket numbers.
+    pub utc_offset_hours: i8,
+    /// Consumer group of the projector.
+    pub projector_group: String,
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        IntakeSettings { listen: ([127, 0, 0, 1], 50051).into(), utc_offset_hours: 8, projector_group: "intake-projector".into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Runtime(#[from] whistle_runtime::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("config: {0}")]
+    Config(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A built intake service, listening, not yet serving.
+pub struct Intake {
+    config: Config,
+    listener: TcpListener,
+    registrar: Registrar,
+    store: TicketStore,
+    producer: EventProducer,
+}
+
+impl Intake {
+    pub async fn build(config: Config) -> Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
+        let offset = time::UtcOffset::from_hms(config.intake.utc_offset_hours, 0, 0)
+            .map_err(|e| Error::Config(format!("intake.utc_offset_hours: {e}")))?;
+        if config.kafka.create_topics {
+            whistle_runtime::topics::ensure(&config.kafka).await?;
+        }
+        let producer = EventProducer::new(&config.kafka)?;
+        let store = TicketStore::connect(&config.redis).await?;
+        let registrar = Registrar::new(store.clone(), producer.clone(), clock, offset);
+        let addr = config.intake.listen;
+        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
+        Ok(Intake { config, listener, registrar, store, producer })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.intake.listen)
+    }
+
+    /// Serves gRPC and runs the projector and the intake-topic consumer until
+    /// shutdown, then drains.
+    pub async fn run(self, shutdown: Shutdown) -> Result<()> {
+        let Intake { config, listener, registrar, store, producer } = self;
+        let topics = Topics::new(&config.kafka);
+        let projector = spawn_supervised("projector", &shutdown, consumer::run(
+            config.kafka.clone(),
+            ConsumerSettings::new("intake", config.intake.projector_group.clone(), vec![topics.events()]),
+            Arc::new(projector::Projector::new(store.clone())),
+            producer.clone(),
+            shutdown.clone(),
+        ));
+        let intake_topic = spawn_supervised("intake-topic", &shutdown, consumer::run(
+            config.kafka.clone(),
+            ConsumerSettings::new("intake", "intake-requests", vec![topics.intake_requests()]),
+            Arc::new(numbers::TopicIntake::new(registrar.clone())),
+            producer.clone(),
+            shutdown.clone(),
+        ));
+        let service = grpc::IntakeService::new(registrar, store);
+        let server = tonic::transport::Server::builder()
+            .trace_fn(whistle_runtime::telemetry::grpc_span)
+            .add_service(whistle_proto::v1::intake_server::IntakeServer::new(service))
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
+                let s = shutdown.clone();
+                async move { s.wait().await }
+            });
+        let served = server.await;
+        shutdown.trigger();
+        drain(vec![projector, intake_topic], Duration::from_secs(15)).await;
+        producer.flush(Duration::from_secs(5));
+        served?;
+        Ok(())
+    }
+}

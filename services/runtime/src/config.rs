@@ -1,0 +1,132 @@
+//! Configuration in layers: the service's defaults, then an optional TOML
+//! file, then `WHISTLE__SECTION__KEY` environment variables. Every service
+//! reads the same file and takes its own sections.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// Loads `T` from defaults, the file (if given) and the environment.
+pub fn load<T: Serialize + DeserializeOwned + Default>(file: Option<&Path>) -> Result<T> {
+    let mut fig = Figment::from(Serialized::defaults(T::default()));
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(Error::Config(format!("config file {} does not exist", file.display())));
+        }
+        fig = fig.merge(Toml::file(file));
+    }
+    fig.merge(Env::prefixed("WHISTLE__").split("__"))
+        .extract()
+        .map_err(|e| Error::Config(e.to_string()))
+}
+
+/// A value that must never be printed (passwords, tokens, URLs with
+/// credentials).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(v: T) -> Self {
+        Secret(v)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[secret]")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KafkaConfig {
+    /// `host:port,host:port`.
+    pub brokers: String,
+    /// Prepended to every topic name (separate environments, tests).
+    pub topic_prefix: String,
+    /// Prepended to every consumer group id.
+    pub group_prefix: String,
+    /// Create the project's topics at start-up if missing.
+    pub create_topics: bool,
+    /// Replication factor for created topics.
+    pub replication: i32,
+    /// Extra librdkafka properties (security.protocol, sasl.*, ...).
+    pub properties: BTreeMap<String, Secret<String>>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic_prefix: String::new(),
+            group_prefix: String::new(),
+            create_topics: true,
+            replication: 1,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`; may carry a password, so it is secret.
+    pub url: Secret<String>,
+    /// Prepended to every key.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig { url: Secret::new("redis://127.0.0.1:6379/0".into()), key_prefix: "whistle:".into() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TelemetryConfig {
+    /// OTLP/gRPC endpoint (e.g. `http://127.0.0.1:4317`); spans are exported
+    /// only when set. Logs go to stderr, filtered by `RUST_LOG`.
+    pub otlp_endpoint: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Sample {
+        kafka: KafkaConfig,
+        redis: RedisConfig,
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let err = load::<Sample>(Some(Path::new("/nonexistent/whistle.toml"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/whistle.toml does not exist"), "{err}");
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_secrets_never_print() {
+        let dir = std::env::temp_dir().join(format!("whistle-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("w.toml");
+        std::fs::write(&file, "[kafka]\nbrokers = \"k:1\"\n[redis]\nurl = \"redis://:hunter2@r:1\"\n").unwrap();
+        let s: Sample = load(Some(&file)).unwrap();
+        assert_eq!(s.kafka.brokers, "k:1");
+        assert_eq!(s.redis.key_prefix, "whistle:");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,332 @@
+//! The consumer loop every service runs: manual offset commits only after the
+//! handler's work is durable, in partition order; messages of one key handled
+//! in order while different keys run concurrently; poison messages to the
+//! dead-letter topic with the reason (never stalling the partition);
+//! transient failures retried with backoff; offsets committed when partitions
+//! are revoked and on drain.
+
+use futures::FutureExt;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+use whistle_domain::Event;
+
+use crate::kafka::client_config;
+use crate::shutdown::sleep_or_shutdown;
+use crate::{Error, EventProducer, KafkaConfig, Result, Shutdown, telemetry};
+
+/// One consumed message, detached from the consumer.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Incoming {
+    fn from_message(m: &BorrowedMessage<'_>) -> Self {
+        let headers = m
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
+            .unwrap_or_default();
+        Incoming {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            headers,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.as_deref()).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The ticket event this message carries; a message that is not one is
+    /// poison.
+    pub fn event(&self) -> Result<Event, HandleError> {
+        let payload = self.payload.as_deref().ok_or_else(|| HandleError::Poison("message has no payload".into()))?;
+        whistle_proto::decode_event(payload).map_err(|e| HandleError::Poison(e.to_string()))
+    }
+}
+
+/// What a handler says about a message it could not handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandleError {
+    /// Can never be processed: goes to the dead-letter topic with the reason.
+    Poison(String),
+    /// Infrastructure trouble (Redis, broker, a gateway): retried with backoff.
+    Retry(String),
+}
+
+impl std::fmt::Display for HandleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandleError::Poison(r) => write!(f, "poison: {r}"),
+            HandleError::Retry(r) => write!(f, "retry: {r}"),
+        }
+    }
+}
+
+impl From<Error> for HandleError {
+    /// Runtime errors (Redis, Kafka) are transient.
+    fn from(e: Error) -> Self {
+        HandleError::Retry(e.to_string())
+    }
+}
+
+pub trait Handler: Send + Sync + 'static {
+    /// Does the work for one message and returns once it is durable. Must be
+    /// idempotent: a message may be delivered again after a crash.
+    fn handle(&self, msg: &Incoming) -> impl Future<Output = Result<(), HandleError>> + Send;
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Group id, without the configured group prefix.
+    pub group: String,
+    pub topics: Vec<String>,
+    /// Service name, for logs and dead-letter headers.
+    pub service: &'static str,
+    /// Most messages handled at once (different keys run concurrently).
+    pub max_batch: usize,
+    pub commit_interval: Duration,
+}
+
+impl ConsumerSettings {
+    pub fn new(service: &'static str, group: impl Into<String>, topics: Vec<String>) -> Self {
+        ConsumerSettings { group: group.into(), topics, service, max_batch: 256, commit_interval: Duration::from_millis(200) }
+    }
+}
+
+type Pending = Arc<Mutex<BTreeMap<(String, i32), i64>>>;
+
+/// Commits what has been handled when partitions are taken away, so the next
+/// owner starts right after it.
+struct CommitOnRevoke {
+    pending: Pending,
+    group: String,
+}
+
+impl ClientContext for CommitOnRevoke {}
+
+impl ConsumerContext for CommitOnRevoke {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            let tpl = take_pending(&self.pending);
+            if tpl.count() > 0 {
+                match consumer.commit(&tpl, CommitMode::Sync) {
+                    Ok(()) => tracing::info!(group = %self.group, "committed offsets of revoked partitions"),
+                    Err(e) => tracing::warn!(group = %self.group, error = %e, "commit on revoke failed"),
+                }
+            }
+        }
+    }
+}
+
+fn take_pending(pending: &Pending) -> TopicPartitionList {
+    let mut map = pending.lock().unwrap_or_else(|e| e.into_inner());
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), next) in std::mem::take(&mut *map) {
+        let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(next));
+    }
+    tpl
+}
+
+/// Runs the consumer until shutdown, then commits what was handled.
+pub async fn run<H: Handler>(kafka: KafkaConfig, settings: ConsumerSettings, handler: Arc<H>, dlq: EventProducer, shutdown: Shutdown) -> Result<()> {
+    let group = format!("{}{}", kafka.group_prefix, settings.group);
+    let pending: Pending = Arc::default();
+    let consumer: StreamConsumer<CommitOnRevoke> = client_config(&kafka)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("fetch.wait.max.ms", "50")
+        .create_with_context(CommitOnRevoke { pending: pending.clone(), group: group.clone() })?;
+    let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    tracing::info!(group = %group, topics = ?settings.topics, "consumer started");
+
+    let ctx = Ctx { handler, dlq, shutdown: shutdown.clone(), service: settings.service, group: group.clone() };
+    let mut last_commit = Instant::now();
+    let mut dirty = false;
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.wait() => break,
+            m = consumer.recv() => m,
+        };
+        let mut batch = match first {
+            Ok(m) => vec![Incoming::from_message(&m)],
+            Err(e) => {
+                tracing::warn!(group = %group, error = %e, "consume failed");
+                if !sleep_or_shutdown(Duration::from_millis(200), &shutdown).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        while batch.len() < settings.max_batch {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => batch.push(Incoming::from_message(&m)),
+                Some(Err(_)) | None => break,
+            }
+        }
+        if !ctx.handle_batch(&batch).await {
+            // Shutdown interrupted a retry: nothing of this batch is
+            // committed; it is redelivered to the next owner.
+            break;
+        }
+        {
+            let mut map = pending.lock().unwrap_or_else(|e| e.into_inner());
+            for m in &batch {
+                let next = map.entry((m.topic.clone(), m.partition)).or_insert(0);
+                *next = (*next).max(m.offset + 1);
+            }
+        }
+        dirty = true;
+        if last_commit.elapsed() >= settings.commit_interval {
+            commit(&consumer, &pending, CommitMode::Async);
+            last_commit = Instant::now();
+            dirty = false;
+        }
+    }
+    if dirty || !pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+        commit(&consumer, &pending, CommitMode::Sync);
+    }
+    tracing::info!(group = %group, "consumer drained");
+    Ok(())
+}
+
+fn commit(consumer: &StreamConsumer<CommitOnRevoke>, pending: &Pending, mode: CommitMode) {
+    let tpl = take_pending(pending);
+    if tpl.count() == 0 {
+        return;
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        tracing::warn!(error = %e, "offset commit failed; will retry with the next commit");
+        // put them back so the next commit includes them
+        let mut map = pending.lock().unwrap_or_else(|e| e.into_inner());
+        for el in tpl.elements() {
+            if let Offset::Offset(o) = el.offset() {
+                let next = map.entry((el.topic().to_owned(), el.partition())).or_insert(0);
+                *next = (*next).max(o);
+            }
+        }
+    }
+}
+
+struct Ctx<H> {
+    handler: Arc<H>,
+    dlq: EventProducer,
+    shutdown: Shutdown,
+    service: &'static str,
+    group: String,
+}
+
+impl<H: Handler> Ctx<H> {
+    /// Handles a batch: one key's messages in order, keys concurrently.
+    /// Returns false if shutdown interrupted it.
+    async fn handle_batch(&self, batch: &[Incoming]) -> bool {
+        let mut by_key: HashMap<(i32, Option<&[u8]>), Vec<&Incoming>> = HashMap::new();
+        let mut order = Vec::new();
+        for m in batch {
+            let k = (m.partition, m.key.as_deref());
+            if !by_key.contains_key(&k) {
+                order.push(k);
+            }
+            by_key.entry(k).or_default().push(m);
+        }
+        let runs = order.into_iter().filter_map(|k| by_key.remove(&k)).map(|msgs| async move {
+            for m in msgs {
+                if !self.handle_one(m).await {
+                    return false;
+                }
+            }
+            true
+        });
+        futures::future::join_all(runs).await.into_iter().all(|ok| ok)
+    }
+
+    async fn handle_one(&self, m: &Incoming) -> bool {
+        let span = tracing::info_span!(
+            "consume",
+            service = self.service,
+            topic = %m.topic,
+            partition = m.partition,
+            offset = m.offset,
+            ticket = m.key.as_deref().map(String::from_utf8_lossy).as_deref().unwrap_or(""),
+            event = m.header("event-type").unwrap_or(""),
+        );
+        telemetry::set_parent(&span, m.header("traceparent"));
+        let mut attempt: u32 = 0;
+        loop {
+            match self.handler.handle(m).instrument(span.clone()).await {
+                Ok(()) => return true,
+                Err(HandleError::Poison(reason)) => {
+                    tracing::warn!(parent: &span, %reason, "message dead-lettered");
+                    return self.dead_letter(m, &reason).await;
+                }
+                Err(HandleError::Retry(reason)) => {
+                    attempt += 1;
+                    let wait = backoff(attempt);
+                    tracing::warn!(parent: &span, %reason, attempt, wait_ms = wait.as_millis() as u64, "handling failed; will retry");
+                    if !sleep_or_shutdown(wait, &self.shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dead_letter(&self, m: &Incoming, reason: &str) -> bool {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &m.headers {
+            headers = headers.insert(Header { key: k, value: v.as_deref() });
+        }
+        let partition = m.partition.to_string();
+        let offset = m.offset.to_string();
+        let at = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+        headers = headers
+            .insert(Header { key: "dlq-reason", value: Some(reason) })
+            .insert(Header { key: "dlq-topic", value: Some(m.topic.as_str()) })
+            .insert(Header { key: "dlq-partition", value: Some(partition.as_str()) })
+            .insert(Header { key: "dlq-offset", value: Some(offset.as_str()) })
+            .insert(Header { key: "dlq-service", value: Some(self.service) })
+            .insert(Header { key: "dlq-group", value: Some(self.group.as_str()) })
+            .insert(Header { key: "dlq-at", value: Some(at.as_str()) });
+        let topic = self.dlq.topics().dead_letter();
+        let mut attempt = 0;
+        loop {
+            match self.dlq.send(&topic, m.key.as_deref(), m.payload.as_deref().unwrap_or_default(), headers.clone()).await {
+                Ok(_) => return true,
+                Err(e) => {
+                    attempt += 1;
+                    tracing::error!(error = %e, attempt, topic = %m.topic, partition = m.partition, offset = m.offset, "dead-letter publish failed");
+                    if !sleep_or_shutdown(backoff(attempt), &self.shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: 100 ms doubling to 5 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(6)).min(5_000);
+    let jitter = rand::random_range(0..=base / 4);
+    Duration::from_millis(base + jitter)
+}

@@ -1,0 +1,188 @@
+//! The ticket projection: each ticket's current state folded from its events,
+//! kept in Redis for fast reads (GetTicket, desks, the notifier). It is
+//! rebuildable: replaying `ticket-events` from the start recreates it.
+//!
+//! One writer (the projector in intake) applies events in partition order;
+//! readers that act on an event they consumed themselves wait until the
+//! projection has caught up with that event's offset.
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use whistle_domain::{Actor, Event, EventId, EventKind, Ticket, TicketId};
+
+use crate::{Error, RedisConfig, Result};
+
+/// How many recent event ids a ticket remembers, to drop redeliveries.
+const REMEMBERED_EVENTS: usize = 128;
+
+/// One line of a ticket's audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub event_id: EventId,
+    pub event: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: time::OffsetDateTime,
+    pub actor: Actor,
+    /// Set when the lifecycle refused the event (a late timer, a race).
+    pub refused: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    pub ticket: Ticket,
+    /// Kafka position of the last event seen for this ticket.
+    pub partition: i32,
+    pub offset: i64,
+    pub applied: VecDeque<EventId>,
+    pub history: Vec<HistoryEntry>,
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    Applied,
+    /// Seen before (redelivery): nothing changed.
+    Duplicate,
+    /// The lifecycle refused it; recorded in the history with the rule.
+    Refused(String),
+}
+
+#[derive(Clone)]
+pub struct TicketStore {
+    redis: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for TicketStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketStore").field("prefix", &self.prefix).finish()
+    }
+}
+
+const BUMP_SEQUENCE: &str = r"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 0";
+
+impl TicketStore {
+    pub async fn connect(cfg: &RedisConfig) -> Result<Self> {
+        Ok(TicketStore { redis: crate::redis_client::connect(cfg).await?, prefix: cfg.key_prefix.clone() })
+    }
+
+    pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
+        TicketStore { redis, prefix: prefix.to_owned() }
+    }
+
+    pub fn redis(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn ticket_key(&self, id: &TicketId) -> String {
+        format!("{}ticket:{id}", self.prefix)
+    }
+
+    fn number_key(&self, n: &str) -> String {
+        format!("{}ticket-number:{n}", self.prefix)
+    }
+
+    /// Key of the daily counter behind ticket numbers (`day` is `YYYYMMDD`).
+    pub fn sequence_key(&self, day: &str) -> String {
+        format!("{}ticket-seq:{day}", self.prefix)
+    }
+
+    pub async fn get(&self, id: &TicketId) -> Result<Option<Projection>> {
+        let raw: Option<String> = self.redis.clone().get(self.ticket_key(id)).await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| Error::Corrupt(id.to_string(), e.to_string()))).transpose()
+    }
+
+    /// By ticket number or ticket id.
+    pub async fn find(&self, ticket: &str) -> Result<Option<Projection>> {
+        let id = match TicketId::parse(ticket) {
+            Ok(id) => id,
+            Err(_) => {
+                let id: Option<String> = self.redis.clone().get(self.number_key(ticket)).await?;
+                match id.and_then(|id| TicketId::parse(&id).ok()) {
+                    Some(id) => id,
+                    None => return Ok(None),
+                }
+            }
+        };
+        self.get(&id).await
+    }
+
+    /// The projection once it includes the event at `offset` (same
+    /// partition), or `None` if it has not caught up yet.
+    pub async fn get_caught_up(&self, id: &TicketId, offset: i64) -> Result<Option<Projection>> {
+        Ok(self.get(id).await?.filter(|p| p.offset >= offset))
+    }
+
+    /// Applies one event at its Kafka position. Idempotent.
+    pub async fn apply(&self, event: &Event, partition: i32, offset: i64) -> Result<Applied> {
+        let mut redis = self.redis.clone();
+        let key = self.ticket_key(&event.ticket_id);
+        let existing = self.get(&event.ticket_id).await?;
+        let entry = |refused: Option<String>| HistoryEntry {
+            event_id: event.id,
+            event: event.kind.name().to_owned(),
+            at: event.occurred_at,
+            actor: event.actor.clone(),
+            refused,
+        };
+        let (projection, outcome) = match existing {
+            Some(mut p) => {
+                if p.applied.contains(&event.id) || p.offset >= offset && p.partition == partition {
+                    return Ok(Applied::Duplicate);
+                }
+                p.partition = partition;
+                p.offset = offset;
+                p.applied.push_back(event.id);
+                if p.applied.len() > REMEMBERED_EVENTS {
+                    p.applied.pop_front();
+                }
+                let outcome = match p.ticket.apply(event) {
+                    Ok(()) => {
+                        p.history.push(entry(None));
+                        Applied::Applied
+                    }
+                    Err(e) => {
+                        p.history.push(entry(Some(e.to_string())));
+                        Applied::Refused(e.to_string())
+                    }
+                };
+                (p, outcome)
+            }
+            None => match Ticket::open(event) {
+                Ok(ticket) => (
+                    Projection { ticket, partition, offset, applied: VecDeque::from([event.id]), history: vec![entry(None)] },
+                    Applied::Applied,
+                ),
+                Err(e) => return Ok(Applied::Refused(e.to_string())),
+            },
+        };
+        let json = serde_json::to_string(&projection)?;
+        if let EventKind::Received { number, .. } = &event.kind {
+            let _: () = redis::pipe()
+                .atomic()
+                .set(&key, json)
+                .set(self.number_key(number.as_str()), event.ticket_id.to_string())
+                .query_async(&mut redis)
+                .await?;
+            // Keep the number counter ahead of every number issued, so a
+            // rebuilt Redis never issues a number twice.
+            let _: i64 = redis::Script::new(BUMP_SEQUENCE)
+                .key(self.sequence_key(number.day()))
+                .arg(number.sequence())
+                .invoke_async(&mut redis)
+                .await?;
+        } else {
+            let _: () = redis.set(&key, json).await?;
+        }
+        Ok(outcome)
+    }
+}
