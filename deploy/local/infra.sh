@@ -41,10 +41,11 @@ start_tansu() {
 }
 
 stop_pid() {
-  local f=$WHISTLE_DATA/$1.pid
-  if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
-    kill "$(cat "$f")"
-    for _ in $(seq 50); do kill -0 "$(cat "$f")" 2>/dev/null || break; sleep 0.1; done
+  local f=$WHISTLE_DATA/$1.pid pid
+  pid=$(cat "$f" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill "$pid"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     log "$1 stopped"
   fi
   rm -f "$f"

@@ -103,7 +103,7 @@ pub fn for_event(e: &Event, ticket: Option<&Ticket>) -> Vec<Message> {
                 t.request.text,
                 if t.request.location.address.is_empty() { "-" } else { &t.request.location.address },
                 phone,
-                deadline.due_at
+                local(deadline.due_at)
             );
             vec![msg(Template::TicketAssigned, t.number.as_str(), Language::Zh, Recipient::Unit { unit: unit.to_string() }, text)]
         }
@@ -124,13 +124,19 @@ pub fn for_event(e: &Event, ticket: Option<&Ticket>) -> Vec<Message> {
                 return vec![];
             }
             let (template, text) = match level {
-                OverdueLevel::First => (Template::OverdueReminder, format!("超时提醒：工单 {} 已超过办理时限（{}），请尽快办理。", t.number, due_at)),
-                OverdueLevel::Second => (Template::UrgingLetter, format!("催办函：工单 {} 再次超时（原时限 {}），已转分管领导并列入督办。", t.number, due_at)),
+                OverdueLevel::First => (Template::OverdueReminder, format!("超时提醒：工单 {} 已超过办理时限（{}），请尽快办理。", t.number, local(*due_at))),
+                OverdueLevel::Second => (Template::UrgingLetter, format!("催办函：工单 {} 再次超时（原时限 {}），已转分管领导并列入督办。", t.number, local(*due_at))),
             };
             vec![msg(template, t.number.as_str(), Language::Zh, Recipient::Unit { unit: unit.to_string() }, text)]
         }
         _ => vec![],
     }
+}
+
+/// A time as the city reads it (China Standard Time).
+pub fn local(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::macros::offset!(+8));
+    t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]")).unwrap_or_else(|_| t.to_string())
 }
 
 fn received_text(lang: Language, number: &str) -> String {

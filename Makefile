@@ -1,0 +1,32 @@
+# The two commands: `make run` starts the whole platform locally (installing
+# what it needs), `make test` runs every test on the real broker and Redis.
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: run test stop infra install bench lint status
+
+run:
+	deploy/local/up.sh
+
+test: install infra
+	cargo test --workspace
+
+stop:
+	deploy/local/down.sh
+
+install:
+	deploy/local/install.sh
+
+infra:
+	deploy/local/infra.sh start
+
+status:
+	deploy/local/infra.sh status
+
+# End-to-end throughput and latency (prints figures; not a test).
+bench: install infra
+	cargo bench -p whistle-tests --bench spine
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings

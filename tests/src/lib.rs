@@ -1,0 +1,380 @@
+//! The test sandbox: the real broker and Redis (started through the project's
+//! own `deploy/local/infra.sh` if they are not up), every service in-process
+//! on port 0 with unique topic, group and key prefixes, a real webhook
+//! receiver, and helpers to read what landed on Kafka.
+
+pub mod webhook;
+
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use whistle_domain::{Clock, DeadlinePolicy, Event, ManualClock, TicketId};
+use whistle_proto::v1::{self as pb, desk_client::DeskClient, intake_client::IntakeClient};
+use whistle_runtime::{KafkaConfig, RedisConfig, Shutdown, Topics};
+
+pub use webhook::{Behaviour, WebhookReceiver};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn city_file() -> PathBuf {
+    repo_root().join("deploy/config/demo-city.toml")
+}
+
+#[derive(Debug, Clone)]
+pub struct Infra {
+    pub brokers: String,
+    pub redis_url: String,
+}
+
+fn port_open(addr: &str) -> bool {
+    addr.parse::<SocketAddr>().ok().is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+}
+
+/// The broker and Redis, started by the project's script if they are down.
+pub fn infra() -> &'static Infra {
+    static INFRA: OnceLock<Infra> = OnceLock::new();
+    INFRA.get_or_init(|| {
+        let kafka_port = std::env::var("KAFKA_PORT").unwrap_or_else(|_| "9092".into());
+        let redis_port = std::env::var("REDIS_PORT").unwrap_or_else(|_| "6379".into());
+        let brokers = format!("127.0.0.1:{kafka_port}");
+        let redis = format!("127.0.0.1:{redis_port}");
+        if !port_open(&brokers) || !port_open(&redis) {
+            let status = std::process::Command::new("bash")
+                .arg(repo_root().join("deploy/local/infra.sh"))
+                .arg("start")
+                .status()
+                .expect("run deploy/local/infra.sh");
+            assert!(status.success(), "deploy/local/infra.sh start failed");
+        }
+        init_logs();
+        Infra { brokers, redis_url: format!("redis://{redis}/0") }
+    })
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
+/// A unique prefix for one test's topics, groups and keys.
+pub fn unique_prefix(name: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let r = uuid::Uuid::new_v4().simple().to_string();
+    format!("t-{name}-{}-{n}-{}.", std::process::id(), &r[..8])
+}
+
+/// What a test may change about the platform.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub policy: DeadlinePolicy,
+    pub webhook: Behaviour,
+    pub notifier_attempts: u32,
+    /// Monday 2026-11-23 10:00 China time unless set.
+    pub start: time::OffsetDateTime,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            policy: DeadlinePolicy::default(),
+            webhook: Behaviour::Accept,
+            notifier_attempts: 6,
+            start: time::macros::datetime!(2026-11-23 10:00 +08:00),
+        }
+    }
+}
+
+struct Running {
+    shutdown: Shutdown,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// The whole platform, in-process.
+pub struct Platform {
+    pub prefix: String,
+    pub kafka: KafkaConfig,
+    pub redis: RedisConfig,
+    pub clock: ManualClock,
+    pub intake_addr: SocketAddr,
+    pub desk_addr: SocketAddr,
+    pub webhook: WebhookReceiver,
+    options: Options,
+    services: HashMap<&'static str, Running>,
+}
+
+impl Platform {
+    pub async fn start(name: &str) -> Platform {
+        Self::start_with(name, Options::default()).await
+    }
+
+    pub async fn start_with(name: &str, options: Options) -> Platform {
+        let infra = infra();
+        let prefix = unique_prefix(name);
+        let kafka = KafkaConfig {
+            brokers: infra.brokers.clone(),
+            topic_prefix: prefix.clone(),
+            group_prefix: prefix.clone(),
+            create_topics: false,
+            ..KafkaConfig::default()
+        };
+        whistle_runtime::topics::ensure(&kafka).await.expect("create topics");
+        let redis = RedisConfig { url: whistle_runtime::Secret::new(infra.redis_url.clone()), key_prefix: prefix.clone() };
+        let webhook = WebhookReceiver::start(options.webhook.clone()).await;
+        let clock = ManualClock::new(options.start);
+        let mut p = Platform {
+            prefix,
+            kafka,
+            redis,
+            clock,
+            intake_addr: ([127, 0, 0, 1], 0).into(),
+            desk_addr: ([127, 0, 0, 1], 0).into(),
+            webhook,
+            options,
+            services: HashMap::new(),
+        };
+        p.start_intake().await;
+        p.start_classifier().await;
+        p.start_dispatcher().await;
+        p.start_sla_timer().await;
+        p.start_notifier().await;
+        p
+    }
+
+    fn clock_arc(&self) -> Arc<dyn Clock> {
+        Arc::new(self.clock.clone())
+    }
+
+    fn spawn<F>(&mut self, name: &'static str, run: impl FnOnce(Shutdown) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let shutdown = Shutdown::new();
+        let handle = tokio::spawn(run(shutdown.clone()));
+        self.services.insert(name, Running { shutdown, handle });
+    }
+
+    pub async fn start_intake(&mut self) {
+        let mut config = whistle_intake::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), ..Default::default() };
+        config.intake.listen = ([127, 0, 0, 1], 0).into();
+        let svc = whistle_intake::Intake::build_with_clock(config, self.clock_arc()).await.expect("build intake");
+        self.intake_addr = svc.local_addr();
+        self.spawn("intake", |s| async move { svc.run(s).await.expect("intake") });
+    }
+
+    pub async fn start_classifier(&mut self) {
+        let mut config = whistle_classifier::Config { kafka: self.kafka.clone(), ..Default::default() };
+        config.classifier.city_file = city_file();
+        let svc = whistle_classifier::Classifier::build_with_clock(config, self.clock_arc()).await.expect("build classifier");
+        self.spawn("classifier", |s| async move { svc.run(s).await.expect("classifier") });
+    }
+
+    pub async fn start_dispatcher(&mut self) {
+        let mut config = whistle_dispatcher::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), policy: self.options.policy.clone(), ..Default::default() };
+        config.dispatcher.listen = ([127, 0, 0, 1], 0).into();
+        config.dispatcher.city_file = city_file();
+        let svc = whistle_dispatcher::Dispatcher::build_with_clock(config, self.clock_arc()).await.expect("build dispatcher");
+        self.desk_addr = svc.local_addr();
+        self.spawn("dispatcher", |s| async move { svc.run(s).await.expect("dispatcher") });
+    }
+
+    pub async fn start_sla_timer(&mut self) {
+        let mut config = whistle_sla_timer::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), ..Default::default() };
+        // The clock is manual: look at it often.
+        config.sla_timer.max_idle_ms = 20;
+        let svc = whistle_sla_timer::SlaTimer::build_with_clock(config, self.clock_arc()).await.expect("build sla-timer");
+        self.spawn("sla-timer", |s| async move { svc.run(s).await.expect("sla-timer") });
+    }
+
+    pub async fn start_notifier(&mut self) {
+        let mut config = whistle_notifier::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), ..Default::default() };
+        config.notifier.webhook_url = self.webhook.url();
+        config.notifier.citizen_webhook_url = self.webhook.url();
+        config.notifier.city_file = Some(city_file());
+        config.notifier.max_attempts = self.options.notifier_attempts;
+        config.notifier.initial_backoff_ms = 50;
+        config.notifier.max_backoff_ms = 400;
+        let svc = whistle_notifier::Notifier::build(config).await.expect("build notifier");
+        self.spawn("notifier", |s| async move { svc.run(s).await.expect("notifier") });
+    }
+
+    /// Kills a service the hard way: no drain, no commit (like kill -9).
+    pub async fn kill(&mut self, name: &str) {
+        let r = self.services.remove(name).unwrap_or_else(|| panic!("{name} is not running"));
+        r.handle.abort();
+        let _ = r.handle.await;
+    }
+
+    /// Stops a service gracefully (SIGTERM: drain and commit).
+    pub async fn stop(&mut self, name: &str) {
+        let r = self.services.remove(name).unwrap_or_else(|| panic!("{name} is not running"));
+        r.shutdown.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(30), r.handle).await;
+    }
+
+    pub async fn shutdown(mut self) {
+        let names: Vec<&'static str> = self.services.keys().copied().collect();
+        for n in names {
+            self.stop(n).await;
+        }
+    }
+
+    pub async fn intake(&self) -> IntakeClient<Channel> {
+        IntakeClient::connect(format!("http://{}", self.intake_addr)).await.expect("connect intake")
+    }
+
+    pub async fn desk(&self) -> DeskClient<Channel> {
+        DeskClient::connect(format!("http://{}", self.desk_addr)).await.expect("connect desk")
+    }
+
+    pub fn topics(&self) -> Topics {
+        Topics::new(&self.kafka)
+    }
+
+    /// Polls `GetTicket` until `pred` holds; panics with the last view after `within`.
+    pub async fn wait_ticket(&self, ticket: &str, within: Duration, pred: impl Fn(&pb::TicketView) -> bool) -> pb::TicketView {
+        let mut client = self.intake().await;
+        let start = Instant::now();
+        let mut last = None;
+        while start.elapsed() < within {
+            if let Ok(v) = client.get_ticket(pb::GetTicketRequest { ticket: ticket.to_owned() }).await {
+                let v = v.into_inner();
+                if pred(&v) {
+                    return v;
+                }
+                last = Some(v);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("ticket {ticket} did not reach the expected state within {within:?}; last seen: {last:#?}");
+    }
+
+    /// Every event of one ticket on the events topic, in order.
+    pub async fn events_for(&self, ticket: &str) -> Vec<Event> {
+        let id = TicketId::parse(ticket).expect("ticket id");
+        self.read_topic(&self.topics().events())
+            .await
+            .into_iter()
+            .filter(|m| m.key.as_deref() == Some(id.to_string().as_bytes()))
+            .filter_map(|m| whistle_proto::decode_event(&m.payload).ok())
+            .collect()
+    }
+
+    /// Every message on a topic (all partitions, up to the current end).
+    pub async fn read_topic(&self, topic: &str) -> Vec<Raw> {
+        let kafka = self.kafka.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || read_all(&kafka, &topic)).await.expect("read topic")
+    }
+
+    /// Waits until at least `n` dead letters satisfy `pred`.
+    pub async fn wait_dead_letters(&self, n: usize, within: Duration, pred: impl Fn(&Raw) -> bool) -> Vec<Raw> {
+        let start = Instant::now();
+        loop {
+            let found: Vec<Raw> = self.read_topic(&self.topics().dead_letter()).await.into_iter().filter(|m| pred(m)).collect();
+            if found.len() >= n || start.elapsed() > within {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Publishes raw bytes to the events topic (to test poison handling).
+    pub async fn publish_raw(&self, key: &str, payload: &[u8]) {
+        let producer = whistle_runtime::EventProducer::new(&self.kafka).expect("producer");
+        producer
+            .send(&self.topics().events(), Some(key.as_bytes()), payload, rdkafka::message::OwnedHeaders::new())
+            .await
+            .expect("publish raw");
+    }
+
+    /// Outstanding timers of a ticket in Redis (due or claimed).
+    pub async fn timers_of(&self, ticket: &str) -> usize {
+        let client = redis::Client::open(self.redis.url.expose().as_str()).expect("redis");
+        let mut c = client.get_multiplexed_async_connection().await.expect("redis connect");
+        let tag = format!("{}{{timers}}", self.prefix);
+        let mut n = 0;
+        for set in ["due", "claimed"] {
+            let members: Vec<String> = redis::cmd("ZRANGE").arg(format!("{tag}:{set}")).arg(0).arg(-1).query_async(&mut c).await.expect("zrange");
+            n += members.iter().filter(|m| m.starts_with(ticket)).count();
+        }
+        n
+    }
+}
+
+/// One message read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Raw> {
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = whistle_runtime::kafka::client_config(kafka)
+        .set("group.id", format!("{}reader-{}", kafka.group_prefix, uuid::Uuid::new_v4().simple()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("reader");
+    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let partitions: Vec<i32> = meta.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in &partitions {
+        let (lo, hi) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)).expect("watermarks");
+        if hi > lo {
+            tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(lo)).expect("tpl");
+            ends.insert(*p, hi);
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return out;
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut done: HashMap<i32, bool> = ends.keys().map(|p| (*p, false)).collect();
+    while done.values().any(|d| !d) && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers = m
+                .headers()
+                .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default())).collect())
+                .unwrap_or_default();
+            out.push(Raw { partition: m.partition(), offset: m.offset(), key: m.key().map(<[u8]>::to_vec), payload: m.payload().unwrap_or_default().to_vec(), headers });
+            if m.offset() + 1 >= ends[&m.partition()] {
+                done.insert(m.partition(), true);
+            }
+        }
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    out
+}
+
+/// A request with the usual fields filled.
+pub fn request(text: &str, address: &str) -> pb::SubmitRequestRequest {
+    pb::SubmitRequestRequest {
+        channel: "phone".into(),
+        external_id: String::new(),
+        text: text.into(),
+        address: address.into(),
+        lat: None,
+        lon: None,
+        citizen_name: "张三".into(),
+        citizen_phone: "13800138000".into(),
+        citizen_email: String::new(),
+        language: "zh".into(),
+    }
+}
