@@ -275,3 +275,31 @@ async fn a_failing_webhook_is_retried_and_a_dead_one_is_dead_lettered() {
     assigned(&p, &t2.ticket_number).await;
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ticket_is_one_trace_across_services() {
+    let p = Platform::start("trace").await;
+    let t = submit(&p, request("路灯不亮", "西城区金融街")).await;
+    let v = assigned(&p, &t.ticket_number).await;
+    for _ in 0..400 {
+        if p.timers_of(&t.ticket_id).await == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    p.clock.set(china(&v.deadline) + time::Duration::minutes(1));
+    p.wait_ticket(&t.ticket_number, WAIT, |v| v.overdue_level == 1).await;
+    let raw = p.read_topic(&p.topics().events()).await;
+    let mut traces: Vec<(String, String)> = Vec::new();
+    for m in raw.iter().filter(|m| m.key.as_deref() == Some(t.ticket_id.as_bytes())) {
+        let kind = m.headers.get("event-type").cloned().unwrap_or_default();
+        let tp = m.headers.get("traceparent").unwrap_or_else(|| panic!("{kind} has no traceparent"));
+        // 00-<trace id>-<span id>-<flags>
+        let trace_id = tp.split('-').nth(1).expect("trace id").to_owned();
+        traces.push((kind, trace_id));
+    }
+    let kinds: Vec<&str> = traces.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["received", "classified", "dispatched", "overdue"]);
+    assert!(traces.iter().all(|(_, id)| *id == traces[0].1 && id.len() == 32 && id != &"0".repeat(32)), "{traces:?}");
+    p.shutdown().await;
+}

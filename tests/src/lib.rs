@@ -61,8 +61,7 @@ pub fn infra() -> &'static Infra {
 }
 
 fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    whistle_runtime::telemetry::init_for_tests();
 }
 
 /// A unique prefix for one test's topics, groups and keys.

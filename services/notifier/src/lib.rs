@@ -125,6 +125,23 @@ impl Notify {
         }
     }
 
+    /// The ticket's projection once the projector has applied this event;
+    /// it usually trails by milliseconds.
+    async fn caught_up(&self, ticket: &whistle_domain::TicketId, offset: i64) -> Result<whistle_runtime::store::Projection, HandleError> {
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(5);
+        loop {
+            if let Some(p) = self.store.get_caught_up(ticket, offset).await? {
+                return Ok(p);
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(HandleError::Retry(format!("ticket {ticket} not yet projected up to offset {offset}")));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(100));
+        }
+    }
+
     fn delivered_key(&self, m: &Message) -> String {
         format!("{}notified:{}:{}:webhook", self.store.prefix(), m.event_id, m.recipient.id())
     }
@@ -133,14 +150,7 @@ impl Notify {
 impl Handler for Notify {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let event = msg.event()?;
-        let projection = if messages::needs_ticket(&event) {
-            match self.store.get_caught_up(&event.ticket_id, msg.offset).await? {
-                Some(p) => Some(p),
-                None => return Err(HandleError::Retry(format!("ticket {} not yet projected up to offset {}", event.ticket_id, msg.offset))),
-            }
-        } else {
-            None
-        };
+        let projection = if messages::needs_ticket(&event) { Some(self.caught_up(&event.ticket_id, msg.offset).await?) } else { None };
         let mut redis = self.store.redis();
         for m in messages::for_event(&event, projection.as_ref().map(|p| &p.ticket)) {
             let key = self.delivered_key(&m);

@@ -104,7 +104,7 @@ pub struct ConsumerSettings {
 
 impl ConsumerSettings {
     pub fn new(service: &'static str, group: impl Into<String>, topics: Vec<String>) -> Self {
-        ConsumerSettings { group: group.into(), topics, service, max_batch: 256, commit_interval: Duration::from_millis(200) }
+        ConsumerSettings { group: group.into(), topics, service, max_batch: 256, commit_interval: Duration::from_millis(1000) }
     }
 }
 
@@ -154,7 +154,7 @@ pub async fn run<H: Handler>(kafka: KafkaConfig, settings: ConsumerSettings, han
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
-        .set("fetch.wait.max.ms", "50")
+        .set("fetch.wait.max.ms", "100")
         .create_with_context(CommitOnRevoke { pending: pending.clone(), group: group.clone() })?;
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;

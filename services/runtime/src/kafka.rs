@@ -44,7 +44,7 @@ impl EventProducer {
         let inner: FutureProducer = client_config(cfg)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "1")
+            .set("linger.ms", "5")
             .set("message.timeout.ms", "30000")
             .create()?;
         Ok(EventProducer { inner, topics: Topics::new(cfg) })

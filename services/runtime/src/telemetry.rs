@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::{Error, Result, TelemetryConfig};
 
@@ -36,6 +37,16 @@ impl Drop for TelemetryGuard {
 /// Installs logging and tracing for the process. Safe to call more than once
 /// (tests run several services in one process): later calls change nothing.
 pub fn init(service: &str, cfg: &TelemetryConfig) -> Result<TelemetryGuard> {
+    install(service, cfg, false)
+}
+
+/// For tests: logs at `warn` (or `RUST_LOG`) through the test harness's
+/// capture, and the same span context and propagation as the services.
+pub fn init_for_tests() {
+    let _ = install("whistle-tests", &TelemetryConfig::default(), true);
+}
+
+fn install(service: &str, cfg: &TelemetryConfig, for_tests: bool) -> Result<TelemetryGuard> {
     let mut builder = SdkTracerProvider::builder()
         .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service.to_owned()).build());
     if let Some(endpoint) = cfg.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
@@ -52,13 +63,22 @@ pub fn init(service: &str, cfg: &TelemetryConfig) -> Result<TelemetryGuard> {
     if PROVIDER.set(provider.clone()).is_ok() {
         opentelemetry::global::set_tracer_provider(provider);
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        let fmt = tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-        let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+        // The log filter applies to logs only: spans at info and above always
+        // reach OpenTelemetry, so a quiet RUST_LOG never breaks a trace.
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(if for_tests { "warn" } else { "info" }));
         // A subscriber may already be installed (tests); that is fine.
-        let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
+        let _ = if for_tests {
+            let fmt = tracing_subscriber::fmt::layer().with_test_writer().with_filter(filter);
+            let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO);
+            tracing_subscriber::registry().with(fmt).with(otel).try_init()
+        } else {
+            let fmt = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(filter);
+            let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO);
+            tracing_subscriber::registry().with(fmt).with(otel).try_init()
+        };
     }
     Ok(TelemetryGuard(()))
 }

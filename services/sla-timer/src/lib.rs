@@ -133,7 +133,7 @@ impl Arming {
         self.store.cancel_ticket(&ticket).await?;
         let deadline_ms = (deadline.due_at.unix_timestamp_nanos() / 1_000_000) as i64;
         let span_ms = deadline.span.whole_milliseconds() as i64;
-        let data = TimerData { unit: unit.clone(), deadline_ms };
+        let data = TimerData { unit: unit.clone(), deadline_ms, traceparent: whistle_runtime::telemetry::current_traceparent() };
         for (kind, due_ms) in [(TimerKind::FirstOverdue, deadline_ms), (TimerKind::SecondOverdue, deadline_ms + span_ms.max(0))] {
             let key = TimerKey { ticket, deadline_version: deadline.version, kind };
             if self.store.arm(&key, due_ms, &data).await? {
@@ -240,6 +240,7 @@ impl Firing {
         };
         let event = Event { id: c.key.fired_event_id(), ticket_id: c.key.ticket, occurred_at: self.clock.now(), actor: Actor::system("sla-timer"), kind };
         let span = tracing::info_span!("fire", ticket = %c.key.ticket, timer = c.key.kind.as_str());
+        whistle_runtime::telemetry::set_parent(&span, c.data.traceparent.as_deref());
         self.producer.publish(&event).instrument(span).await?;
         self.store.ack(&c.key).await?;
         let late_ms = millis(self.clock.now()) - c.due_ms;

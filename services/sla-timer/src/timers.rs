@@ -26,6 +26,10 @@ pub struct TimerData {
     pub unit: UnitCode,
     /// The deadline (ms since epoch) this timer belongs to.
     pub deadline_ms: i64,
+    /// The trace of the event that armed it, so the overdue event joins the
+    /// ticket's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
