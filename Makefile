@@ -9,7 +9,7 @@ run:
 	deploy/local/up.sh
 
 test: install infra
-	cargo test --workspace
+	deploy/local/test.sh
 
 stop:
 	deploy/local/down.sh

@@ -36,7 +36,9 @@ pub struct Infra {
 }
 
 fn port_open(addr: &str) -> bool {
-    addr.parse::<SocketAddr>().ok().is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+    addr.parse::<SocketAddr>().ok().is_some_and(|a| {
+        std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()
+    })
 }
 
 /// The broker and Redis, started by the project's script if they are down.
@@ -56,7 +58,10 @@ pub fn infra() -> &'static Infra {
             assert!(status.success(), "deploy/local/infra.sh start failed");
         }
         init_logs();
-        Infra { brokers, redis_url: format!("redis://{redis}/0") }
+        Infra {
+            brokers,
+            redis_url: format!("redis://{redis}/0"),
+        }
     })
 }
 
@@ -126,8 +131,13 @@ impl Platform {
             create_topics: false,
             ..KafkaConfig::default()
         };
-        whistle_runtime::topics::ensure(&kafka).await.expect("create topics");
-        let redis = RedisConfig { url: whistle_runtime::Secret::new(infra.redis_url.clone()), key_prefix: prefix.clone() };
+        whistle_runtime::topics::ensure(&kafka)
+            .await
+            .expect("create topics");
+        let redis = RedisConfig {
+            url: whistle_runtime::Secret::new(infra.redis_url.clone()),
+            key_prefix: prefix.clone(),
+        };
         let webhook = WebhookReceiver::start(options.webhook.clone()).await;
         let clock = ManualClock::new(options.start);
         let mut p = Platform {
@@ -163,59 +173,106 @@ impl Platform {
     }
 
     pub async fn start_intake(&mut self) {
-        let mut config = whistle_intake::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), ..Default::default() };
+        let mut config = whistle_intake::Config {
+            kafka: self.kafka.clone(),
+            redis: self.redis.clone(),
+            ..Default::default()
+        };
         config.intake.listen = ([127, 0, 0, 1], 0).into();
-        let svc = whistle_intake::Intake::build_with_clock(config, self.clock_arc()).await.expect("build intake");
+        let svc = whistle_intake::Intake::build_with_clock(config, self.clock_arc())
+            .await
+            .expect("build intake");
         self.intake_addr = svc.local_addr();
-        self.spawn("intake", |s| async move { svc.run(s).await.expect("intake") });
+        self.spawn(
+            "intake",
+            |s| async move { svc.run(s).await.expect("intake") },
+        );
     }
 
     pub async fn start_classifier(&mut self) {
-        let mut config = whistle_classifier::Config { kafka: self.kafka.clone(), ..Default::default() };
+        let mut config = whistle_classifier::Config {
+            kafka: self.kafka.clone(),
+            ..Default::default()
+        };
         config.classifier.city_file = city_file();
-        let svc = whistle_classifier::Classifier::build_with_clock(config, self.clock_arc()).await.expect("build classifier");
-        self.spawn("classifier", |s| async move { svc.run(s).await.expect("classifier") });
+        let svc = whistle_classifier::Classifier::build_with_clock(config, self.clock_arc())
+            .await
+            .expect("build classifier");
+        self.spawn("classifier", |s| async move {
+            svc.run(s).await.expect("classifier")
+        });
     }
 
     pub async fn start_dispatcher(&mut self) {
-        let mut config = whistle_dispatcher::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), policy: self.options.policy.clone(), ..Default::default() };
+        let mut config = whistle_dispatcher::Config {
+            kafka: self.kafka.clone(),
+            redis: self.redis.clone(),
+            policy: self.options.policy.clone(),
+            ..Default::default()
+        };
         config.dispatcher.listen = ([127, 0, 0, 1], 0).into();
         config.dispatcher.city_file = city_file();
-        let svc = whistle_dispatcher::Dispatcher::build_with_clock(config, self.clock_arc()).await.expect("build dispatcher");
+        let svc = whistle_dispatcher::Dispatcher::build_with_clock(config, self.clock_arc())
+            .await
+            .expect("build dispatcher");
         self.desk_addr = svc.local_addr();
-        self.spawn("dispatcher", |s| async move { svc.run(s).await.expect("dispatcher") });
+        self.spawn("dispatcher", |s| async move {
+            svc.run(s).await.expect("dispatcher")
+        });
     }
 
     pub async fn start_sla_timer(&mut self) {
-        let mut config = whistle_sla_timer::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), ..Default::default() };
+        let mut config = whistle_sla_timer::Config {
+            kafka: self.kafka.clone(),
+            redis: self.redis.clone(),
+            ..Default::default()
+        };
         // The clock is manual: look at it often.
         config.sla_timer.max_idle_ms = 20;
-        let svc = whistle_sla_timer::SlaTimer::build_with_clock(config, self.clock_arc()).await.expect("build sla-timer");
-        self.spawn("sla-timer", |s| async move { svc.run(s).await.expect("sla-timer") });
+        let svc = whistle_sla_timer::SlaTimer::build_with_clock(config, self.clock_arc())
+            .await
+            .expect("build sla-timer");
+        self.spawn("sla-timer", |s| async move {
+            svc.run(s).await.expect("sla-timer")
+        });
     }
 
     pub async fn start_notifier(&mut self) {
-        let mut config = whistle_notifier::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), ..Default::default() };
+        let mut config = whistle_notifier::Config {
+            kafka: self.kafka.clone(),
+            redis: self.redis.clone(),
+            ..Default::default()
+        };
         config.notifier.webhook_url = self.webhook.url();
         config.notifier.citizen_webhook_url = self.webhook.url();
         config.notifier.city_file = Some(city_file());
         config.notifier.max_attempts = self.options.notifier_attempts;
         config.notifier.initial_backoff_ms = 50;
         config.notifier.max_backoff_ms = 400;
-        let svc = whistle_notifier::Notifier::build(config).await.expect("build notifier");
-        self.spawn("notifier", |s| async move { svc.run(s).await.expect("notifier") });
+        let svc = whistle_notifier::Notifier::build(config)
+            .await
+            .expect("build notifier");
+        self.spawn("notifier", |s| async move {
+            svc.run(s).await.expect("notifier")
+        });
     }
 
     /// Kills a service the hard way: no drain, no commit (like kill -9).
     pub async fn kill(&mut self, name: &str) {
-        let r = self.services.remove(name).unwrap_or_else(|| panic!("{name} is not running"));
+        let r = self
+            .services
+            .remove(name)
+            .unwrap_or_else(|| panic!("{name} is not running"));
         r.handle.abort();
         let _ = r.handle.await;
     }
 
     /// Stops a service gracefully (SIGTERM: drain and commit).
     pub async fn stop(&mut self, name: &str) {
-        let r = self.services.remove(name).unwrap_or_else(|| panic!("{name} is not running"));
+        let r = self
+            .services
+            .remove(name)
+            .unwrap_or_else(|| panic!("{name} is not running"));
         r.shutdown.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(30), r.handle).await;
     }
@@ -228,11 +285,15 @@ impl Platform {
     }
 
     pub async fn intake(&self) -> IntakeClient<Channel> {
-        IntakeClient::connect(format!("http://{}", self.intake_addr)).await.expect("connect intake")
+        IntakeClient::connect(format!("http://{}", self.intake_addr))
+            .await
+            .expect("connect intake")
     }
 
     pub async fn desk(&self) -> DeskClient<Channel> {
-        DeskClient::connect(format!("http://{}", self.desk_addr)).await.expect("connect desk")
+        DeskClient::connect(format!("http://{}", self.desk_addr))
+            .await
+            .expect("connect desk")
     }
 
     pub fn topics(&self) -> Topics {
@@ -240,12 +301,22 @@ impl Platform {
     }
 
     /// Polls `GetTicket` until `pred` holds; panics with the last view after `within`.
-    pub async fn wait_ticket(&self, ticket: &str, within: Duration, pred: impl Fn(&pb::TicketView) -> bool) -> pb::TicketView {
+    pub async fn wait_ticket(
+        &self,
+        ticket: &str,
+        within: Duration,
+        pred: impl Fn(&pb::TicketView) -> bool,
+    ) -> pb::TicketView {
         let mut client = self.intake().await;
         let start = Instant::now();
         let mut last = None;
         while start.elapsed() < within {
-            if let Ok(v) = client.get_ticket(pb::GetTicketRequest { ticket: ticket.to_owned() }).await {
+            if let Ok(v) = client
+                .get_ticket(pb::GetTicketRequest {
+                    ticket: ticket.to_owned(),
+                })
+                .await
+            {
                 let v = v.into_inner();
                 if pred(&v) {
                     return v;
@@ -254,7 +325,9 @@ impl Platform {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("ticket {ticket} did not reach the expected state within {within:?}; last seen: {last:#?}");
+        panic!(
+            "ticket {ticket} did not reach the expected state within {within:?}; last seen: {last:#?}"
+        );
     }
 
     /// Every event of one ticket on the events topic, in order.
@@ -272,14 +345,26 @@ impl Platform {
     pub async fn read_topic(&self, topic: &str) -> Vec<Raw> {
         let kafka = self.kafka.clone();
         let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || read_all(&kafka, &topic)).await.expect("read topic")
+        tokio::task::spawn_blocking(move || read_all(&kafka, &topic))
+            .await
+            .expect("read topic")
     }
 
     /// Waits until at least `n` dead letters satisfy `pred`.
-    pub async fn wait_dead_letters(&self, n: usize, within: Duration, pred: impl Fn(&Raw) -> bool) -> Vec<Raw> {
+    pub async fn wait_dead_letters(
+        &self,
+        n: usize,
+        within: Duration,
+        pred: impl Fn(&Raw) -> bool,
+    ) -> Vec<Raw> {
         let start = Instant::now();
         loop {
-            let found: Vec<Raw> = self.read_topic(&self.topics().dead_letter()).await.into_iter().filter(|m| pred(m)).collect();
+            let found: Vec<Raw> = self
+                .read_topic(&self.topics().dead_letter())
+                .await
+                .into_iter()
+                .filter(|m| pred(m))
+                .collect();
             if found.len() >= n || start.elapsed() > within {
                 return found;
             }
@@ -291,7 +376,12 @@ impl Platform {
     pub async fn publish_raw(&self, key: &str, payload: &[u8]) {
         let producer = whistle_runtime::EventProducer::new(&self.kafka).expect("producer");
         producer
-            .send(&self.topics().events(), Some(key.as_bytes()), payload, rdkafka::message::OwnedHeaders::new())
+            .send(
+                &self.topics().events(),
+                Some(key.as_bytes()),
+                payload,
+                rdkafka::message::OwnedHeaders::new(),
+            )
             .await
             .expect("publish raw");
     }
@@ -299,11 +389,20 @@ impl Platform {
     /// Outstanding timers of a ticket in Redis (due or claimed).
     pub async fn timers_of(&self, ticket: &str) -> usize {
         let client = redis::Client::open(self.redis.url.expose().as_str()).expect("redis");
-        let mut c = client.get_multiplexed_async_connection().await.expect("redis connect");
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connect");
         let tag = format!("{}{{timers}}", self.prefix);
         let mut n = 0;
         for set in ["due", "claimed"] {
-            let members: Vec<String> = redis::cmd("ZRANGE").arg(format!("{tag}:{set}")).arg(0).arg(-1).query_async(&mut c).await.expect("zrange");
+            let members: Vec<String> = redis::cmd("ZRANGE")
+                .arg(format!("{tag}:{set}"))
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut c)
+                .await
+                .expect("zrange");
             n += members.iter().filter(|m| m.starts_with(ticket)).count();
         }
         n
@@ -323,19 +422,35 @@ pub struct Raw {
 fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Raw> {
     use rdkafka::message::Headers;
     let consumer: BaseConsumer = whistle_runtime::kafka::client_config(kafka)
-        .set("group.id", format!("{}reader-{}", kafka.group_prefix, uuid::Uuid::new_v4().simple()))
+        .set(
+            "group.id",
+            format!(
+                "{}reader-{}",
+                kafka.group_prefix,
+                uuid::Uuid::new_v4().simple()
+            ),
+        )
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()
         .expect("reader");
-    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    let partitions: Vec<i32> = meta.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let meta = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions: Vec<i32> = meta
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
     let mut tpl = rdkafka::TopicPartitionList::new();
     let mut ends = HashMap::new();
     for p in &partitions {
-        let (lo, hi) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)).expect("watermarks");
+        let (lo, hi) = consumer
+            .fetch_watermarks(topic, *p, Duration::from_secs(10))
+            .expect("watermarks");
         if hi > lo {
-            tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(lo)).expect("tpl");
+            tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(lo))
+                .expect("tpl");
             ends.insert(*p, hi);
         }
     }
@@ -350,9 +465,26 @@ fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Raw> {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
             let headers = m
                 .headers()
-                .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default())).collect())
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                h.value
+                                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                                    .unwrap_or_default(),
+                            )
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
-            out.push(Raw { partition: m.partition(), offset: m.offset(), key: m.key().map(<[u8]>::to_vec), payload: m.payload().unwrap_or_default().to_vec(), headers });
+            out.push(Raw {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
             if m.offset() + 1 >= ends[&m.partition()] {
                 done.insert(m.partition(), true);
             }

@@ -22,7 +22,12 @@ pub enum Span {
 impl Span {
     pub fn parse(s: &str) -> Result<Self> {
         let s = s.trim();
-        let bad = || Error::invalid("span", format!("{s:?} is not a span like 2h, 90m, 30s, 500ms or 5wd"));
+        let bad = || {
+            Error::invalid(
+                "span",
+                format!("{s:?} is not a span like 2h, 90m, 30s, 500ms or 5wd"),
+            )
+        };
         let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
         let (n, unit) = s.split_at(split);
         let n: u32 = n.parse().map_err(|_| bad())?;
@@ -45,7 +50,9 @@ impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Span::WorkingDays(n) => write!(f, "{n}wd"),
-            Span::Clock(d) if d.whole_milliseconds() % 1000 != 0 => write!(f, "{}ms", d.whole_milliseconds()),
+            Span::Clock(d) if d.whole_milliseconds() % 1000 != 0 => {
+                write!(f, "{}ms", d.whole_milliseconds())
+            }
             Span::Clock(d) if d.whole_seconds() % 3600 == 0 => write!(f, "{}h", d.whole_hours()),
             Span::Clock(d) if d.whole_seconds() % 60 == 0 => write!(f, "{}m", d.whole_minutes()),
             Span::Clock(d) => write!(f, "{}s", d.whole_seconds()),
@@ -101,11 +108,15 @@ fn default_offset() -> String {
 impl TryFrom<CalendarConfig> for WorkCalendar {
     type Error = Error;
     fn try_from(c: CalendarConfig) -> Result<Self> {
-        let offset = UtcOffset::parse(&c.utc_offset, time::macros::format_description!("[offset_hour]:[offset_minute]"))
-            .map_err(|e| Error::invalid("utc_offset", format!("{:?}: {e}", c.utc_offset)))?;
+        let offset = UtcOffset::parse(
+            &c.utc_offset,
+            time::macros::format_description!("[offset_hour]:[offset_minute]"),
+        )
+        .map_err(|e| Error::invalid("utc_offset", format!("{:?}: {e}", c.utc_offset)))?;
         let date = |s: &String| {
-            Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
-                .map_err(|e| Error::invalid("calendar", format!("{s:?} is not a YYYY-MM-DD date: {e}")))
+            Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).map_err(|e| {
+                Error::invalid("calendar", format!("{s:?} is not a YYYY-MM-DD date: {e}"))
+            })
         };
         Ok(WorkCalendar {
             offset,
@@ -118,13 +129,25 @@ impl TryFrom<CalendarConfig> for WorkCalendar {
 impl Default for WorkCalendar {
     /// Weekends off, no holidays, China Standard Time.
     fn default() -> Self {
-        WorkCalendar { offset: UtcOffset::from_hms(8, 0, 0).unwrap_or(UtcOffset::UTC), holidays: BTreeSet::new(), makeup_workdays: BTreeSet::new() }
+        WorkCalendar {
+            offset: UtcOffset::from_hms(8, 0, 0).unwrap_or(UtcOffset::UTC),
+            holidays: BTreeSet::new(),
+            makeup_workdays: BTreeSet::new(),
+        }
     }
 }
 
 impl WorkCalendar {
-    pub fn new(offset: UtcOffset, holidays: impl IntoIterator<Item = Date>, makeup_workdays: impl IntoIterator<Item = Date>) -> Self {
-        WorkCalendar { offset, holidays: holidays.into_iter().collect(), makeup_workdays: makeup_workdays.into_iter().collect() }
+    pub fn new(
+        offset: UtcOffset,
+        holidays: impl IntoIterator<Item = Date>,
+        makeup_workdays: impl IntoIterator<Item = Date>,
+    ) -> Self {
+        WorkCalendar {
+            offset,
+            holidays: holidays.into_iter().collect(),
+            makeup_workdays: makeup_workdays.into_iter().collect(),
+        }
     }
 
     pub fn offset(&self) -> UtcOffset {
@@ -242,26 +265,41 @@ mod tests {
     #[test]
     fn friday_afternoon_lands_on_monday() {
         let fri = datetime!(2026-11-20 15:00 +08:00);
-        assert_eq!(cal().add(fri, Span::WorkingDays(1)), datetime!(2026-11-23 15:00 +08:00));
+        assert_eq!(
+            cal().add(fri, Span::WorkingDays(1)),
+            datetime!(2026-11-23 15:00 +08:00)
+        );
     }
 
     #[test]
     fn holiday_week_is_skipped_and_makeup_day_counts() {
         // Wednesday Sep 30 + 1 working day: Oct 1-7 are off, Thu Oct 8 is next.
-        assert_eq!(cal().add(datetime!(2026-09-30 10:00 +08:00), Span::WorkingDays(1)), datetime!(2026-10-08 10:00 +08:00));
+        assert_eq!(
+            cal().add(datetime!(2026-09-30 10:00 +08:00), Span::WorkingDays(1)),
+            datetime!(2026-10-08 10:00 +08:00)
+        );
         // Friday Oct 9 + 1: Saturday Oct 10 is a make-up working day.
-        assert_eq!(cal().add(datetime!(2026-10-09 10:00 +08:00), Span::WorkingDays(1)), datetime!(2026-10-10 10:00 +08:00));
+        assert_eq!(
+            cal().add(datetime!(2026-10-09 10:00 +08:00), Span::WorkingDays(1)),
+            datetime!(2026-10-10 10:00 +08:00)
+        );
     }
 
     #[test]
     fn start_on_a_day_off_counts_from_next_working_day() {
         let sat = datetime!(2026-11-21 11:00 +08:00);
-        assert_eq!(cal().add(sat, Span::WorkingDays(1)), datetime!(2026-11-24 00:00 +08:00));
+        assert_eq!(
+            cal().add(sat, Span::WorkingDays(1)),
+            datetime!(2026-11-24 00:00 +08:00)
+        );
     }
 
     #[test]
     fn clock_spans_ignore_the_calendar() {
         let sat = datetime!(2026-11-21 23:00 +08:00);
-        assert_eq!(cal().add(sat, Span::parse("2h").unwrap()), datetime!(2026-11-22 01:00 +08:00));
+        assert_eq!(
+            cal().add(sat, Span::parse("2h").unwrap()),
+            datetime!(2026-11-22 01:00 +08:00)
+        );
     }
 }

@@ -4,7 +4,10 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{Category, Deadline, EventId, Jurisdiction, PlatformId, Request, TicketId, TicketNumber, UnitCode, Urgency, WhistleLevel};
+use crate::{
+    Category, Deadline, EventId, Jurisdiction, PlatformId, Request, TicketId, TicketNumber,
+    UnitCode, Urgency, WhistleLevel,
+};
 
 /// Current version of the event schema (the protobuf envelope's
 /// `schema_version`).
@@ -53,7 +56,10 @@ impl ActorKind {
             "unit" => Ok(ActorKind::Unit),
             "citizen" => Ok(ActorKind::Citizen),
             "agent" => Ok(ActorKind::Agent),
-            other => Err(crate::Error::invalid("actor.kind", format!("unknown actor kind {other:?}"))),
+            other => Err(crate::Error::invalid(
+                "actor.kind",
+                format!("unknown actor kind {other:?}"),
+            )),
         }
     }
 }
@@ -67,15 +73,24 @@ pub struct Actor {
 
 impl Actor {
     pub fn system(service: &str) -> Self {
-        Actor { kind: ActorKind::System, id: service.to_owned() }
+        Actor {
+            kind: ActorKind::System,
+            id: service.to_owned(),
+        }
     }
 
     pub fn unit(unit: &UnitCode) -> Self {
-        Actor { kind: ActorKind::Unit, id: unit.to_string() }
+        Actor {
+            kind: ActorKind::Unit,
+            id: unit.to_string(),
+        }
     }
 
     pub fn operator(id: &str) -> Self {
-        Actor { kind: ActorKind::Operator, id: id.to_owned() }
+        Actor {
+            kind: ActorKind::Operator,
+            id: id.to_owned(),
+        }
     }
 }
 
@@ -100,7 +115,10 @@ impl OverdueLevel {
         match n {
             1 => Ok(OverdueLevel::First),
             2 => Ok(OverdueLevel::Second),
-            other => Err(crate::Error::invalid("overdue.level", format!("{other} is not 1 or 2"))),
+            other => Err(crate::Error::invalid(
+                "overdue.level",
+                format!("{other} is not 1 or 2"),
+            )),
         }
     }
 }
@@ -134,7 +152,10 @@ impl RevisitOutcome {
             "satisfied" => Ok(RevisitOutcome::Satisfied),
             "unsatisfied" => Ok(RevisitOutcome::Unsatisfied),
             "unreachable" => Ok(RevisitOutcome::Unreachable),
-            other => Err(crate::Error::invalid("outcome", format!("{other:?} is not satisfied, unsatisfied or unreachable"))),
+            other => Err(crate::Error::invalid(
+                "outcome",
+                format!("{other:?} is not satisfied, unsatisfied or unreachable"),
+            )),
         }
     }
 }
@@ -165,7 +186,10 @@ impl Resolution {
             "answered" => Ok(Resolution::Answered),
             "satisfied" => Ok(Resolution::Satisfied),
             "unreachable" => Ok(Resolution::Unreachable),
-            other => Err(crate::Error::invalid("resolution", format!("{other:?} is not answered, satisfied or unreachable"))),
+            other => Err(crate::Error::invalid(
+                "resolution",
+                format!("{other:?} is not answered, satisfied or unreachable"),
+            )),
         }
     }
 }
@@ -174,7 +198,10 @@ impl Resolution {
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// Intake registered the request and issued the ticket number.
-    Received { number: TicketNumber, request: Request },
+    Received {
+        number: TicketNumber,
+        request: Request,
+    },
     /// Category, urgency, whistle level and jurisdiction were set.
     Classified {
         category: Category,
@@ -184,19 +211,39 @@ pub enum EventKind {
         matched_rules: Vec<String>,
     },
     /// A consultation answered at once from the knowledge base.
-    Answered { answer: String, knowledge_id: String },
+    Answered {
+        answer: String,
+        knowledge_id: String,
+    },
     /// Sent to a unit with a deadline.
-    Dispatched { platform: PlatformId, unit: UnitCode, deadline: Deadline, automatic: bool },
+    Dispatched {
+        platform: PlatformId,
+        unit: UnitCode,
+        deadline: Deadline,
+        automatic: bool,
+    },
     /// Put on a platform's queue (routing, or a tier handing down).
-    Delegated { from: PlatformId, to: PlatformId, reason: String },
+    Delegated {
+        from: PlatformId,
+        to: PlatformId,
+        reason: String,
+    },
     /// The unit confirmed it has the ticket.
     Acknowledged,
     /// The unit sent a misrouted ticket back to its platform.
-    Returned { reason: String },
+    Returned {
+        reason: String,
+    },
     /// The platform called the tier above in.
-    Whistled { from: PlatformId, to: PlatformId, reason: String },
+    Whistled {
+        from: PlatformId,
+        to: PlatformId,
+        reason: String,
+    },
     /// A department answered a whistle and takes its part.
-    ReportedIn { unit: UnitCode },
+    ReportedIn {
+        unit: UnitCode,
+    },
     ExtensionRequested {
         reason: String,
         #[serde(with = "time::serde::rfc3339")]
@@ -204,7 +251,9 @@ pub enum EventKind {
     },
     ExtensionDecided(ExtensionDecision),
     /// A share of the span has passed (for desks).
-    DeadlineWarning { deadline_version: EventId },
+    DeadlineWarning {
+        deadline_version: EventId,
+    },
     Overdue {
         level: OverdueLevel,
         deadline_version: EventId,
@@ -213,14 +262,26 @@ pub enum EventKind {
         unit: UnitCode,
     },
     /// On the supervision list.
-    Supervised { reason: String },
+    Supervised {
+        reason: String,
+    },
     /// The unit reported the result.
-    Completed { result: String },
+    Completed {
+        result: String,
+    },
     /// One revisit attempt and its outcome.
-    RevisitRecorded { outcome: RevisitOutcome, reason: String },
+    RevisitRecorded {
+        outcome: RevisitOutcome,
+        reason: String,
+    },
     /// Unsatisfied: back to the unit for rework.
-    Reopened { reason: String, deadline: Deadline },
-    Closed { resolution: Resolution },
+    Reopened {
+        reason: String,
+        deadline: Deadline,
+    },
+    Closed {
+        resolution: Resolution,
+    },
 }
 
 impl EventKind {

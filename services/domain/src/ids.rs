@@ -139,7 +139,13 @@ mod tests {
     #[test]
     fn derived_event_ids_are_deterministic() {
         let src = EventId::new();
-        assert_eq!(EventId::derived(&src, "classified"), EventId::derived(&src, "classified"));
-        assert_ne!(EventId::derived(&src, "classified"), EventId::derived(&src, "dispatched"));
+        assert_eq!(
+            EventId::derived(&src, "classified"),
+            EventId::derived(&src, "classified")
+        );
+        assert_ne!(
+            EventId::derived(&src, "classified"),
+            EventId::derived(&src, "dispatched")
+        );
     }
 }

@@ -15,9 +15,13 @@ pub mod timer;
 
 pub use calendar::{DeadlinePolicy, Span, WorkCalendar};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use event::{Actor, ActorKind, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome};
+pub use event::{
+    Actor, ActorKind, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome,
+};
 pub use ids::{EventId, TicketId, TicketNumber};
-pub use request::{Channel, Contact, GeoPoint, Language, Location, PhoneNumber, Request, Sensitive};
+pub use request::{
+    Channel, Contact, GeoPoint, Language, Location, PhoneNumber, Request, Sensitive,
+};
 pub use taxonomy::{Category, Jurisdiction, PlatformId, Tier, UnitCode, Urgency, WhistleLevel};
 pub use ticket::{Assignment, Deadline, QueueReason, Ticket, TicketState};
 pub use timer::{TimerKey, TimerKind};
@@ -41,7 +45,10 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Error::Invalid { field, reason: reason.into() }
+        Error::Invalid {
+            field,
+            reason: reason.into(),
+        }
     }
 
     /// The field a validation error names, if any.

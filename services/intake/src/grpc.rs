@@ -2,8 +2,8 @@
 
 use tonic::{Request, Response, Status};
 use whistle_domain::{Contact, Location, TicketState};
-use whistle_proto::v1::{self as pb, intake_server::Intake};
 use whistle_proto::timestamp;
+use whistle_proto::v1::{self as pb, intake_server::Intake};
 use whistle_runtime::TicketStore;
 use whistle_runtime::store::Projection;
 
@@ -40,12 +40,28 @@ fn register_status(e: RegisterError) -> Status {
 
 #[tonic::async_trait]
 impl Intake for IntakeService {
-    async fn submit_request(&self, req: Request<pb::SubmitRequestRequest>) -> Result<Response<pb::SubmitRequestResponse>, Status> {
+    async fn submit_request(
+        &self,
+        req: Request<pb::SubmitRequestRequest>,
+    ) -> Result<Response<pb::SubmitRequestResponse>, Status> {
         let r = req.into_inner();
         let location = Location::parse(&r.address, r.lat, r.lon).map_err(invalid)?;
-        let contact = Contact::parse(&r.citizen_name, &r.citizen_phone, &r.citizen_email).map_err(invalid)?;
-        let request = whistle_domain::Request::parse(&r.channel, &r.external_id, &r.text, location, contact, &r.language).map_err(invalid)?;
-        let done = self.registrar.register(request).await.map_err(register_status)?;
+        let contact =
+            Contact::parse(&r.citizen_name, &r.citizen_phone, &r.citizen_email).map_err(invalid)?;
+        let request = whistle_domain::Request::parse(
+            &r.channel,
+            &r.external_id,
+            &r.text,
+            location,
+            contact,
+            &r.language,
+        )
+        .map_err(invalid)?;
+        let done = self
+            .registrar
+            .register(request)
+            .await
+            .map_err(register_status)?;
         Ok(Response::new(pb::SubmitRequestResponse {
             ticket_id: done.ticket_id.to_string(),
             ticket_number: done.number.to_string(),
@@ -53,10 +69,15 @@ impl Intake for IntakeService {
         }))
     }
 
-    async fn get_ticket(&self, req: Request<pb::GetTicketRequest>) -> Result<Response<pb::TicketView>, Status> {
+    async fn get_ticket(
+        &self,
+        req: Request<pb::GetTicketRequest>,
+    ) -> Result<Response<pb::TicketView>, Status> {
         let key = req.into_inner().ticket;
         if key.trim().is_empty() {
-            return Err(Status::invalid_argument("ticket: give a ticket number or ticket id"));
+            return Err(Status::invalid_argument(
+                "ticket: give a ticket number or ticket id",
+            ));
         }
         match self.store.find(key.trim()).await {
             Ok(Some(p)) => Ok(Response::new(view(&p))),
@@ -72,7 +93,9 @@ pub fn view(p: &Projection) -> pb::TicketView {
     let c = t.classification.as_ref();
     let (platform, unit, deadline, overdue, result, resolution) = match &t.state {
         TicketState::Received | TicketState::Classified => (None, None, None, 0, None, None),
-        TicketState::Queued { platform, .. } => (Some(platform.to_string()), None, None, 0, None, None),
+        TicketState::Queued { platform, .. } => {
+            (Some(platform.to_string()), None, None, 0, None, None)
+        }
         TicketState::Assigned(a) | TicketState::Acknowledged(a) => (
             Some(a.platform.to_string()),
             Some(a.unit.to_string()),
@@ -81,7 +104,9 @@ pub fn view(p: &Projection) -> pb::TicketView {
             None,
             None,
         ),
-        TicketState::Completed { assignment, result, .. } => (
+        TicketState::Completed {
+            assignment, result, ..
+        } => (
             Some(assignment.platform.to_string()),
             Some(assignment.unit.to_string()),
             Some(timestamp(assignment.deadline.due_at)),
@@ -89,16 +114,27 @@ pub fn view(p: &Projection) -> pb::TicketView {
             Some(result.clone()),
             None,
         ),
-        TicketState::Closed { resolution } => (None, None, None, 0, t.last_result.clone(), Some(resolution.as_str().to_owned())),
+        TicketState::Closed { resolution } => (
+            None,
+            None,
+            None,
+            0,
+            t.last_result.clone(),
+            Some(resolution.as_str().to_owned()),
+        ),
     };
     pb::TicketView {
         ticket_id: t.id.to_string(),
         ticket_number: t.number.to_string(),
         state: t.state.name().to_owned(),
         channel: t.request.channel.as_str().to_owned(),
-        category: c.map(|c| c.category.as_str().to_owned()).unwrap_or_default(),
+        category: c
+            .map(|c| c.category.as_str().to_owned())
+            .unwrap_or_default(),
         urgency: c.map(|c| c.urgency.as_str().to_owned()).unwrap_or_default(),
-        whistle_level: c.map(|c| c.whistle_level.as_str().to_owned()).unwrap_or_default(),
+        whistle_level: c
+            .map(|c| c.whistle_level.as_str().to_owned())
+            .unwrap_or_default(),
         jurisdiction: c.map(|c| pb::Jurisdiction {
             county: c.jurisdiction.county.clone().unwrap_or_default(),
             street: c.jurisdiction.street.clone().unwrap_or_default(),

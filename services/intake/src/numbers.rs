@@ -6,7 +6,9 @@ use redis::AsyncCommands;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-use whistle_domain::{Actor, Clock, Contact, Event, EventId, EventKind, Location, Request, TicketId, TicketNumber};
+use whistle_domain::{
+    Actor, Clock, Contact, Event, EventId, EventKind, Location, Request, TicketId, TicketNumber,
+};
 use whistle_runtime::consumer::{HandleError, Handler, Incoming};
 use whistle_runtime::{EventProducer, TicketStore};
 
@@ -42,12 +44,27 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    pub fn new(store: TicketStore, producer: EventProducer, clock: Arc<dyn Clock>, offset: time::UtcOffset) -> Self {
-        Registrar { store, producer, clock, offset }
+    pub fn new(
+        store: TicketStore,
+        producer: EventProducer,
+        clock: Arc<dyn Clock>,
+        offset: time::UtcOffset,
+    ) -> Self {
+        Registrar {
+            store,
+            producer,
+            clock,
+            offset,
+        }
     }
 
     fn dedupe_key(&self, request: &Request, external_id: &str) -> String {
-        format!("{}request:{}:{}", self.store.prefix(), request.channel.as_str(), external_id)
+        format!(
+            "{}request:{}:{}",
+            self.store.prefix(),
+            request.channel.as_str(),
+            external_id
+        )
     }
 
     async fn allocate(&self) -> Result<(TicketId, TicketNumber), RegisterError> {
@@ -74,8 +91,16 @@ impl Registrar {
                 for _ in 0..200 {
                     let seen: Option<String> = redis.get(&key).await.map_err(unavailable)?;
                     match seen.as_deref().map(parse_claim) {
-                        Some(Some((true, id, number))) => return Ok(Registered { ticket_id: id, number, duplicate: true }),
-                        Some(Some((false, _, _))) => tokio::time::sleep(Duration::from_millis(25)).await,
+                        Some(Some((true, id, number))) => {
+                            return Ok(Registered {
+                                ticket_id: id,
+                                number,
+                                duplicate: true,
+                            });
+                        }
+                        Some(Some((false, _, _))) => {
+                            tokio::time::sleep(Duration::from_millis(25)).await
+                        }
                         Some(None) | None => {
                             let (id, number) = self.allocate().await?;
                             let ok: bool = redis::cmd("SET")
@@ -107,7 +132,10 @@ impl Registrar {
             ticket_id: id,
             occurred_at: self.clock.now(),
             actor: Actor::system(&format!("intake:{}", request.channel.as_str())),
-            kind: EventKind::Received { number: number.clone(), request },
+            kind: EventKind::Received {
+                number: number.clone(),
+                request,
+            },
         };
         if let Err(e) = self.producer.publish(&event).await {
             if let Some((key, _, _)) = &claim {
@@ -123,12 +151,18 @@ impl Registrar {
                 let r: Result<(), _> = redis.set_ex(key, &value, REMEMBER_SECONDS).await;
                 match r {
                     Ok(()) => break,
-                    Err(e) => tracing::warn!(ticket = %id, error = %e, "could not remember the request's external id"),
+                    Err(e) => {
+                        tracing::warn!(ticket = %id, error = %e, "could not remember the request's external id")
+                    }
                 }
             }
         }
         tracing::info!(ticket = %id, number = %number, channel = event_channel(&event), "request registered");
-        Ok(Registered { ticket_id: id, number, duplicate: false })
+        Ok(Registered {
+            ticket_id: id,
+            number,
+            duplicate: false,
+        })
     }
 }
 
@@ -147,7 +181,11 @@ fn parse_claim(v: &str) -> Option<(bool, TicketId, TicketNumber)> {
         "pending" => false,
         _ => return None,
     };
-    Some((done, TicketId::parse(it.next()?).ok()?, TicketNumber::parse(it.next()?).ok()?))
+    Some((
+        done,
+        TicketId::parse(it.next()?).ok()?,
+        TicketNumber::parse(it.next()?).ok()?,
+    ))
 }
 
 /// A request published by an external system on the `intake-requests` topic
@@ -175,11 +213,21 @@ pub struct TopicRequest {
 impl TopicRequest {
     pub fn into_request(self) -> whistle_domain::Result<Request> {
         if self.external_id.trim().is_empty() {
-            return Err(whistle_domain::Error::invalid("external_id", "is required on the intake topic"));
+            return Err(whistle_domain::Error::invalid(
+                "external_id",
+                "is required on the intake topic",
+            ));
         }
         let location = Location::parse(&self.address, self.lat, self.lon)?;
         let contact = Contact::parse(&self.citizen_name, &self.citizen_phone, &self.citizen_email)?;
-        Request::parse(&self.channel, &self.external_id, &self.text, location, contact, &self.language)
+        Request::parse(
+            &self.channel,
+            &self.external_id,
+            &self.text,
+            location,
+            contact,
+            &self.language,
+        )
     }
 }
 
@@ -196,9 +244,15 @@ impl TopicIntake {
 
 impl Handler for TopicIntake {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let payload = msg.payload.as_deref().ok_or_else(|| HandleError::Poison("message has no payload".into()))?;
-        let req: TopicRequest = serde_json::from_slice(payload).map_err(|e| HandleError::Poison(format!("not an intake request: {e}")))?;
-        let request = req.into_request().map_err(|e| HandleError::Poison(format!("invalid request: {e}")))?;
+        let payload = msg
+            .payload
+            .as_deref()
+            .ok_or_else(|| HandleError::Poison("message has no payload".into()))?;
+        let req: TopicRequest = serde_json::from_slice(payload)
+            .map_err(|e| HandleError::Poison(format!("not an intake request: {e}")))?;
+        let request = req
+            .into_request()
+            .map_err(|e| HandleError::Poison(format!("invalid request: {e}")))?;
         match self.registrar.register(request).await {
             Ok(r) => {
                 tracing::debug!(ticket = %r.ticket_id, duplicate = r.duplicate, "topic request registered");
@@ -225,10 +279,20 @@ mod tests {
 
     #[test]
     fn topic_requests_need_an_external_id_and_valid_fields() {
-        let r: TopicRequest = serde_json::from_str(r#"{"channel":"grid","external_id":"","text":"垃圾满了"}"#).unwrap();
+        let r: TopicRequest =
+            serde_json::from_str(r#"{"channel":"grid","external_id":"","text":"垃圾满了"}"#)
+                .unwrap();
         assert_eq!(r.into_request().unwrap_err().field(), Some("external_id"));
-        let r: TopicRequest = serde_json::from_str(r#"{"channel":"grid","external_id":"g-1","text":"垃圾满了","lat":100.0,"lon":1.0}"#).unwrap();
+        let r: TopicRequest = serde_json::from_str(
+            r#"{"channel":"grid","external_id":"g-1","text":"垃圾满了","lat":100.0,"lon":1.0}"#,
+        )
+        .unwrap();
         assert_eq!(r.into_request().unwrap_err().field(), Some("lat"));
-        assert!(serde_json::from_str::<TopicRequest>(r#"{"channel":"grid","external_id":"g","text":"x","phone":"1"}"#).is_err());
+        assert!(
+            serde_json::from_str::<TopicRequest>(
+                r#"{"channel":"grid","external_id":"g","text":"x","phone":"1"}"#
+            )
+            .is_err()
+        );
     }
 }

@@ -3,9 +3,9 @@
 //! kept in the ticket's history and sent to the dead-letter topic with the
 //! rule that refused them.
 
+use whistle_runtime::TicketStore;
 use whistle_runtime::consumer::{HandleError, Handler, Incoming};
 use whistle_runtime::store::Applied;
-use whistle_runtime::TicketStore;
 
 pub struct Projector {
     store: TicketStore,
@@ -22,7 +22,9 @@ impl Handler for Projector {
         let event = msg.event()?;
         match self.store.apply(&event, msg.partition, msg.offset).await? {
             Applied::Applied | Applied::Duplicate => Ok(()),
-            Applied::Refused(rule) => Err(HandleError::Poison(format!("refused by the ticket lifecycle: {rule}"))),
+            Applied::Refused(rule) => Err(HandleError::Poison(format!(
+                "refused by the ticket lifecycle: {rule}"
+            ))),
         }
     }
 }

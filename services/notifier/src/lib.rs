@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
-use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
+use whistle_runtime::{
+    EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics,
+};
 
 pub use messages::{Message, Recipient, Template};
 
@@ -96,15 +98,35 @@ impl Notifier {
         let producer = EventProducer::new(&config.kafka)?;
         let store = TicketStore::connect(&config.redis).await?;
         let client = webhook::Client::new(&config.notifier)?;
-        let handler = Arc::new(Notify { store, client, unit_hooks, settings: config.notifier.clone() });
-        Ok(Notifier { config, handler, producer })
+        let handler = Arc::new(Notify {
+            store,
+            client,
+            unit_hooks,
+            settings: config.notifier.clone(),
+        });
+        Ok(Notifier {
+            config,
+            handler,
+            producer,
+        })
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let topics = Topics::new(&self.config.kafka);
-        let mut settings = ConsumerSettings::new("notifier", self.config.notifier.group.clone(), vec![topics.events()]);
+        let mut settings = ConsumerSettings::new(
+            "notifier",
+            self.config.notifier.group.clone(),
+            vec![topics.events()],
+        );
         settings.max_batch = 64;
-        let r = consumer::run(self.config.kafka.clone(), settings, self.handler, self.producer.clone(), shutdown).await;
+        let r = consumer::run(
+            self.config.kafka.clone(),
+            settings,
+            self.handler,
+            self.producer.clone(),
+            shutdown,
+        )
+        .await;
         self.producer.flush(Duration::from_secs(5));
         Ok(r?)
     }
@@ -121,13 +143,20 @@ impl Notify {
     fn url_for(&self, r: &Recipient) -> &str {
         match r {
             Recipient::Citizen { .. } => &self.settings.citizen_webhook_url,
-            Recipient::Unit { unit } => self.unit_hooks.get(unit).map_or(&self.settings.webhook_url, String::as_str),
+            Recipient::Unit { unit } => self
+                .unit_hooks
+                .get(unit)
+                .map_or(&self.settings.webhook_url, String::as_str),
         }
     }
 
     /// The ticket's projection once the projector has applied this event;
     /// it usually trails by milliseconds.
-    async fn caught_up(&self, ticket: &whistle_domain::TicketId, offset: i64) -> Result<whistle_runtime::store::Projection, HandleError> {
+    async fn caught_up(
+        &self,
+        ticket: &whistle_domain::TicketId,
+        offset: i64,
+    ) -> Result<whistle_runtime::store::Projection, HandleError> {
         let started = std::time::Instant::now();
         let mut delay = Duration::from_millis(5);
         loop {
@@ -135,7 +164,9 @@ impl Notify {
                 return Ok(p);
             }
             if started.elapsed() > Duration::from_secs(10) {
-                return Err(HandleError::Retry(format!("ticket {ticket} not yet projected up to offset {offset}")));
+                return Err(HandleError::Retry(format!(
+                    "ticket {ticket} not yet projected up to offset {offset}"
+                )));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(100));
@@ -143,18 +174,30 @@ impl Notify {
     }
 
     fn delivered_key(&self, m: &Message) -> String {
-        format!("{}notified:{}:{}:webhook", self.store.prefix(), m.event_id, m.recipient.id())
+        format!(
+            "{}notified:{}:{}:webhook",
+            self.store.prefix(),
+            m.event_id,
+            m.recipient.id()
+        )
     }
 }
 
 impl Handler for Notify {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let event = msg.event()?;
-        let projection = if messages::needs_ticket(&event) { Some(self.caught_up(&event.ticket_id, msg.offset).await?) } else { None };
+        let projection = if messages::needs_ticket(&event) {
+            Some(self.caught_up(&event.ticket_id, msg.offset).await?)
+        } else {
+            None
+        };
         let mut redis = self.store.redis();
         for m in messages::for_event(&event, projection.as_ref().map(|p| &p.ticket)) {
             let key = self.delivered_key(&m);
-            let seen: bool = redis.exists(&key).await.map_err(|e| HandleError::Retry(e.to_string()))?;
+            let seen: bool = redis
+                .exists(&key)
+                .await
+                .map_err(|e| HandleError::Retry(e.to_string()))?;
             if seen {
                 tracing::debug!(message = %m.message_id, "already delivered");
                 continue;
@@ -162,7 +205,10 @@ impl Handler for Notify {
             let url = self.url_for(&m.recipient);
             match self.client.deliver(url, &m).await {
                 Ok(attempts) => {
-                    let _: () = redis.set_ex(&key, 1, DELIVERED_TTL_SECONDS).await.map_err(|e| HandleError::Retry(e.to_string()))?;
+                    let _: () = redis
+                        .set_ex(&key, 1, DELIVERED_TTL_SECONDS)
+                        .await
+                        .map_err(|e| HandleError::Retry(e.to_string()))?;
                     tracing::info!(ticket = %m.ticket_id, template = m.template.as_str(), recipient = %m.recipient.id(), attempts, "message delivered");
                 }
                 Err(reason) => {

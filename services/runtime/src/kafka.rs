@@ -28,7 +28,9 @@ pub struct EventProducer {
 
 impl std::fmt::Debug for EventProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventProducer").field("topics", &self.topics).finish()
+        f.debug_struct("EventProducer")
+            .field("topics", &self.topics)
+            .finish()
     }
 }
 
@@ -47,7 +49,10 @@ impl EventProducer {
             .set("linger.ms", "5")
             .set("message.timeout.ms", "30000")
             .create()?;
-        Ok(EventProducer { inner, topics: Topics::new(cfg) })
+        Ok(EventProducer {
+            inner,
+            topics: Topics::new(cfg),
+        })
     }
 
     pub fn topics(&self) -> &Topics {
@@ -61,22 +66,52 @@ impl EventProducer {
         let key = event.ticket_id.to_string();
         let id = event.id.to_string();
         let mut headers = OwnedHeaders::new()
-            .insert(Header { key: "event-type", value: Some(event.kind.name()) })
-            .insert(Header { key: "event-id", value: Some(id.as_str()) });
+            .insert(Header {
+                key: "event-type",
+                value: Some(event.kind.name()),
+            })
+            .insert(Header {
+                key: "event-id",
+                value: Some(id.as_str()),
+            });
         if let Some(tp) = telemetry::current_traceparent() {
-            headers = headers.insert(Header { key: "traceparent", value: Some(tp.as_str()) });
+            headers = headers.insert(Header {
+                key: "traceparent",
+                value: Some(tp.as_str()),
+            });
         }
-        self.send(&self.topics.events(), Some(key.as_bytes()), &payload, headers).await
+        self.send(
+            &self.topics.events(),
+            Some(key.as_bytes()),
+            &payload,
+            headers,
+        )
+        .await
     }
 
     /// Publishes raw bytes to any topic, waiting for the acknowledgement.
-    pub async fn send(&self, topic: &str, key: Option<&[u8]>, payload: &[u8], headers: OwnedHeaders) -> Result<Position> {
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload).headers(headers);
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<Position> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(payload)
+            .headers(headers);
         if let Some(key) = key {
             record = record.key(key);
         }
-        let delivery = self.inner.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e)?;
-        Ok(Position { partition: delivery.partition, offset: delivery.offset })
+        let delivery = self
+            .inner
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)?;
+        Ok(Position {
+            partition: delivery.partition,
+            offset: delivery.offset,
+        })
     }
 
     /// Waits for everything in flight to be delivered (on shutdown).

@@ -21,15 +21,17 @@ impl Shutdown {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]
             {
-                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot listen for SIGTERM");
-                        let _ = ctrl_c.await;
-                        fire.trigger();
-                        return;
-                    }
-                };
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot listen for SIGTERM");
+                            let _ = ctrl_c.await;
+                            fire.trigger();
+                            return;
+                        }
+                    };
                 tokio::select! {
                     _ = ctrl_c => {}
                     _ = term.recv() => {}
@@ -71,7 +73,11 @@ pub async fn sleep_or_shutdown(d: Duration, shutdown: &Shutdown) -> bool {
 
 /// Spawns a task of the service; if it fails, the whole process shuts down
 /// (the first failure stops the rest).
-pub fn spawn_supervised<E>(name: &'static str, shutdown: &Shutdown, fut: impl std::future::Future<Output = Result<(), E>> + Send + 'static) -> tokio::task::JoinHandle<Result<(), E>>
+pub fn spawn_supervised<E>(
+    name: &'static str,
+    shutdown: &Shutdown,
+    fut: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<(), E>>
 where
     E: std::fmt::Display + Send + 'static,
 {
@@ -87,7 +93,10 @@ where
 }
 
 /// Waits for tasks to finish, at most `deadline` in all.
-pub async fn drain<E: std::fmt::Display>(tasks: Vec<tokio::task::JoinHandle<Result<(), E>>>, deadline: Duration) {
+pub async fn drain<E: std::fmt::Display>(
+    tasks: Vec<tokio::task::JoinHandle<Result<(), E>>>,
+    deadline: Duration,
+) {
     let all = futures::future::join_all(tasks);
     match tokio::time::timeout(deadline, all).await {
         Ok(results) => {
@@ -99,6 +108,9 @@ pub async fn drain<E: std::fmt::Display>(tasks: Vec<tokio::task::JoinHandle<Resu
                 }
             }
         }
-        Err(_) => tracing::warn!(deadline_s = deadline.as_secs(), "tasks did not drain in time"),
+        Err(_) => tracing::warn!(
+            deadline_s = deadline.as_secs(),
+            "tasks did not drain in time"
+        ),
     }
 }

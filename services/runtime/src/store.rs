@@ -57,7 +57,9 @@ pub struct TicketStore {
 
 impl std::fmt::Debug for TicketStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TicketStore").field("prefix", &self.prefix).finish()
+        f.debug_struct("TicketStore")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
@@ -68,11 +70,17 @@ return 0";
 
 impl TicketStore {
     pub async fn connect(cfg: &RedisConfig) -> Result<Self> {
-        Ok(TicketStore { redis: crate::redis_client::connect(cfg).await?, prefix: cfg.key_prefix.clone() })
+        Ok(TicketStore {
+            redis: crate::redis_client::connect(cfg).await?,
+            prefix: cfg.key_prefix.clone(),
+        })
     }
 
     pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
-        TicketStore { redis, prefix: prefix.to_owned() }
+        TicketStore {
+            redis,
+            prefix: prefix.to_owned(),
+        }
     }
 
     pub fn redis(&self) -> ConnectionManager {
@@ -98,7 +106,10 @@ impl TicketStore {
 
     pub async fn get(&self, id: &TicketId) -> Result<Option<Projection>> {
         let raw: Option<String> = self.redis.clone().get(self.ticket_key(id)).await?;
-        raw.map(|r| serde_json::from_str(&r).map_err(|e| Error::Corrupt(id.to_string(), e.to_string()))).transpose()
+        raw.map(|r| {
+            serde_json::from_str(&r).map_err(|e| Error::Corrupt(id.to_string(), e.to_string()))
+        })
+        .transpose()
     }
 
     /// By ticket number or ticket id.
@@ -159,7 +170,13 @@ impl TicketStore {
             }
             None => match Ticket::open(event) {
                 Ok(ticket) => (
-                    Projection { ticket, partition, offset, applied: VecDeque::from([event.id]), history: vec![entry(None)] },
+                    Projection {
+                        ticket,
+                        partition,
+                        offset,
+                        applied: VecDeque::from([event.id]),
+                        history: vec![entry(None)],
+                    },
                     Applied::Applied,
                 ),
                 Err(e) => return Ok(Applied::Refused(e.to_string())),
@@ -170,7 +187,10 @@ impl TicketStore {
             let _: () = redis::pipe()
                 .atomic()
                 .set(&key, json)
-                .set(self.number_key(number.as_str()), event.ticket_id.to_string())
+                .set(
+                    self.number_key(number.as_str()),
+                    event.ticket_id.to_string(),
+                )
                 .query_async(&mut redis)
                 .await?;
             // Keep the number counter ahead of every number issued, so a

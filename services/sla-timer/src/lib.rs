@@ -16,7 +16,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::Instrument;
 use whistle_domain::event::ExtensionDecision;
-use whistle_domain::{Actor, Clock, Deadline, Event, EventKind, OverdueLevel, SystemClock, TicketId, TimerKey, TimerKind, UnitCode};
+use whistle_domain::{
+    Actor, Clock, Deadline, Event, EventKind, OverdueLevel, SystemClock, TicketId, TimerKey,
+    TimerKind, UnitCode,
+};
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
 use whistle_runtime::shutdown::{drain, spawn_supervised};
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, Topics};
@@ -48,7 +51,12 @@ pub struct TimerSettings {
 
 impl Default for TimerSettings {
     fn default() -> Self {
-        TimerSettings { group: "sla-timer".into(), claim_ttl_ms: 5_000, claim_batch: 256, max_idle_ms: 1_000 }
+        TimerSettings {
+            group: "sla-timer".into(),
+            claim_ttl_ms: 5_000,
+            claim_batch: 256,
+            max_idle_ms: 1_000,
+        }
     }
 }
 
@@ -90,7 +98,13 @@ impl SlaTimer {
         let producer = EventProducer::new(&config.kafka)?;
         let redis = whistle_runtime::redis_client::connect(&config.redis).await?;
         let store = TimerStore::new(redis, &config.redis.key_prefix);
-        Ok(SlaTimer { config, store, producer, clock, wake: Arc::new(Notify::new()) })
+        Ok(SlaTimer {
+            config,
+            store,
+            producer,
+            clock,
+            wake: Arc::new(Notify::new()),
+        })
     }
 
     pub fn store(&self) -> &TimerStore {
@@ -98,21 +112,40 @@ impl SlaTimer {
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let SlaTimer { config, store, producer, clock, wake } = self;
+        let SlaTimer {
+            config,
+            store,
+            producer,
+            clock,
+            wake,
+        } = self;
         let topics = Topics::new(&config.kafka);
-        let arming = Arc::new(Arming { store: store.clone(), wake: wake.clone() });
+        let arming = Arc::new(Arming {
+            store: store.clone(),
+            wake: wake.clone(),
+        });
         let consumer = spawn_supervised(
             "arming",
             &shutdown,
             consumer::run(
                 config.kafka.clone(),
-                ConsumerSettings::new("sla-timer", config.sla_timer.group.clone(), vec![topics.events()]),
+                ConsumerSettings::new(
+                    "sla-timer",
+                    config.sla_timer.group.clone(),
+                    vec![topics.events()],
+                ),
                 arming,
                 producer.clone(),
                 shutdown.clone(),
             ),
         );
-        let firing = Firing { store, producer: producer.clone(), clock, wake, settings: config.sla_timer.clone() };
+        let firing = Firing {
+            store,
+            producer: producer.clone(),
+            clock,
+            wake,
+            settings: config.sla_timer.clone(),
+        };
         let fire = spawn_supervised("firing", &shutdown, firing.run(shutdown.clone()));
         shutdown.wait().await;
         drain(vec![consumer], Duration::from_secs(15)).await;
@@ -129,13 +162,29 @@ struct Arming {
 }
 
 impl Arming {
-    async fn arm_deadline(&self, ticket: TicketId, deadline: &Deadline, unit: &UnitCode) -> Result<()> {
-        self.store.cancel_ticket(&ticket).await?;
+    async fn arm_deadline(
+        &self,
+        ticket: TicketId,
+        deadline: &Deadline,
+        unit: &UnitCode,
+    ) -> Result<()> {
+        self.store.supersede(&ticket, &deadline.version).await?;
         let deadline_ms = (deadline.due_at.unix_timestamp_nanos() / 1_000_000) as i64;
         let span_ms = deadline.span.whole_milliseconds() as i64;
-        let data = TimerData { unit: unit.clone(), deadline_ms, traceparent: whistle_runtime::telemetry::current_traceparent() };
-        for (kind, due_ms) in [(TimerKind::FirstOverdue, deadline_ms), (TimerKind::SecondOverdue, deadline_ms + span_ms.max(0))] {
-            let key = TimerKey { ticket, deadline_version: deadline.version, kind };
+        let data = TimerData {
+            unit: unit.clone(),
+            deadline_ms,
+            traceparent: whistle_runtime::telemetry::current_traceparent(),
+        };
+        for (kind, due_ms) in [
+            (TimerKind::FirstOverdue, deadline_ms),
+            (TimerKind::SecondOverdue, deadline_ms + span_ms.max(0)),
+        ] {
+            let key = TimerKey {
+                ticket,
+                deadline_version: deadline.version,
+                kind,
+            };
             if self.store.arm(&key, due_ms, &data).await? {
                 tracing::debug!(ticket = %ticket, timer = kind.as_str(), due_ms, "timer armed");
             }
@@ -151,16 +200,29 @@ impl Handler for Arming {
         let event = msg.event()?;
         let ticket = event.ticket_id;
         match &event.kind {
-            EventKind::Dispatched { deadline, unit, .. } => self.arm_deadline(ticket, deadline, unit).await?,
-            EventKind::Reopened { deadline, .. } | EventKind::ExtensionDecided(ExtensionDecision::Granted { deadline, .. }) => {
+            EventKind::Dispatched { deadline, unit, .. } => {
+                self.arm_deadline(ticket, deadline, unit).await?
+            }
+            EventKind::Reopened { deadline, .. }
+            | EventKind::ExtensionDecided(ExtensionDecision::Granted { deadline, .. }) => {
                 match self.store.unit_of(&ticket).await? {
                     Some(unit) => self.arm_deadline(ticket, deadline, &unit).await?,
-                    None => return Err(HandleError::Poison(format!("no assignment known for ticket {ticket}; cannot arm the new deadline"))),
+                    None => {
+                        return Err(HandleError::Poison(format!(
+                            "no assignment known for ticket {ticket}; cannot arm the new deadline"
+                        )));
+                    }
                 }
             }
-            EventKind::Completed { .. } | EventKind::Returned { .. } | EventKind::Whistled { .. } | EventKind::Closed { .. } => {
+            EventKind::Completed { .. }
+            | EventKind::Returned { .. }
+            | EventKind::Whistled { .. } => {
                 let n = self.store.cancel_ticket(&ticket).await?;
                 tracing::debug!(ticket = %ticket, cancelled = n, "timers cancelled");
+            }
+            EventKind::Closed { .. } => {
+                self.store.cancel_ticket(&ticket).await?;
+                self.store.forget_unit(&ticket).await?;
             }
             EventKind::Received { .. }
             | EventKind::Classified { .. }
@@ -200,7 +262,9 @@ impl Firing {
             let wait = match self.round(now).await {
                 Ok(true) => continue,
                 Ok(false) => match self.store.next_due().await {
-                    Ok(Some(next)) => Duration::from_millis((next - now).clamp(1, self.settings.max_idle_ms as i64) as u64),
+                    Ok(Some(next)) => Duration::from_millis(
+                        (next - now).clamp(1, self.settings.max_idle_ms as i64) as u64,
+                    ),
                     Ok(None) => Duration::from_millis(self.settings.max_idle_ms),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the next due time");
@@ -223,7 +287,10 @@ impl Firing {
 
     /// One claim round; true if the batch was full (more may be due).
     async fn round(&self, now: i64) -> Result<bool> {
-        let claimed = self.store.claim(now, self.settings.claim_ttl_ms, self.settings.claim_batch).await?;
+        let claimed = self
+            .store
+            .claim(now, self.settings.claim_ttl_ms, self.settings.claim_batch)
+            .await?;
         let full = claimed.len() >= self.settings.claim_batch;
         for r in futures::future::join_all(claimed.into_iter().map(|c| self.fire(c))).await {
             r?;
@@ -232,13 +299,34 @@ impl Firing {
     }
 
     async fn fire(&self, c: timers::Claimed) -> Result<()> {
-        let due_at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(c.data.deadline_ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let due_at = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(c.data.deadline_ms) * 1_000_000,
+        )
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         let kind = match c.key.kind {
-            TimerKind::Warning => EventKind::DeadlineWarning { deadline_version: c.key.deadline_version },
-            TimerKind::FirstOverdue => EventKind::Overdue { level: OverdueLevel::First, deadline_version: c.key.deadline_version, due_at, unit: c.data.unit.clone() },
-            TimerKind::SecondOverdue => EventKind::Overdue { level: OverdueLevel::Second, deadline_version: c.key.deadline_version, due_at, unit: c.data.unit.clone() },
+            TimerKind::Warning => EventKind::DeadlineWarning {
+                deadline_version: c.key.deadline_version,
+            },
+            TimerKind::FirstOverdue => EventKind::Overdue {
+                level: OverdueLevel::First,
+                deadline_version: c.key.deadline_version,
+                due_at,
+                unit: c.data.unit.clone(),
+            },
+            TimerKind::SecondOverdue => EventKind::Overdue {
+                level: OverdueLevel::Second,
+                deadline_version: c.key.deadline_version,
+                due_at,
+                unit: c.data.unit.clone(),
+            },
         };
-        let event = Event { id: c.key.fired_event_id(), ticket_id: c.key.ticket, occurred_at: self.clock.now(), actor: Actor::system("sla-timer"), kind };
+        let event = Event {
+            id: c.key.fired_event_id(),
+            ticket_id: c.key.ticket,
+            occurred_at: self.clock.now(),
+            actor: Actor::system("sla-timer"),
+            kind,
+        };
         let span = tracing::info_span!("fire", ticket = %c.key.ticket, timer = c.key.kind.as_str());
         whistle_runtime::telemetry::set_parent(&span, c.data.traceparent.as_deref());
         self.producer.publish(&event).instrument(span).await?;

@@ -13,7 +13,7 @@
 
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
-use whistle_domain::{TicketId, TimerKey, UnitCode};
+use whistle_domain::{EventId, TicketId, TimerKey, UnitCode};
 
 use crate::Result;
 
@@ -55,14 +55,17 @@ redis.call('SADD', KEYS[4], ARGV[1])
 return added";
 
 const CANCEL: &str = r"
--- KEYS: due, claimed, data, ticket set; returns how many timers were removed
+-- KEYS: due, claimed, data, ticket set; ARGV: deadline version to keep ('' keeps none)
+-- Returns how many timers were removed.
 local members = redis.call('SMEMBERS', KEYS[4])
 local n = 0
 for _, m in ipairs(members) do
-  n = n + redis.call('ZREM', KEYS[1], m) + redis.call('ZREM', KEYS[2], m)
-  redis.call('HDEL', KEYS[3], m)
+  if ARGV[1] == '' or not string.find(m, ARGV[1], 1, true) then
+    n = n + redis.call('ZREM', KEYS[1], m) + redis.call('ZREM', KEYS[2], m)
+    redis.call('HDEL', KEYS[3], m)
+    redis.call('SREM', KEYS[4], m)
+  end
 end
-redis.call('DEL', KEYS[4])
 return n";
 
 const CLAIM: &str = r"
@@ -107,7 +110,10 @@ return best";
 
 impl TimerStore {
     pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
-        TimerStore { redis, tag: format!("{prefix}{{timers}}") }
+        TimerStore {
+            redis,
+            tag: format!("{prefix}{{timers}}"),
+        }
     }
 
     pub fn due_key(&self) -> String {
@@ -149,11 +155,22 @@ impl TimerStore {
 
     /// Cancels every timer of a ticket. Returns how many were removed.
     pub async fn cancel_ticket(&self, ticket: &TicketId) -> Result<u32> {
+        self.cancel(ticket, None).await
+    }
+
+    /// Cancels the ticket's timers of every deadline version but `keep`
+    /// (a redelivered event must not disturb the timers it armed itself).
+    pub async fn supersede(&self, ticket: &TicketId, keep: &EventId) -> Result<u32> {
+        self.cancel(ticket, Some(keep)).await
+    }
+
+    async fn cancel(&self, ticket: &TicketId, keep: Option<&EventId>) -> Result<u32> {
         let n: u32 = redis::Script::new(CANCEL)
             .key(self.due_key())
             .key(self.claimed_key())
             .key(self.data_key())
             .key(self.ticket_key(ticket))
+            .arg(keep.map(ToString::to_string).unwrap_or_default())
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(n)
@@ -174,9 +191,15 @@ impl TimerStore {
         let mut out = Vec::with_capacity(raw.len() / 3);
         for chunk in raw.chunks_exact(3) {
             let (member, due, data) = (&chunk[0], &chunk[1], &chunk[2]);
-            let parsed = TimerKey::parse(member).ok().zip(serde_json::from_str::<TimerData>(data).ok());
+            let parsed = TimerKey::parse(member)
+                .ok()
+                .zip(serde_json::from_str::<TimerData>(data).ok());
             match parsed {
-                Some((key, data)) => out.push(Claimed { key, due_ms: due.parse().unwrap_or(now_ms), data }),
+                Some((key, data)) => out.push(Claimed {
+                    key,
+                    due_ms: due.parse().unwrap_or(now_ms),
+                    data,
+                }),
                 None => {
                     tracing::error!(timer = %member, "unreadable timer dropped");
                     self.ack_raw(member, None).await?;
@@ -194,7 +217,10 @@ impl TimerStore {
     async fn ack_raw(&self, member: &str, key: Option<&TimerKey>) -> Result<()> {
         let (ticket_key, fired_key) = match key {
             Some(k) => (self.ticket_key(&k.ticket), self.fired_key(k)),
-            None => (format!("{}:ticket:unknown", self.tag), format!("{}:fired:unreadable", self.tag)),
+            None => (
+                format!("{}:ticket:unknown", self.tag),
+                format!("{}:fired:unreadable", self.tag),
+            ),
         };
         let _: i64 = redis::Script::new(ACK)
             .key(self.claimed_key())
@@ -215,18 +241,43 @@ impl TimerStore {
     /// Remembers which unit holds the ticket, for deadlines set by events
     /// that do not name it (extension, rework).
     pub async fn remember_unit(&self, ticket: &TicketId, unit: &UnitCode) -> Result<()> {
-        let _: i64 = redis::AsyncCommands::hset(&mut self.redis.clone(), self.units_key(), ticket.to_string(), unit.as_str()).await?;
+        let _: i64 = redis::AsyncCommands::hset(
+            &mut self.redis.clone(),
+            self.units_key(),
+            ticket.to_string(),
+            unit.as_str(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn forget_unit(&self, ticket: &TicketId) -> Result<()> {
+        let _: i64 = redis::AsyncCommands::hdel(
+            &mut self.redis.clone(),
+            self.units_key(),
+            ticket.to_string(),
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn unit_of(&self, ticket: &TicketId) -> Result<Option<UnitCode>> {
-        let u: Option<String> = redis::AsyncCommands::hget(&mut self.redis.clone(), self.units_key(), ticket.to_string()).await?;
+        let u: Option<String> = redis::AsyncCommands::hget(
+            &mut self.redis.clone(),
+            self.units_key(),
+            ticket.to_string(),
+        )
+        .await?;
         Ok(u.and_then(|u| UnitCode::parse(&u).ok()))
     }
 
     /// The earliest due time or claim expiry, if any timer is outstanding.
     pub async fn next_due(&self) -> Result<Option<i64>> {
-        let n: Option<i64> = redis::Script::new(NEXT).key(self.due_key()).key(self.claimed_key()).invoke_async(&mut self.redis.clone()).await?;
+        let n: Option<i64> = redis::Script::new(NEXT)
+            .key(self.due_key())
+            .key(self.claimed_key())
+            .invoke_async(&mut self.redis.clone())
+            .await?;
         Ok(n)
     }
 }
