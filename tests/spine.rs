@@ -403,6 +403,7 @@ async fn bad_requests_are_refused_naming_the_field() {
     let unknown = c
         .get_ticket(pb::GetTicketRequest {
             ticket: "20990101000001".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -520,5 +521,60 @@ async fn one_ticket_is_one_trace_across_services() {
             .all(|(_, id)| *id == traces[0].1 && id.len() == 32 && id != &"0".repeat(32)),
         "{traces:?}"
     );
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_systems_publish_into_the_intake_topic() {
+    let p = Platform::start("topic").await;
+    let topic = p.topics().intake_requests();
+    let good = r#"{"channel":"grid","external_id":"grid-2026-0042","text":"路边垃圾堆积没人清运","address":"海淀区学院路","citizen_phone":"13912345678"}"#;
+    let bad = r#"{"channel":"grid","external_id":"grid-2026-0043","text":"","address":"海淀区"}"#;
+    p.publish_to(&topic, "grid-2026-0043", bad.as_bytes()).await;
+    p.publish_to(&topic, "grid-2026-0042", good.as_bytes())
+        .await;
+    // Redelivery or a second publish of the same request registers nothing new.
+    p.publish_to(&topic, "grid-2026-0042", good.as_bytes())
+        .await;
+
+    let mut c = p.intake().await;
+    let mut found = None;
+    for _ in 0..400 {
+        let r = c
+            .get_ticket(pb::GetTicketRequest {
+                channel: "grid".into(),
+                external_id: "grid-2026-0042".into(),
+                ..Default::default()
+            })
+            .await;
+        if let Ok(v) = r {
+            found = Some(v.into_inner());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let v = found.expect("the published request became a ticket");
+    let v = assigned(&p, &v.ticket_number).await;
+    assert_eq!(
+        (v.channel.as_str(), v.unit.as_str()),
+        ("grid", "city-management")
+    );
+    let dead = p
+        .wait_dead_letters(1, WAIT, |m| m.payload == bad.as_bytes())
+        .await;
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].headers["dlq-reason"].contains("text: must not be empty"),
+        "{:?}",
+        dead[0].headers
+    );
+
+    let received = p
+        .events_for(&v.ticket_id)
+        .await
+        .iter()
+        .filter(|e| e.kind.name() == "received")
+        .count();
+    assert_eq!(received, 1);
     p.shutdown().await;
 }

@@ -314,6 +314,7 @@ impl Platform {
             if let Ok(v) = client
                 .get_ticket(pb::GetTicketRequest {
                     ticket: ticket.to_owned(),
+                    ..Default::default()
                 })
                 .await
             {
@@ -374,10 +375,15 @@ impl Platform {
 
     /// Publishes raw bytes to the events topic (to test poison handling).
     pub async fn publish_raw(&self, key: &str, payload: &[u8]) {
+        self.publish_to(&self.topics().events(), key, payload).await
+    }
+
+    /// Publishes raw bytes to a topic, as an external system would.
+    pub async fn publish_to(&self, topic: &str, key: &str, payload: &[u8]) {
         let producer = whistle_runtime::EventProducer::new(&self.kafka).expect("producer");
         producer
             .send(
-                &self.topics().events(),
+                topic,
                 Some(key.as_bytes()),
                 payload,
                 rdkafka::message::OwnedHeaders::new(),

@@ -20,7 +20,7 @@ pub use event::{
 };
 pub use ids::{EventId, TicketId, TicketNumber};
 pub use request::{
-    Channel, Contact, GeoPoint, Language, Location, PhoneNumber, Request, Sensitive,
+    Channel, Contact, GeoPoint, Language, Location, PhoneNumber, Request, RequestFields, Sensitive,
 };
 pub use taxonomy::{Category, Jurisdiction, PlatformId, Tier, UnitCode, Urgency, WhistleLevel};
 pub use ticket::{Assignment, Deadline, QueueReason, Ticket, TicketState};

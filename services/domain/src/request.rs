@@ -307,6 +307,48 @@ impl Contact {
     }
 }
 
+/// A request's fields as they arrive (gRPC, the intake topic's JSON, an
+/// event), before validation. Deliberately not `Debug`: it holds the
+/// citizen's name and phone in clear.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestFields {
+    pub channel: String,
+    #[serde(default)]
+    pub external_id: String,
+    pub text: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub lat: Option<f64>,
+    #[serde(default)]
+    pub lon: Option<f64>,
+    #[serde(default)]
+    pub citizen_name: String,
+    #[serde(default)]
+    pub citizen_phone: String,
+    #[serde(default)]
+    pub citizen_email: String,
+    #[serde(default)]
+    pub language: String,
+}
+
+impl RequestFields {
+    /// Validates every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<Request> {
+        let location = Location::parse(&self.address, self.lat, self.lon)?;
+        let contact = Contact::parse(&self.citizen_name, &self.citizen_phone, &self.citizen_email)?;
+        Request::parse(
+            &self.channel,
+            &self.external_id,
+            &self.text,
+            location,
+            contact,
+            &self.language,
+        )
+    }
+}
+
 /// A validated request, before it has a ticket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {

@@ -1,7 +1,7 @@
 //! The `Intake` gRPC service. Status codes are mapped here, in one place.
 
 use tonic::{Request, Response, Status};
-use whistle_domain::{Contact, Location, TicketState};
+use whistle_domain::{RequestFields, TicketState};
 use whistle_proto::timestamp;
 use whistle_proto::v1::{self as pb, intake_server::Intake};
 use whistle_runtime::TicketStore;
@@ -45,17 +45,19 @@ impl Intake for IntakeService {
         req: Request<pb::SubmitRequestRequest>,
     ) -> Result<Response<pb::SubmitRequestResponse>, Status> {
         let r = req.into_inner();
-        let location = Location::parse(&r.address, r.lat, r.lon).map_err(invalid)?;
-        let contact =
-            Contact::parse(&r.citizen_name, &r.citizen_phone, &r.citizen_email).map_err(invalid)?;
-        let request = whistle_domain::Request::parse(
-            &r.channel,
-            &r.external_id,
-            &r.text,
-            location,
-            contact,
-            &r.language,
-        )
+        let request = RequestFields {
+            channel: r.channel,
+            external_id: r.external_id,
+            text: r.text,
+            address: r.address,
+            lat: r.lat,
+            lon: r.lon,
+            citizen_name: r.citizen_name,
+            citizen_phone: r.citizen_phone,
+            citizen_email: r.citizen_email,
+            language: r.language,
+        }
+        .validate()
         .map_err(invalid)?;
         let done = self
             .registrar
@@ -73,13 +75,26 @@ impl Intake for IntakeService {
         &self,
         req: Request<pb::GetTicketRequest>,
     ) -> Result<Response<pb::TicketView>, Status> {
-        let key = req.into_inner().ticket;
-        if key.trim().is_empty() {
+        let r = req.into_inner();
+        let key = if !r.ticket.trim().is_empty() {
+            r.ticket.trim().to_owned()
+        } else if !r.channel.is_empty() && !r.external_id.is_empty() {
+            match self.registrar.lookup(&r.channel, &r.external_id).await {
+                Ok(Some(id)) => id.to_string(),
+                Ok(None) => {
+                    return Err(Status::not_found(format!(
+                        "no ticket for {} request {}",
+                        r.channel, r.external_id
+                    )));
+                }
+                Err(e) => return Err(Status::unavailable(e.to_string())),
+            }
+        } else {
             return Err(Status::invalid_argument(
-                "ticket: give a ticket number or ticket id",
+                "ticket: give a ticket number or ticket id, or channel and external_id",
             ));
-        }
-        match self.store.find(key.trim()).await {
+        };
+        match self.store.find(&key).await {
             Ok(Some(p)) => Ok(Response::new(view(&p))),
             Ok(None) => Err(Status::not_found(format!("ticket {key} is not known"))),
             Err(e) => Err(Status::unavailable(e.to_string())),

@@ -3,11 +3,10 @@
 //! number is handed out.
 
 use redis::AsyncCommands;
-use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use whistle_domain::{
-    Actor, Clock, Contact, Event, EventId, EventKind, Location, Request, TicketId, TicketNumber,
+    Actor, Clock, Event, EventId, EventKind, Request, RequestFields, TicketId, TicketNumber,
 };
 use whistle_runtime::consumer::{HandleError, Handler, Incoming};
 use whistle_runtime::{EventProducer, TicketStore};
@@ -59,12 +58,29 @@ impl Registrar {
     }
 
     fn dedupe_key(&self, request: &Request, external_id: &str) -> String {
-        format!(
-            "{}request:{}:{}",
-            self.store.prefix(),
-            request.channel.as_str(),
-            external_id
-        )
+        self.request_key(request.channel.as_str(), external_id)
+    }
+
+    fn request_key(&self, channel: &str, external_id: &str) -> String {
+        format!("{}request:{channel}:{external_id}", self.store.prefix())
+    }
+
+    /// The ticket registered for (channel, external id), once durable.
+    pub async fn lookup(
+        &self,
+        channel: &str,
+        external_id: &str,
+    ) -> Result<Option<TicketId>, RegisterError> {
+        let seen: Option<String> = self
+            .store
+            .redis()
+            .get(self.request_key(channel, external_id.trim()))
+            .await
+            .map_err(|e| RegisterError::Unavailable(e.to_string()))?;
+        Ok(seen
+            .as_deref()
+            .and_then(parse_claim)
+            .and_then(|(done, id, _)| done.then_some(id)))
     }
 
     async fn allocate(&self) -> Result<(TicketId, TicketNumber), RegisterError> {
@@ -189,46 +205,17 @@ fn parse_claim(v: &str) -> Option<(bool, TicketId, TicketNumber)> {
 }
 
 /// A request published by an external system on the `intake-requests` topic
-/// (JSON). `external_id` is required, so a redelivered message registers once.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TopicRequest {
-    pub channel: String,
-    pub external_id: String,
-    pub text: String,
-    #[serde(default)]
-    pub address: String,
-    pub lat: Option<f64>,
-    pub lon: Option<f64>,
-    #[serde(default)]
-    pub citizen_name: String,
-    #[serde(default)]
-    pub citizen_phone: String,
-    #[serde(default)]
-    pub citizen_email: String,
-    #[serde(default)]
-    pub language: String,
-}
-
-impl TopicRequest {
-    pub fn into_request(self) -> whistle_domain::Result<Request> {
-        if self.external_id.trim().is_empty() {
-            return Err(whistle_domain::Error::invalid(
-                "external_id",
-                "is required on the intake topic",
-            ));
-        }
-        let location = Location::parse(&self.address, self.lat, self.lon)?;
-        let contact = Contact::parse(&self.citizen_name, &self.citizen_phone, &self.citizen_email)?;
-        Request::parse(
-            &self.channel,
-            &self.external_id,
-            &self.text,
-            location,
-            contact,
-            &self.language,
-        )
+/// (JSON with the fields of [`RequestFields`]). `external_id` is required, so
+/// a redelivered message registers once.
+pub fn topic_request(payload: &[u8]) -> Result<Request, String> {
+    let fields: RequestFields =
+        serde_json::from_slice(payload).map_err(|e| format!("not an intake request: {e}"))?;
+    if fields.external_id.trim().is_empty() {
+        return Err("invalid request: external_id: is required on the intake topic".into());
     }
+    fields
+        .validate()
+        .map_err(|e| format!("invalid request: {e}"))
 }
 
 /// Consumes the intake topic.
@@ -248,11 +235,7 @@ impl Handler for TopicIntake {
             .payload
             .as_deref()
             .ok_or_else(|| HandleError::Poison("message has no payload".into()))?;
-        let req: TopicRequest = serde_json::from_slice(payload)
-            .map_err(|e| HandleError::Poison(format!("not an intake request: {e}")))?;
-        let request = req
-            .into_request()
-            .map_err(|e| HandleError::Poison(format!("invalid request: {e}")))?;
+        let request = topic_request(payload).map_err(HandleError::Poison)?;
         match self.registrar.register(request).await {
             Ok(r) => {
                 tracing::debug!(ticket = %r.ticket_id, duplicate = r.duplicate, "topic request registered");
@@ -279,20 +262,26 @@ mod tests {
 
     #[test]
     fn topic_requests_need_an_external_id_and_valid_fields() {
-        let r: TopicRequest =
-            serde_json::from_str(r#"{"channel":"grid","external_id":"","text":"垃圾满了"}"#)
-                .unwrap();
-        assert_eq!(r.into_request().unwrap_err().field(), Some("external_id"));
-        let r: TopicRequest = serde_json::from_str(
-            r#"{"channel":"grid","external_id":"g-1","text":"垃圾满了","lat":100.0,"lon":1.0}"#,
+        let e =
+            topic_request(r#"{"channel":"grid","external_id":"","text":"垃圾满了"}"#.as_bytes())
+                .unwrap_err();
+        assert!(e.contains("external_id"), "{e}");
+        let e = topic_request(
+            r#"{"channel":"grid","external_id":"g-1","text":"垃圾满了","lat":100.0,"lon":1.0}"#
+                .as_bytes(),
         )
-        .unwrap();
-        assert_eq!(r.into_request().unwrap_err().field(), Some("lat"));
-        assert!(
-            serde_json::from_str::<TopicRequest>(
-                r#"{"channel":"grid","external_id":"g","text":"x","phone":"1"}"#
-            )
-            .is_err()
+        .unwrap_err();
+        assert!(e.contains("lat:"), "{e}");
+        let e = topic_request(
+            r#"{"channel":"grid","external_id":"g","text":"x","phone":"1"}"#.as_bytes(),
+        )
+        .unwrap_err();
+        assert!(e.contains("unknown field `phone`"), "{e}");
+        assert_eq!(
+            topic_request(r#"{"channel":"grid","external_id":"g-2","text":"垃圾满了"}"#.as_bytes())
+                .unwrap()
+                .text,
+            "垃圾满了"
         );
     }
 }

@@ -8,8 +8,8 @@ use whistle_domain::event::{
     RevisitOutcome, SCHEMA_VERSION,
 };
 use whistle_domain::{
-    Category, Contact, Deadline, EventId, GeoPoint, Jurisdiction, Language, Location, PhoneNumber,
-    PlatformId, Request, Sensitive, TicketId, TicketNumber, UnitCode, Urgency, WhistleLevel,
+    Category, Deadline, EventId, GeoPoint, Jurisdiction, Language, PlatformId, RequestFields,
+    TicketId, TicketNumber, UnitCode, Urgency, WhistleLevel,
 };
 
 use crate::v1 as pb;
@@ -227,29 +227,20 @@ pub fn from_pb(e: pb::TicketEvent) -> Result<Event> {
     let kind = match e.body.ok_or(Error::Missing("body"))? {
         Body::Received(r) => {
             let loc = r.location.unwrap_or_default();
-            let (lat, lon) = loc
-                .point
-                .map(|p| (Some(p.lat), Some(p.lon)))
-                .unwrap_or((None, None));
             let c = r.contact.unwrap_or_default();
-            let contact = Contact {
-                name: opt(&c.name).map(Sensitive::new),
-                phone: if c.phone.is_empty() {
-                    None
-                } else {
-                    Some(PhoneNumber::parse(&c.phone)?)
-                },
-                email: opt(&c.email).map(Sensitive::new),
-            };
-            let location = Location::parse(&loc.address, lat, lon)?;
-            let request = Request::parse(
-                &r.channel,
-                &r.external_id,
-                &r.text,
-                location,
-                contact,
-                &r.language,
-            )?;
+            let request = RequestFields {
+                channel: r.channel,
+                external_id: r.external_id,
+                text: r.text,
+                address: loc.address,
+                lat: loc.point.map(|p| p.lat),
+                lon: loc.point.map(|p| p.lon),
+                citizen_name: c.name,
+                citizen_phone: c.phone,
+                citizen_email: c.email,
+                language: r.language,
+            }
+            .validate()?;
             EventKind::Received {
                 number: TicketNumber::parse(&r.ticket_number)?,
                 request,
@@ -354,6 +345,7 @@ pub fn language(s: &str) -> whistle_domain::Result<Language> {
 mod tests {
     use super::*;
     use time::macros::datetime;
+    use whistle_domain::{Contact, Location, Request};
 
     #[test]
     fn events_round_trip() {

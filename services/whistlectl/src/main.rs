@@ -139,7 +139,10 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot reach intake at {}", cli.intake))?;
             let t = c
-                .get_ticket(pb::GetTicketRequest { ticket })
+                .get_ticket(pb::GetTicketRequest {
+                    ticket,
+                    ..Default::default()
+                })
                 .await
                 .map_err(status)?
                 .into_inner();
