@@ -212,7 +212,7 @@ async fn the_overdue_reminder_fires_once_and_completion_cancels_it() {
     p.wait_ticket(&early.ticket_number, WAIT, |v| v.state == "completed")
         .await;
     for _ in 0..400 {
-        if p.timers_of(&early.ticket_id).await == 0 && p.timers_of(&late.ticket_id).await == 2 {
+        if p.timers_of(&early.ticket_id).await == 0 && p.timers_of(&late.ticket_id).await == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -224,8 +224,8 @@ async fn the_overdue_reminder_fires_once_and_completion_cancels_it() {
     );
     assert_eq!(
         p.timers_of(&late.ticket_id).await,
-        2,
-        "first and second overdue armed"
+        3,
+        "warning, first and second overdue armed"
     );
 
     // Past the deadline: the late ticket is reminded.
@@ -283,12 +283,12 @@ async fn a_timer_survives_the_sla_timer_being_killed_between_arm_and_due() {
     let t = submit(&p, request("暖气不热", "东城区安定门")).await;
     let v = assigned(&p, &t.ticket_number).await;
     for _ in 0..400 {
-        if p.timers_of(&t.ticket_id).await == 2 {
+        if p.timers_of(&t.ticket_id).await == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(p.timers_of(&t.ticket_id).await, 2, "armed before the kill");
+    assert_eq!(p.timers_of(&t.ticket_id).await, 3, "armed before the kill");
 
     p.kill("sla-timer").await;
     p.start_sla_timer().await;
@@ -490,7 +490,7 @@ async fn one_ticket_is_one_trace_across_services() {
     let t = submit(&p, request("路灯不亮", "西城区金融街")).await;
     let v = assigned(&p, &t.ticket_number).await;
     for _ in 0..400 {
-        if p.timers_of(&t.ticket_id).await == 2 {
+        if p.timers_of(&t.ticket_id).await == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -514,7 +514,7 @@ async fn one_ticket_is_one_trace_across_services() {
         traces.push((kind, trace_id));
     }
     let kinds: Vec<&str> = traces.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(kinds, ["received", "classified", "dispatched", "overdue"]);
+    assert_eq!(kinds, ["received", "classified", "dispatched", "deadline_warning", "overdue"]);
     assert!(
         traces
             .iter()

@@ -5,8 +5,6 @@
 
 pub mod webhook;
 
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -137,6 +135,7 @@ impl Platform {
         let redis = RedisConfig {
             url: whistle_runtime::Secret::new(infra.redis_url.clone()),
             key_prefix: prefix.clone(),
+            ..RedisConfig::default()
         };
         let webhook = WebhookReceiver::start(options.webhook.clone()).await;
         let clock = ManualClock::new(options.start);
@@ -228,7 +227,7 @@ impl Platform {
             ..Default::default()
         };
         // The clock is manual: look at it often.
-        config.sla_timer.max_idle_ms = 20;
+        config.sla_timer.engine.max_idle_ms = 20;
         let svc = whistle_sla_timer::SlaTimer::build_with_clock(config, self.clock_arc())
             .await
             .expect("build sla-timer");
@@ -394,24 +393,14 @@ impl Platform {
 
     /// Outstanding timers of a ticket in Redis (due or claimed).
     pub async fn timers_of(&self, ticket: &str) -> usize {
-        let client = redis::Client::open(self.redis.url.expose().as_str()).expect("redis");
-        let mut c = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connect");
-        let tag = format!("{}{{timers}}", self.prefix);
-        let mut n = 0;
-        for set in ["due", "claimed"] {
-            let members: Vec<String> = redis::cmd("ZRANGE")
-                .arg(format!("{tag}:{set}"))
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut c)
-                .await
-                .expect("zrange");
-            n += members.iter().filter(|m| m.starts_with(ticket)).count();
-        }
-        n
+        let store = self.timer_store().await;
+        store.timers_of(&TicketId::parse(ticket).expect("ticket id")).await.expect("timers").len()
+    }
+
+    /// The timer store the sla-timer uses, for looking inside.
+    pub async fn timer_store(&self) -> whistle_sla_timer::TimerStore<redis::aio::ConnectionManager> {
+        let conn = whistle_runtime::redis_client::connect(&self.redis).await.expect("redis");
+        whistle_sla_timer::TimerStore::new(conn, &self.prefix, whistle_sla_timer::TimerSettings::default().shards)
     }
 }
 
@@ -426,76 +415,11 @@ pub struct Raw {
 }
 
 fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Raw> {
-    use rdkafka::message::Headers;
-    let consumer: BaseConsumer = whistle_runtime::kafka::client_config(kafka)
-        .set(
-            "group.id",
-            format!(
-                "{}reader-{}",
-                kafka.group_prefix,
-                uuid::Uuid::new_v4().simple()
-            ),
-        )
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("reader");
-    let meta = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let partitions: Vec<i32> = meta
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for p in &partitions {
-        let (lo, hi) = consumer
-            .fetch_watermarks(topic, *p, Duration::from_secs(10))
-            .expect("watermarks");
-        if hi > lo {
-            tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(lo))
-                .expect("tpl");
-            ends.insert(*p, hi);
-        }
-    }
     let mut out = Vec::new();
-    if ends.is_empty() {
-        return out;
-    }
-    consumer.assign(&tpl).expect("assign");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut done: HashMap<i32, bool> = ends.keys().map(|p| (*p, false)).collect();
-    while done.values().any(|d| !d) && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let headers = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                h.value
-                                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                                    .unwrap_or_default(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push(Raw {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().unwrap_or_default().to_vec(),
-                headers,
-            });
-            if m.offset() + 1 >= ends[&m.partition()] {
-                done.insert(m.partition(), true);
-            }
-        }
-    }
+    whistle_runtime::kafka::scan_topic(kafka, topic, |m| {
+        out.push(Raw { partition: m.partition, offset: m.offset, key: m.key, payload: m.payload, headers: m.headers.into_iter().collect() });
+    })
+    .expect("read topic");
     out.sort_by_key(|r| (r.partition, r.offset));
     out
 }

@@ -52,12 +52,7 @@ impl Router {
         now: time::OffsetDateTime,
         version: EventId,
     ) -> Deadline {
-        let due_at = self.calendar.add(now, self.policy.span_for(urgency));
-        Deadline {
-            due_at,
-            span: due_at - now,
-            version,
-        }
+        self.policy.deadline(&self.calendar, now, self.policy.span_for(urgency), version)
     }
 }
 

@@ -16,6 +16,15 @@ impl TicketId {
         TicketId(Uuid::new_v4())
     }
 
+    /// The 16 bytes of the id (compact keys).
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    pub fn from_bytes(b: [u8; 16]) -> Self {
+        TicketId(Uuid::from_bytes(b))
+    }
+
     pub fn parse(s: &str) -> crate::Result<Self> {
         Uuid::parse_str(s)
             .map(TicketId)
@@ -55,6 +64,11 @@ impl EventId {
     /// A deterministic id from a name (e.g. a timer's identity).
     pub fn from_name(name: &str) -> Self {
         EventId(Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()))
+    }
+
+    /// 32 hex digits, no hyphens (compact keys).
+    pub fn simple(&self) -> String {
+        self.0.simple().to_string()
     }
 
     pub fn parse(s: &str) -> crate::Result<Self> {

@@ -11,11 +11,18 @@ use crate::{
     UnitCode, Urgency, WhistleLevel,
 };
 
-/// One version of a ticket's deadline.
+/// One version of a ticket's deadline and the instants of its three timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deadline {
+    /// First overdue: the reminder to the unit.
     #[serde(with = "time::serde::rfc3339")]
     pub due_at: OffsetDateTime,
+    /// Second overdue: passed again by the same span, on the same calendar.
+    #[serde(with = "time::serde::rfc3339")]
+    pub second_due_at: OffsetDateTime,
+    /// Desks are warned the deadline approaches.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub warn_at: Option<OffsetDateTime>,
     /// From assignment to due; the second overdue comes one more span later.
     pub span: time::Duration,
     /// The id of the event that set this deadline.
@@ -532,6 +539,8 @@ mod tests {
     fn deadline() -> Deadline {
         Deadline {
             due_at: datetime!(2026-11-30 10:00 UTC),
+            second_due_at: datetime!(2026-12-07 10:00 UTC),
+            warn_at: None,
             span: time::Duration::days(7),
             version: EventId::new(),
         }

@@ -40,14 +40,23 @@ fn deadline_pb(d: &Deadline) -> pb::Deadline {
         due_at: Some(timestamp(d.due_at)),
         span_seconds: d.span.whole_seconds(),
         version: d.version.to_string(),
+        second_due_at: Some(timestamp(d.second_due_at)),
+        warn_at: d.warn_at.map(timestamp),
     }
 }
 
 fn deadline_domain(d: &Option<pb::Deadline>) -> Result<Deadline> {
     let d = d.as_ref().ok_or(Error::Missing("deadline"))?;
+    let due_at = req_ts(&d.due_at, "deadline.due_at")?;
+    let span = time::Duration::seconds(d.span_seconds);
     Ok(Deadline {
-        due_at: req_ts(&d.due_at, "deadline.due_at")?,
-        span: time::Duration::seconds(d.span_seconds),
+        due_at,
+        second_due_at: match &d.second_due_at {
+            Some(t) => to_datetime(t)?,
+            None => due_at + span,
+        },
+        warn_at: d.warn_at.as_ref().map(to_datetime).transpose()?,
+        span,
         version: EventId::parse(&d.version)?,
     })
 }
@@ -379,6 +388,8 @@ mod tests {
                 unit: UnitCode::parse("water-group").unwrap(),
                 deadline: Deadline {
                     due_at: datetime!(2026-11-22 12:00 UTC),
+                    second_due_at: datetime!(2026-11-22 14:00 UTC),
+                    warn_at: Some(datetime!(2026-11-22 11:36 UTC)),
                     span: time::Duration::hours(2),
                     version: EventId::new(),
                 },

@@ -88,6 +88,9 @@ pub struct RedisConfig {
     pub url: Secret<String>,
     /// Prepended to every key.
     pub key_prefix: String,
+    /// Redis Cluster seed nodes (`redis://host:port`); when set, services
+    /// that support it (the timers) use the cluster instead of `url`.
+    pub cluster_nodes: Vec<Secret<String>>,
 }
 
 impl Default for RedisConfig {
@@ -95,6 +98,7 @@ impl Default for RedisConfig {
         RedisConfig {
             url: Secret::new("redis://127.0.0.1:6379/0".into()),
             key_prefix: "whistle:".into(),
+            cluster_nodes: Vec::new(),
         }
     }
 }

@@ -122,3 +122,70 @@ impl EventProducer {
         }
     }
 }
+
+/// One message read by [`scan_topic`].
+#[derive(Debug, Clone)]
+pub struct Scanned {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reads a whole topic, every partition from its start up to the end it had
+/// when the scan began, without joining any consumer group. Blocking: call it
+/// from a blocking task. Used to rebuild state that Redis lost, and by tests.
+pub fn scan_topic(cfg: &KafkaConfig, topic: &str, mut each: impl FnMut(Scanned)) -> Result<u64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    let consumer: BaseConsumer = client_config(cfg)
+        .set("group.id", format!("{}scan-{}", cfg.group_prefix, std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = meta.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in partitions {
+        let (lo, hi) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        if hi > lo {
+            tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(lo))?;
+            ends.insert(p, hi);
+        }
+    }
+    if ends.is_empty() {
+        return Ok(0);
+    }
+    consumer.assign(&tpl)?;
+    let mut read = 0u64;
+    let mut last_progress = Instant::now();
+    while !ends.is_empty() {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                let headers = m
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default())).collect())
+                    .unwrap_or_default();
+                if ends.get(&m.partition()).is_some_and(|end| m.offset() < *end) {
+                    read += 1;
+                    each(Scanned { partition: m.partition(), offset: m.offset(), key: m.key().map(<[u8]>::to_vec), payload: m.payload().unwrap_or_default().to_vec(), headers });
+                }
+                if ends.get(&m.partition()).is_some_and(|end| m.offset() + 1 >= *end) {
+                    ends.remove(&m.partition());
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None if last_progress.elapsed() > Duration::from_secs(30) => {
+                return Err(crate::Error::Topic { topic: topic.to_owned(), reason: "no progress reading the topic for 30 s".into() });
+            }
+            None => {}
+        }
+    }
+    Ok(read)
+}

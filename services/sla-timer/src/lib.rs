@@ -1,13 +1,16 @@
-//! SLA timer: keeps, for every ticket in a unit's hands, the timers of its
-//! current deadline in Redis and publishes `overdue` when one falls due:
-//! level 1 at the deadline (reminder to the unit), level 2 one span later
-//! (urging letter). A new deadline (re-dispatch, extension, rework) replaces
-//! the old timers; completion, return, whistle or closing cancels them.
+//! SLA timer: for every ticket in a unit's hands, the three timers of its
+//! current deadline — the warning for desks, the first overdue (reminder to
+//! the unit) and the second overdue (urging letter, leader in charge,
+//! supervised) — kept in Redis and fired once each, at the instant the
+//! deadline policy and working-day calendar gave (the dispatcher computes the
+//! instants; this service keeps them).
 //!
-//! Each timer fires once per deadline version: its event id is derived from
-//! the timer's identity, a fired timer cannot be armed again, and a timer
-//! claimed by an instance that died is claimed again when its claim expires.
+//! A new deadline (re-dispatch, extension, rework) replaces the old timers;
+//! completion, return or whistle cancels them; closing forgets the ticket.
+//! If Redis loses its data, every open timer is rebuilt from Kafka.
 
+pub mod engine;
+pub mod rebuild;
 pub mod timers;
 
 use serde::{Deserialize, Serialize};
@@ -16,15 +19,15 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::Instrument;
 use whistle_domain::event::ExtensionDecision;
-use whistle_domain::{
-    Actor, Clock, Deadline, Event, EventKind, OverdueLevel, SystemClock, TicketId, TimerKey,
-    TimerKind, UnitCode,
-};
+use whistle_domain::{Actor, Clock, Deadline, Event, EventKind, OverdueLevel, SystemClock, TicketId, TimerKey, TimerKind, UnitCode};
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
+use whistle_runtime::redis_client::RedisConn;
 use whistle_runtime::shutdown::{drain, spawn_supervised};
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, Topics};
 
-pub use timers::{TimerData, TimerStore};
+pub use engine::{Engine, EngineSettings, Sink, Stopped};
+pub use rebuild::{Report, rebuild};
+pub use timers::{Arm, Due, Record, TimerStore};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -39,24 +42,16 @@ pub struct Config {
 #[serde(default)]
 pub struct TimerSettings {
     pub group: String,
-    /// How long a claimed timer may stay unacknowledged before another
-    /// instance fires it (an instance died between claim and send).
-    pub claim_ttl_ms: i64,
-    /// Timers claimed per round trip.
-    pub claim_batch: usize,
-    /// Longest sleep when nothing local is due (timers armed by other
-    /// instances are noticed within this).
-    pub max_idle_ms: u64,
+    /// Tickets are spread over this many shards (hash slots on a cluster).
+    /// Every instance of a deployment must use the same number.
+    pub shards: u16,
+    #[serde(flatten)]
+    pub engine: EngineSettings,
 }
 
 impl Default for TimerSettings {
     fn default() -> Self {
-        TimerSettings {
-            group: "sla-timer".into(),
-            claim_ttl_ms: 5_000,
-            claim_batch: 256,
-            max_idle_ms: 1_000,
-        }
+        TimerSettings { group: "sla-timer".into(), shards: 8, engine: EngineSettings::default() }
     }
 }
 
@@ -66,8 +61,6 @@ pub enum Error {
     Runtime(#[from] whistle_runtime::Error),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("timer data: {0}")]
-    Json(#[from] serde_json::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -78,12 +71,77 @@ impl From<Error> for HandleError {
     }
 }
 
-pub struct SlaTimer {
-    config: Config,
-    store: TimerStore,
+pub(crate) fn millis(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub(crate) fn kind_index(k: TimerKind) -> usize {
+    match k {
+        TimerKind::Warning => 0,
+        TimerKind::FirstOverdue => 1,
+        TimerKind::SecondOverdue => 2,
+    }
+}
+
+/// The timers a deadline has.
+pub fn timers_for(d: &Deadline) -> Vec<Arm> {
+    let mut v = Vec::with_capacity(3);
+    if let Some(w) = d.warn_at {
+        v.push(Arm { kind: TimerKind::Warning, due_ms: millis(w) });
+    }
+    v.push(Arm { kind: TimerKind::FirstOverdue, due_ms: millis(d.due_at) });
+    v.push(Arm { kind: TimerKind::SecondOverdue, due_ms: millis(d.second_due_at) });
+    v
+}
+
+/// The event a due timer produces. Its id derives from the timer's identity
+/// (ticket, deadline version, kind), so a timer handed out twice after a crash
+/// produces the same event and consumers drop the copy.
+pub fn event_for(d: &Due, now: time::OffsetDateTime) -> Event {
+    let key = TimerKey { ticket: d.ticket, deadline_version: d.record.version, kind: d.kind };
+    let due_at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.record.deadline_ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let overdue = |level| EventKind::Overdue { level, deadline_version: d.record.version, due_at, unit: d.record.unit.clone() };
+    let kind = match d.kind {
+        TimerKind::Warning => EventKind::DeadlineWarning { deadline_version: d.record.version },
+        TimerKind::FirstOverdue => overdue(OverdueLevel::First),
+        TimerKind::SecondOverdue => overdue(OverdueLevel::Second),
+    };
+    Event { id: key.fired_event_id(), ticket_id: d.ticket, occurred_at: now, actor: Actor::system("sla-timer"), kind }
+}
+
+/// The service's sink: publishes each timer's event to Kafka.
+pub struct KafkaSink {
     producer: EventProducer,
     clock: Arc<dyn Clock>,
-    wake: Arc<Notify>,
+}
+
+impl Sink for KafkaSink {
+    async fn fire(&self, due: Vec<Due>) -> Result<()> {
+        let now = self.clock.now();
+        let sends = due.iter().map(|d| {
+            let event = event_for(d, now);
+            let span = tracing::info_span!("fire", ticket = %d.ticket, timer = d.kind.as_str());
+            whistle_runtime::telemetry::set_parent(&span, d.record.traceparent.as_deref());
+            let producer = self.producer.clone();
+            async move {
+                producer.publish(&event).await?;
+                tracing::info!(ticket = %d.ticket, timer = d.kind.as_str(), unit = %d.record.unit, late_ms = millis(now) - d.due_ms, "timer fired");
+                Ok::<_, Error>(())
+            }
+            .instrument(span)
+        });
+        for r in futures::future::join_all(sends).await {
+            r?;
+        }
+        Ok(())
+    }
+}
+
+pub struct SlaTimer {
+    config: Config,
+    store: TimerStore<RedisConn>,
+    producer: EventProducer,
+    clock: Arc<dyn Clock>,
 }
 
 impl SlaTimer {
@@ -96,101 +154,88 @@ impl SlaTimer {
             whistle_runtime::topics::ensure(&config.kafka).await?;
         }
         let producer = EventProducer::new(&config.kafka)?;
-        let redis = whistle_runtime::redis_client::connect(&config.redis).await?;
-        let store = TimerStore::new(redis, &config.redis.key_prefix);
-        Ok(SlaTimer {
-            config,
-            store,
-            producer,
-            clock,
-            wake: Arc::new(Notify::new()),
-        })
+        let conn = RedisConn::connect(&config.redis).await?;
+        let store = TimerStore::new(conn, &config.redis.key_prefix, config.sla_timer.shards);
+        Ok(SlaTimer { config, store, producer, clock })
     }
 
-    pub fn store(&self) -> &TimerStore {
+    pub fn store(&self) -> &TimerStore<RedisConn> {
         &self.store
     }
 
+    async fn lost_data(&self) -> Result<bool> {
+        for s in 0..self.store.shards() {
+            if !self.store.next_due(s).await?.1 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Rebuilds every open timer from Kafka and marks the shards alive.
+    pub async fn rebuild(&self) -> Result<Report> {
+        let started = std::time::Instant::now();
+        let report = rebuild(&self.config.kafka, &self.store).await?;
+        self.store.mark_alive().await?;
+        tracing::info!(events = report.events, tickets = report.tickets, open = report.open, timers = report.timers, ms = started.elapsed().as_millis() as u64, "timers rebuilt from kafka");
+        Ok(report)
+    }
+
+    /// Consumes ticket events and fires timers until shutdown. On start, and
+    /// whenever Redis turns out to have lost its data, first rebuilds from
+    /// Kafka.
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let SlaTimer {
-            config,
-            store,
-            producer,
-            clock,
-            wake,
-        } = self;
-        let topics = Topics::new(&config.kafka);
-        let arming = Arc::new(Arming {
-            store: store.clone(),
-            wake: wake.clone(),
-        });
-        let consumer = spawn_supervised(
-            "arming",
-            &shutdown,
-            consumer::run(
-                config.kafka.clone(),
-                ConsumerSettings::new(
-                    "sla-timer",
-                    config.sla_timer.group.clone(),
-                    vec![topics.events()],
+        let topics = Topics::new(&self.config.kafka);
+        let wake = Arc::new(Notify::new());
+        let sink = Arc::new(KafkaSink { producer: self.producer.clone(), clock: self.clock.clone() });
+        let engine = Arc::new(Engine::new(self.store.clone(), sink, self.clock.clone(), wake.clone(), self.config.sla_timer.engine.clone()));
+        while !shutdown.is_triggered() {
+            if self.lost_data().await? {
+                self.rebuild().await?;
+            }
+            let epoch = shutdown.child();
+            let arming = Arc::new(Arming { store: self.store.clone(), wake: wake.clone() });
+            let consumer = spawn_supervised(
+                "arming",
+                &epoch,
+                consumer::run(
+                    self.config.kafka.clone(),
+                    ConsumerSettings::new("sla-timer", self.config.sla_timer.group.clone(), vec![topics.events()]),
+                    arming,
+                    self.producer.clone(),
+                    epoch.clone(),
                 ),
-                arming,
-                producer.clone(),
-                shutdown.clone(),
-            ),
-        );
-        let firing = Firing {
-            store,
-            producer: producer.clone(),
-            clock,
-            wake,
-            settings: config.sla_timer.clone(),
-        };
-        let fire = spawn_supervised("firing", &shutdown, firing.run(shutdown.clone()));
-        shutdown.wait().await;
-        drain(vec![consumer], Duration::from_secs(15)).await;
-        drain(vec![fire], Duration::from_secs(15)).await;
-        producer.flush(Duration::from_secs(5));
+            );
+            let stopped = {
+                let engine = engine.clone();
+                let epoch = epoch.clone();
+                tokio::spawn(async move { engine.run(&epoch).await })
+            };
+            let outcome = stopped.await.map_err(|e| whistle_runtime::Error::Config(format!("firing task: {e}")))?;
+            epoch.trigger();
+            drain(vec![consumer], Duration::from_secs(15)).await;
+            match outcome? {
+                Stopped::Shutdown => break,
+                Stopped::DataLost => tracing::warn!("redis lost the timers; rebuilding from kafka"),
+            }
+        }
+        self.producer.flush(Duration::from_secs(5));
         Ok(())
     }
 }
 
 /// Consumes ticket events and keeps the timers in step with the deadlines.
 struct Arming {
-    store: TimerStore,
+    store: TimerStore<RedisConn>,
     wake: Arc<Notify>,
 }
 
 impl Arming {
-    async fn arm_deadline(
-        &self,
-        ticket: TicketId,
-        deadline: &Deadline,
-        unit: &UnitCode,
-    ) -> Result<()> {
-        self.store.supersede(&ticket, &deadline.version).await?;
-        let deadline_ms = (deadline.due_at.unix_timestamp_nanos() / 1_000_000) as i64;
-        let span_ms = deadline.span.whole_milliseconds() as i64;
-        let data = TimerData {
-            unit: unit.clone(),
-            deadline_ms,
-            traceparent: whistle_runtime::telemetry::current_traceparent(),
-        };
-        for (kind, due_ms) in [
-            (TimerKind::FirstOverdue, deadline_ms),
-            (TimerKind::SecondOverdue, deadline_ms + span_ms.max(0)),
-        ] {
-            let key = TimerKey {
-                ticket,
-                deadline_version: deadline.version,
-                kind,
-            };
-            if self.store.arm(&key, due_ms, &data).await? {
-                tracing::debug!(ticket = %ticket, timer = kind.as_str(), due_ms, "timer armed");
-            }
-        }
-        self.store.remember_unit(&ticket, unit).await?;
-        self.wake.notify_one();
+    async fn arm(&self, ticket: TicketId, deadline: &Deadline, unit: UnitCode) -> Result<()> {
+        let record = Record { version: deadline.version, unit, deadline_ms: millis(deadline.due_at), traceparent: whistle_runtime::telemetry::current_traceparent() };
+        let n = self.store.arm(&ticket, &record, &timers_for(deadline), [false; 3]).await?;
+        tracing::debug!(ticket = %ticket, armed = n, "timers armed");
+        self.wake.notify_waiters();
         Ok(())
     }
 }
@@ -200,29 +245,17 @@ impl Handler for Arming {
         let event = msg.event()?;
         let ticket = event.ticket_id;
         match &event.kind {
-            EventKind::Dispatched { deadline, unit, .. } => {
-                self.arm_deadline(ticket, deadline, unit).await?
-            }
-            EventKind::Reopened { deadline, .. }
-            | EventKind::ExtensionDecided(ExtensionDecision::Granted { deadline, .. }) => {
-                match self.store.unit_of(&ticket).await? {
-                    Some(unit) => self.arm_deadline(ticket, deadline, &unit).await?,
-                    None => {
-                        return Err(HandleError::Poison(format!(
-                            "no assignment known for ticket {ticket}; cannot arm the new deadline"
-                        )));
-                    }
-                }
-            }
-            EventKind::Completed { .. }
-            | EventKind::Returned { .. }
-            | EventKind::Whistled { .. } => {
-                let n = self.store.cancel_ticket(&ticket).await?;
+            EventKind::Dispatched { deadline, unit, .. } => self.arm(ticket, deadline, unit.clone()).await?,
+            EventKind::Reopened { deadline, .. } | EventKind::ExtensionDecided(ExtensionDecision::Granted { deadline, .. }) => match self.store.record_unit(&ticket).await? {
+                Some(unit) => self.arm(ticket, deadline, unit).await?,
+                None => return Err(HandleError::Poison(format!("no assignment known for ticket {ticket}; cannot arm its new deadline"))),
+            },
+            EventKind::Completed { .. } | EventKind::Returned { .. } | EventKind::Whistled { .. } => {
+                let n = self.store.cancel(&ticket, false).await?;
                 tracing::debug!(ticket = %ticket, cancelled = n, "timers cancelled");
             }
             EventKind::Closed { .. } => {
-                self.store.cancel_ticket(&ticket).await?;
-                self.store.forget_unit(&ticket).await?;
+                self.store.cancel(&ticket, true).await?;
             }
             EventKind::Received { .. }
             | EventKind::Classified { .. }
@@ -237,102 +270,6 @@ impl Handler for Arming {
             | EventKind::Supervised { .. }
             | EventKind::RevisitRecorded { .. } => {}
         }
-        Ok(())
-    }
-}
-
-/// Fires due timers: wakes at the next due time (or when a timer is armed),
-/// claims, publishes, acknowledges.
-struct Firing {
-    store: TimerStore,
-    producer: EventProducer,
-    clock: Arc<dyn Clock>,
-    wake: Arc<Notify>,
-    settings: TimerSettings,
-}
-
-fn millis(t: time::OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-impl Firing {
-    async fn run(self, shutdown: Shutdown) -> Result<()> {
-        while !shutdown.is_triggered() {
-            let now = millis(self.clock.now());
-            let wait = match self.round(now).await {
-                Ok(true) => continue,
-                Ok(false) => match self.store.next_due().await {
-                    Ok(Some(next)) => Duration::from_millis(
-                        (next - now).clamp(1, self.settings.max_idle_ms as i64) as u64,
-                    ),
-                    Ok(None) => Duration::from_millis(self.settings.max_idle_ms),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the next due time");
-                        Duration::from_millis(500)
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "firing round failed; retrying");
-                    Duration::from_millis(500)
-                }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.wake.notified() => {}
-                _ = shutdown.wait() => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// One claim round; true if the batch was full (more may be due).
-    async fn round(&self, now: i64) -> Result<bool> {
-        let claimed = self
-            .store
-            .claim(now, self.settings.claim_ttl_ms, self.settings.claim_batch)
-            .await?;
-        let full = claimed.len() >= self.settings.claim_batch;
-        for r in futures::future::join_all(claimed.into_iter().map(|c| self.fire(c))).await {
-            r?;
-        }
-        Ok(full)
-    }
-
-    async fn fire(&self, c: timers::Claimed) -> Result<()> {
-        let due_at = time::OffsetDateTime::from_unix_timestamp_nanos(
-            i128::from(c.data.deadline_ms) * 1_000_000,
-        )
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let kind = match c.key.kind {
-            TimerKind::Warning => EventKind::DeadlineWarning {
-                deadline_version: c.key.deadline_version,
-            },
-            TimerKind::FirstOverdue => EventKind::Overdue {
-                level: OverdueLevel::First,
-                deadline_version: c.key.deadline_version,
-                due_at,
-                unit: c.data.unit.clone(),
-            },
-            TimerKind::SecondOverdue => EventKind::Overdue {
-                level: OverdueLevel::Second,
-                deadline_version: c.key.deadline_version,
-                due_at,
-                unit: c.data.unit.clone(),
-            },
-        };
-        let event = Event {
-            id: c.key.fired_event_id(),
-            ticket_id: c.key.ticket,
-            occurred_at: self.clock.now(),
-            actor: Actor::system("sla-timer"),
-            kind,
-        };
-        let span = tracing::info_span!("fire", ticket = %c.key.ticket, timer = c.key.kind.as_str());
-        whistle_runtime::telemetry::set_parent(&span, c.data.traceparent.as_deref());
-        self.producer.publish(&event).instrument(span).await?;
-        self.store.ack(&c.key).await?;
-        let late_ms = millis(self.clock.now()) - c.due_ms;
-        tracing::info!(ticket = %c.key.ticket, timer = c.key.kind.as_str(), unit = %c.data.unit, late_ms, "timer fired");
         Ok(())
     }
 }

@@ -1,283 +1,408 @@
-//! Timers in Redis. Every operation is one round trip (a Lua script), so
-//! arm, cancel, claim and acknowledge are atomic:
+//! Timers in Redis, built for speed and for Redis Cluster.
 //!
-//! - `due`     sorted set: timer -> due time (ms)
-//! - `claimed` sorted set: timer -> claim expiry (ms); a claim not
-//!   acknowledged in time (the instance died) is claimed again
-//! - `data`    hash: timer -> JSON payload for the event it fires
-//! - `ticket:<id>` set: the ticket's timers, for cancelling them together
-//! - `fired:<timer>`: marker that the timer has fired; arming it again (a
-//!   redelivered event) does nothing
+//! Tickets are spread over `shards`; all keys of a shard share the hash tag
+//! `{w:<shard>}`, so every script touches one slot. Per shard:
 //!
-//! All keys share one hash tag, so the scripts also run on Redis Cluster.
+//! - `due`      sorted set: member = ticket id (16 bytes) + kind (1 byte:
+//!   `w` warning, `1` first overdue, `2` second overdue); score = due ms
+//! - `claimed`  sorted set: the same members; score = claim expiry ms. A claim
+//!   not acknowledged in time (its instance died) is claimed again.
+//! - `tickets`  hash: ticket id (16 bytes) -> `version|fired|unit|deadline_ms|traceparent`,
+//!   one record per ticket for all its timers: the current deadline version
+//!   (32 hex), which timers of that version fired (`w12` flags as `0`/`1`),
+//!   and what the events need
+//! - `alive`    a marker; if it is missing, Redis lost its data and the timers
+//!   are rebuilt from Kafka
+//!
+//! Arm, cancel, claim and acknowledge are one script call (one round trip)
+//! each. A timer of a superseded version is removed when the new version is
+//! armed; a fired timer is never armed again for the same version.
 
-use redis::aio::ConnectionManager;
-use serde::{Deserialize, Serialize};
-use whistle_domain::{EventId, TicketId, TimerKey, UnitCode};
+use redis::aio::ConnectionLike;
+use whistle_domain::{EventId, TicketId, TimerKind, UnitCode};
 
 use crate::Result;
 
-/// How long a fired marker is kept (a redelivery older than this is not expected).
-const FIRED_TTL_SECONDS: u64 = 40 * 24 * 3600;
+/// A Redis connection the timers can use: one server or a cluster.
+pub trait Conn: ConnectionLike + Clone + Send + Sync + 'static {}
+impl<T: ConnectionLike + Clone + Send + Sync + 'static> Conn for T {}
 
-/// What a timer needs to publish its event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimerData {
+fn kind_byte(k: TimerKind) -> u8 {
+    match k {
+        TimerKind::Warning => b'w',
+        TimerKind::FirstOverdue => b'1',
+        TimerKind::SecondOverdue => b'2',
+    }
+}
+
+fn kind_of(b: u8) -> Option<TimerKind> {
+    match b {
+        b'w' => Some(TimerKind::Warning),
+        b'1' => Some(TimerKind::FirstOverdue),
+        b'2' => Some(TimerKind::SecondOverdue),
+        _ => None,
+    }
+}
+
+fn member(ticket: &TicketId, kind: TimerKind) -> Vec<u8> {
+    let mut m = ticket_bytes(ticket).to_vec();
+    m.push(kind_byte(kind));
+    m
+}
+
+fn ticket_bytes(t: &TicketId) -> [u8; 16] {
+    *t.as_bytes()
+}
+
+fn ticket_from(b: &[u8]) -> Option<TicketId> {
+    <[u8; 16]>::try_from(b).ok().map(TicketId::from_bytes)
+}
+
+fn version_hex(v: &EventId) -> String {
+    v.simple()
+}
+
+fn version_from(hex: &str) -> Option<EventId> {
+    EventId::parse(hex).ok()
+}
+
+/// What one ticket's timers need to produce their events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub version: EventId,
     pub unit: UnitCode,
-    /// The deadline (ms since epoch) this timer belongs to.
     pub deadline_ms: i64,
-    /// The trace of the event that armed it, so the overdue event joins the
-    /// ticket's trace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
 }
 
+/// One armed timer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claimed {
-    pub key: TimerKey,
+pub struct Arm {
+    pub kind: TimerKind,
     pub due_ms: i64,
-    pub data: TimerData,
 }
 
-#[derive(Clone)]
-pub struct TimerStore {
-    redis: ConnectionManager,
-    tag: String,
+/// A claimed timer, handed to the sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub ticket: TicketId,
+    pub kind: TimerKind,
+    pub due_ms: i64,
+    pub record: Record,
 }
 
 const ARM: &str = r"
--- KEYS: due, claimed, data, ticket set, fired marker; ARGV: member, due ms, data
-if redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
-local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
-redis.call('SADD', KEYS[4], ARGV[1])
-return added";
-
-const CANCEL: &str = r"
--- KEYS: due, claimed, data, ticket set; ARGV: deadline version to keep ('' keeps none)
--- Returns how many timers were removed.
-local members = redis.call('SMEMBERS', KEYS[4])
+-- KEYS: due, claimed, tickets; ARGV: ticket(16B), version(32), rest, fired-if-new(3), then kind, due pairs
+local rec = redis.call('HGET', KEYS[3], ARGV[1])
+local fired = ARGV[4]
+if rec and string.sub(rec, 1, 32) == ARGV[2] then
+  fired = string.sub(rec, 34, 36)
+else
+  for _, k in ipairs({'w', '1', '2'}) do
+    redis.call('ZREM', KEYS[1], ARGV[1] .. k)
+    redis.call('ZREM', KEYS[2], ARGV[1] .. k)
+  end
+end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. '|' .. fired .. '|' .. ARGV[3])
 local n = 0
-for _, m in ipairs(members) do
-  if ARGV[1] == '' or not string.find(m, ARGV[1], 1, true) then
-    n = n + redis.call('ZREM', KEYS[1], m) + redis.call('ZREM', KEYS[2], m)
-    redis.call('HDEL', KEYS[3], m)
-    redis.call('SREM', KEYS[4], m)
+for i = 5, #ARGV, 2 do
+  local k = ARGV[i]
+  local idx = (k == 'w' and 1) or (k == '1' and 2) or 3
+  local m = ARGV[1] .. k
+  if string.sub(fired, idx, idx) == '0' and not redis.call('ZSCORE', KEYS[2], m) then
+    n = n + redis.call('ZADD', KEYS[1], ARGV[i + 1], m)
   end
 end
 return n";
 
-const CLAIM: &str = r"
--- KEYS: due, claimed, data; ARGV: now ms, claim ttl ms, max
--- Returns {member, due, data, ...} for timers due by now and for claims
--- that expired (their instance died before acknowledging).
-local now = tonumber(ARGV[1])
-local out = {}
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-for _, m in ipairs(expired) do
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), m)
-  table.insert(out, m); table.insert(out, tostring(now)); table.insert(out, redis.call('HGET', KEYS[3], m) or '')
+const CANCEL: &str = r"
+-- KEYS: due, claimed, tickets; ARGV: ticket(16B), forget(0/1)
+-- Removes the ticket's timers. The record keeps the unit (a reopened ticket
+-- goes back to it) unless forget=1; its version is voided so nothing fires.
+local n = 0
+for _, k in ipairs({'w', '1', '2'}) do
+  n = n + redis.call('ZREM', KEYS[1], ARGV[1] .. k) + redis.call('ZREM', KEYS[2], ARGV[1] .. k)
 end
-local left = tonumber(ARGV[3]) - #expired
+if ARGV[2] == '1' then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+else
+  local rec = redis.call('HGET', KEYS[3], ARGV[1])
+  if rec then redis.call('HSET', KEYS[3], ARGV[1], string.rep('0', 32) .. string.sub(rec, 33)) end
+end
+return n";
+
+const CLAIM: &str = r"
+-- KEYS: due, claimed, tickets; ARGV: now, claim ttl, max
+-- Returns {member, due, record, ...}: claims that expired (an instance died
+-- before acknowledging) and timers due by now.
+local now = tonumber(ARGV[1])
+local until_ = now + tonumber(ARGV[2])
+local max = tonumber(ARGV[3])
+local out = {}
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)
+for _, m in ipairs(expired) do
+  redis.call('ZADD', KEYS[2], until_, m)
+  local rec = redis.call('HGET', KEYS[3], string.sub(m, 1, 16))
+  if rec then
+    table.insert(out, m); table.insert(out, tostring(now)); table.insert(out, rec)
+  else
+    redis.call('ZREM', KEYS[2], m)
+  end
+end
+local left = max - #expired
 if left > 0 then
   local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, left)
-  for i = 1, #due, 2 do
-    local m = due[i]
-    redis.call('ZREM', KEYS[1], m)
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), m)
-    table.insert(out, m); table.insert(out, due[i + 1]); table.insert(out, redis.call('HGET', KEYS[3], m) or '')
+  if #due > 0 then
+    local members, adds = {}, {}
+    for i = 1, #due, 2 do
+      members[#members + 1] = due[i]
+      adds[#adds + 1] = until_
+      adds[#adds + 1] = due[i]
+    end
+    redis.call('ZREM', KEYS[1], unpack(members))
+    redis.call('ZADD', KEYS[2], unpack(adds))
+    for i = 1, #due, 2 do
+      local rec = redis.call('HGET', KEYS[3], string.sub(due[i], 1, 16))
+      if rec then
+        table.insert(out, due[i]); table.insert(out, due[i + 1]); table.insert(out, rec)
+      else
+        redis.call('ZREM', KEYS[2], due[i])
+      end
+    end
   end
 end
 return out";
 
 const ACK: &str = r"
--- KEYS: claimed, data, ticket set, fired marker; ARGV: member, fired ttl
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('SREM', KEYS[3], ARGV[1])
-redis.call('SET', KEYS[4], '1', 'EX', ARGV[2])
-return 1";
+-- KEYS: claimed, tickets; ARGV: (member, version) pairs
+-- The timers' events are durable: forget the claims, mark them fired.
+for i = 1, #ARGV, 2 do
+  local m = ARGV[i]
+  redis.call('ZREM', KEYS[1], m)
+  local t = string.sub(m, 1, 16)
+  local rec = redis.call('HGET', KEYS[2], t)
+  if rec and string.sub(rec, 1, 32) == ARGV[i + 1] then
+    local k = string.sub(m, 17, 17)
+    local idx = 33 + ((k == 'w' and 1) or (k == '1' and 2) or 3)
+    redis.call('HSET', KEYS[2], t, string.sub(rec, 1, idx - 1) .. '1' .. string.sub(rec, idx + 1))
+  end
+end
+return #ARGV / 2";
 
 const NEXT: &str = r"
--- KEYS: due, claimed; the earliest time anything needs attention
+-- KEYS: due, claimed, alive; returns {earliest ms or -1, alive 0/1}
 local d = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local c = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-local best = false
+local best = -1
 if d[2] then best = tonumber(d[2]) end
-if c[2] and (not best or tonumber(c[2]) < best) then best = tonumber(c[2]) end
-return best";
+if c[2] and (best < 0 or tonumber(c[2]) < best) then best = tonumber(c[2]) end
+return {best, redis.call('EXISTS', KEYS[3])}";
 
-impl TimerStore {
-    pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
+/// The timer store. Cheap to clone.
+#[derive(Clone)]
+pub struct TimerStore<C> {
+    conn: C,
+    prefix: String,
+    shards: u16,
+    arm: redis::Script,
+    cancel: redis::Script,
+    claim: redis::Script,
+    ack: redis::Script,
+    next: redis::Script,
+}
+
+impl<C: Conn> TimerStore<C> {
+    pub fn new(conn: C, prefix: &str, shards: u16) -> Self {
         TimerStore {
-            redis,
-            tag: format!("{prefix}{{timers}}"),
+            conn,
+            prefix: prefix.to_owned(),
+            shards: shards.max(1),
+            arm: redis::Script::new(ARM),
+            cancel: redis::Script::new(CANCEL),
+            claim: redis::Script::new(CLAIM),
+            ack: redis::Script::new(ACK),
+            next: redis::Script::new(NEXT),
         }
     }
 
-    pub fn due_key(&self) -> String {
-        format!("{}:due", self.tag)
+    pub fn shards(&self) -> u16 {
+        self.shards
     }
 
-    pub fn claimed_key(&self) -> String {
-        format!("{}:claimed", self.tag)
+    pub fn shard_of(&self, ticket: &TicketId) -> u16 {
+        let b = ticket_bytes(ticket);
+        u16::from_be_bytes([b[14], b[15]]) % self.shards
     }
 
-    fn data_key(&self) -> String {
-        format!("{}:data", self.tag)
+    fn key(&self, shard: u16, name: &str) -> String {
+        format!("{}{{w:{shard}}}:{name}", self.prefix)
     }
 
-    fn ticket_key(&self, t: &TicketId) -> String {
-        format!("{}:ticket:{t}", self.tag)
+    /// Every key the store uses, for tests and the benchmark.
+    pub fn keys(&self) -> Vec<String> {
+        (0..self.shards).flat_map(|s| ["due", "claimed", "tickets", "alive"].map(|n| self.key(s, n))).collect()
     }
 
-    fn fired_key(&self, k: &TimerKey) -> String {
-        format!("{}:fired:{k}", self.tag)
+    /// Arms the timers of a ticket's deadline version. A new version replaces
+    /// the old one's timers; for the same version, timers that fired or are
+    /// claimed are left alone. `fired` says which of a *new* version's timers
+    /// already fired (a rebuild from Kafka), as `[warning, first, second]`.
+    pub async fn arm(&self, ticket: &TicketId, record: &Record, timers: &[Arm], fired: [bool; 3]) -> Result<u32> {
+        let s = self.shard_of(ticket);
+        let rest = format!("{}|{}|{}", record.unit, record.deadline_ms, record.traceparent.as_deref().unwrap_or(""));
+        let fired: String = fired.iter().map(|f| if *f { '1' } else { '0' }).collect();
+        let mut inv = self.arm.key(self.key(s, "due"));
+        inv.key(self.key(s, "claimed")).key(self.key(s, "tickets"));
+        inv.arg(&ticket_bytes(ticket)[..]).arg(version_hex(&record.version)).arg(rest).arg(fired);
+        for t in timers {
+            inv.arg(&[kind_byte(t.kind)][..]).arg(t.due_ms);
+        }
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
     }
 
-    /// Arms a timer unless it is armed, claimed or has fired already.
-    /// Returns true if it was newly armed.
-    pub async fn arm(&self, key: &TimerKey, due_ms: i64, data: &TimerData) -> Result<bool> {
-        let n: i64 = redis::Script::new(ARM)
-            .key(self.due_key())
-            .key(self.claimed_key())
-            .key(self.data_key())
-            .key(self.ticket_key(&key.ticket))
-            .key(self.fired_key(key))
-            .arg(key.to_string())
-            .arg(due_ms)
-            .arg(serde_json::to_string(data)?)
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok(n > 0)
+    /// Removes a ticket's timers (completed, returned, whistled). With
+    /// `forget`, the record goes too (closed).
+    pub async fn cancel(&self, ticket: &TicketId, forget: bool) -> Result<u32> {
+        let s = self.shard_of(ticket);
+        Ok(self
+            .cancel
+            .key(self.key(s, "due"))
+            .key(self.key(s, "claimed"))
+            .key(self.key(s, "tickets"))
+            .arg(&ticket_bytes(ticket)[..])
+            .arg(if forget { "1" } else { "0" })
+            .invoke_async(&mut self.conn.clone())
+            .await?)
     }
 
-    /// Cancels every timer of a ticket. Returns how many were removed.
-    pub async fn cancel_ticket(&self, ticket: &TicketId) -> Result<u32> {
-        self.cancel(ticket, None).await
+    /// The unit of the ticket's last assignment, if known.
+    pub async fn record_unit(&self, ticket: &TicketId) -> Result<Option<UnitCode>> {
+        let s = self.shard_of(ticket);
+        let rec: Option<String> = redis::cmd("HGET").arg(self.key(s, "tickets")).arg(&ticket_bytes(ticket)[..]).query_async(&mut self.conn.clone()).await?;
+        Ok(rec.and_then(|r| r.split('|').nth(2).and_then(|u| UnitCode::parse(u).ok())))
     }
 
-    /// Cancels the ticket's timers of every deadline version but `keep`
-    /// (a redelivered event must not disturb the timers it armed itself).
-    pub async fn supersede(&self, ticket: &TicketId, keep: &EventId) -> Result<u32> {
-        self.cancel(ticket, Some(keep)).await
-    }
-
-    async fn cancel(&self, ticket: &TicketId, keep: Option<&EventId>) -> Result<u32> {
-        let n: u32 = redis::Script::new(CANCEL)
-            .key(self.due_key())
-            .key(self.claimed_key())
-            .key(self.data_key())
-            .key(self.ticket_key(ticket))
-            .arg(keep.map(ToString::to_string).unwrap_or_default())
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok(n)
-    }
-
-    /// Claims up to `max` timers that are due at `now_ms` (or whose claim
-    /// expired), for `claim_ttl_ms`.
-    pub async fn claim(&self, now_ms: i64, claim_ttl_ms: i64, max: usize) -> Result<Vec<Claimed>> {
-        let raw: Vec<String> = redis::Script::new(CLAIM)
-            .key(self.due_key())
-            .key(self.claimed_key())
-            .key(self.data_key())
+    /// Claims up to `max` timers of one shard due at `now_ms` (or whose claim
+    /// expired), for `ttl_ms`.
+    pub async fn claim(&self, shard: u16, now_ms: i64, ttl_ms: i64, max: usize) -> Result<Vec<Due>> {
+        let raw: Vec<Vec<u8>> = self
+            .claim
+            .key(self.key(shard, "due"))
+            .key(self.key(shard, "claimed"))
+            .key(self.key(shard, "tickets"))
             .arg(now_ms)
-            .arg(claim_ttl_ms)
+            .arg(ttl_ms)
             .arg(max)
-            .invoke_async(&mut self.redis.clone())
+            .invoke_async(&mut self.conn.clone())
             .await?;
         let mut out = Vec::with_capacity(raw.len() / 3);
-        for chunk in raw.chunks_exact(3) {
-            let (member, due, data) = (&chunk[0], &chunk[1], &chunk[2]);
-            let parsed = TimerKey::parse(member)
-                .ok()
-                .zip(serde_json::from_str::<TimerData>(data).ok());
-            match parsed {
-                Some((key, data)) => out.push(Claimed {
-                    key,
-                    due_ms: due.parse().unwrap_or(now_ms),
-                    data,
-                }),
-                None => {
-                    tracing::error!(timer = %member, "unreadable timer dropped");
-                    self.ack_raw(member, None).await?;
-                }
+        for c in raw.chunks_exact(3) {
+            match parse_due(&c[0], &c[1], &c[2]) {
+                Some(d) => out.push(d),
+                None => tracing::error!(shard, "unreadable timer record skipped"),
             }
         }
         Ok(out)
     }
 
-    /// The timer's event is durable: forget the timer, remember it fired.
-    pub async fn ack(&self, key: &TimerKey) -> Result<()> {
-        self.ack_raw(&key.to_string(), Some(key)).await
+    /// The timers' events are durable: release the claims, mark them fired.
+    pub async fn ack(&self, shard: u16, done: &[Due]) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut inv = self.ack.key(self.key(shard, "claimed"));
+        inv.key(self.key(shard, "tickets"));
+        for d in done {
+            inv.arg(member(&d.ticket, d.kind)).arg(version_hex(&d.record.version));
+        }
+        let _: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(())
     }
 
-    async fn ack_raw(&self, member: &str, key: Option<&TimerKey>) -> Result<()> {
-        let (ticket_key, fired_key) = match key {
-            Some(k) => (self.ticket_key(&k.ticket), self.fired_key(k)),
-            None => (
-                format!("{}:ticket:unknown", self.tag),
-                format!("{}:fired:unreadable", self.tag),
-            ),
-        };
-        let _: i64 = redis::Script::new(ACK)
-            .key(self.claimed_key())
-            .key(self.data_key())
-            .key(ticket_key)
-            .key(fired_key)
-            .arg(member)
-            .arg(FIRED_TTL_SECONDS)
-            .invoke_async(&mut self.redis.clone())
+    /// For one shard: the earliest due time or claim expiry, and whether the
+    /// shard's `alive` marker is there.
+    pub async fn next_due(&self, shard: u16) -> Result<(Option<i64>, bool)> {
+        let (best, alive): (i64, i64) = self
+            .next
+            .key(self.key(shard, "due"))
+            .key(self.key(shard, "claimed"))
+            .key(self.key(shard, "alive"))
+            .invoke_async(&mut self.conn.clone())
             .await?;
+        Ok(((best >= 0).then_some(best), alive == 1))
+    }
+
+    /// Marks every shard as holding its timers (after a rebuild).
+    pub async fn mark_alive(&self) -> Result<()> {
+        for s in 0..self.shards {
+            let _: () = redis::cmd("SET").arg(self.key(s, "alive")).arg(1).query_async(&mut self.conn.clone()).await?;
+        }
         Ok(())
     }
 
-    fn units_key(&self) -> String {
-        format!("{}:units", self.tag)
-    }
-
-    /// Remembers which unit holds the ticket, for deadlines set by events
-    /// that do not name it (extension, rework).
-    pub async fn remember_unit(&self, ticket: &TicketId, unit: &UnitCode) -> Result<()> {
-        let _: i64 = redis::AsyncCommands::hset(
-            &mut self.redis.clone(),
-            self.units_key(),
-            ticket.to_string(),
-            unit.as_str(),
-        )
-        .await?;
-        Ok(())
-    }
-
-    pub async fn forget_unit(&self, ticket: &TicketId) -> Result<()> {
-        let _: i64 = redis::AsyncCommands::hdel(
-            &mut self.redis.clone(),
-            self.units_key(),
-            ticket.to_string(),
-        )
-        .await?;
-        Ok(())
-    }
-
-    pub async fn unit_of(&self, ticket: &TicketId) -> Result<Option<UnitCode>> {
-        let u: Option<String> = redis::AsyncCommands::hget(
-            &mut self.redis.clone(),
-            self.units_key(),
-            ticket.to_string(),
-        )
-        .await?;
-        Ok(u.and_then(|u| UnitCode::parse(&u).ok()))
-    }
-
-    /// The earliest due time or claim expiry, if any timer is outstanding.
-    pub async fn next_due(&self) -> Result<Option<i64>> {
-        let n: Option<i64> = redis::Script::new(NEXT)
-            .key(self.due_key())
-            .key(self.claimed_key())
-            .invoke_async(&mut self.redis.clone())
-            .await?;
+    /// Outstanding (due or claimed) timers of every shard.
+    pub async fn outstanding(&self) -> Result<u64> {
+        let mut n = 0;
+        for s in 0..self.shards {
+            for name in ["due", "claimed"] {
+                let c: u64 = redis::cmd("ZCARD").arg(self.key(s, name)).query_async(&mut self.conn.clone()).await?;
+                n += c;
+            }
+        }
         Ok(n)
+    }
+
+    /// Outstanding timers of one ticket.
+    pub async fn timers_of(&self, ticket: &TicketId) -> Result<Vec<TimerKind>> {
+        let s = self.shard_of(ticket);
+        let mut kinds = Vec::new();
+        for k in [TimerKind::Warning, TimerKind::FirstOverdue, TimerKind::SecondOverdue] {
+            for name in ["due", "claimed"] {
+                let score: Option<f64> = redis::cmd("ZSCORE").arg(self.key(s, name)).arg(member(ticket, k)).query_async(&mut self.conn.clone()).await?;
+                if score.is_some() {
+                    kinds.push(k);
+                }
+            }
+        }
+        Ok(kinds)
+    }
+}
+
+fn parse_due(m: &[u8], due: &[u8], rec: &[u8]) -> Option<Due> {
+    if m.len() != 17 {
+        return None;
+    }
+    let ticket = ticket_from(&m[..16])?;
+    let kind = kind_of(m[16])?;
+    let due_ms: i64 = std::str::from_utf8(due).ok()?.parse::<f64>().ok()? as i64;
+    let rec = std::str::from_utf8(rec).ok()?;
+    let mut parts = rec.splitn(5, '|');
+    let version = version_from(parts.next()?)?;
+    let _fired = parts.next()?;
+    let unit = UnitCode::parse(parts.next()?).ok()?;
+    let deadline_ms = parts.next()?.parse().ok()?;
+    let traceparent = parts.next().filter(|t| !t.is_empty()).map(str::to_owned);
+    Some(Due { ticket, kind, due_ms, record: Record { version, unit, deadline_ms, traceparent } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_and_records_parse_back() {
+        let t = TicketId::new();
+        let v = EventId::new();
+        let m = member(&t, TimerKind::SecondOverdue);
+        assert_eq!(m.len(), 17);
+        let rec = format!("{}|010|city-water|1764000000000|00-abc-def-01", version_hex(&v));
+        let d = parse_due(&m, b"1764000000123", rec.as_bytes()).unwrap();
+        assert_eq!(d.ticket, t);
+        assert_eq!(d.kind, TimerKind::SecondOverdue);
+        assert_eq!(d.due_ms, 1_764_000_000_123);
+        assert_eq!(d.record.version, v);
+        assert_eq!(d.record.unit.as_str(), "city-water");
+        assert_eq!(d.record.traceparent.as_deref(), Some("00-abc-def-01"));
+        assert!(parse_due(&m[..10], b"1", rec.as_bytes()).is_none());
     }
 }
