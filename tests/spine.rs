@@ -514,7 +514,16 @@ async fn one_ticket_is_one_trace_across_services() {
         traces.push((kind, trace_id));
     }
     let kinds: Vec<&str> = traces.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(kinds, ["received", "classified", "dispatched", "deadline_warning", "overdue"]);
+    assert_eq!(
+        kinds,
+        [
+            "received",
+            "classified",
+            "dispatched",
+            "deadline_warning",
+            "overdue"
+        ]
+    );
     assert!(
         traces
             .iter()

@@ -83,6 +83,7 @@ pub struct Options {
     pub notifier_attempts: u32,
     /// Monday 2026-11-23 10:00 China time unless set.
     pub start: time::OffsetDateTime,
+    pub calendar: whistle_dispatcher::CalendarSettings,
 }
 
 impl Default for Options {
@@ -92,6 +93,7 @@ impl Default for Options {
             webhook: Behaviour::Accept,
             notifier_attempts: 6,
             start: time::macros::datetime!(2026-11-23 10:00 +08:00),
+            calendar: whistle_dispatcher::CalendarSettings::default(),
         }
     }
 }
@@ -207,6 +209,7 @@ impl Platform {
             kafka: self.kafka.clone(),
             redis: self.redis.clone(),
             policy: self.options.policy.clone(),
+            calendar: self.options.calendar.clone(),
             ..Default::default()
         };
         config.dispatcher.listen = ([127, 0, 0, 1], 0).into();
@@ -394,13 +397,110 @@ impl Platform {
     /// Outstanding timers of a ticket in Redis (due or claimed).
     pub async fn timers_of(&self, ticket: &str) -> usize {
         let store = self.timer_store().await;
-        store.timers_of(&TicketId::parse(ticket).expect("ticket id")).await.expect("timers").len()
+        store
+            .timers_of(&TicketId::parse(ticket).expect("ticket id"))
+            .await
+            .expect("timers")
+            .len()
+    }
+
+    /// Timers of a ticket still waiting (not claimed), with due times.
+    pub async fn due_of(
+        &self,
+        ticket: &str,
+    ) -> Vec<(whistle_domain::TimerKind, time::OffsetDateTime)> {
+        let store = self.timer_store().await;
+        let due = store
+            .due_of(&TicketId::parse(ticket).expect("ticket id"))
+            .await
+            .expect("timers");
+        due.into_iter()
+            .map(|(k, ms)| {
+                (
+                    k,
+                    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                        .expect("time")
+                        .to_offset(time::macros::offset!(+8)),
+                )
+            })
+            .collect()
+    }
+
+    /// Deletes every timer key of this platform: Redis "lost its data".
+    pub async fn wipe_timers(&self) {
+        let client = redis::Client::open(self.redis.url.expose().as_str()).expect("redis");
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connect");
+        for key in self.timer_store().await.keys() {
+            let _: () = redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut c)
+                .await
+                .expect("del");
+        }
+    }
+
+    /// Waits until the sla-timer has run a firing round at the clock's
+    /// current time for the shard holding `ticket`: arms a probe timer due
+    /// now in that shard and waits for its event on Kafka. Whatever of
+    /// `ticket` was due by now was claimed in that same round.
+    pub async fn firing_round_passed(&self, ticket: &str) {
+        let store = self.timer_store().await;
+        let shard = store.shard_of(&TicketId::parse(ticket).expect("ticket id"));
+        let probe = loop {
+            let t = TicketId::new();
+            if store.shard_of(&t) == shard {
+                break t;
+            }
+        };
+        let now_ms = (self.clock.now().unix_timestamp_nanos() / 1_000_000) as i64;
+        let record = whistle_sla_timer::Record {
+            version: whistle_domain::EventId::new(),
+            unit: whistle_domain::UnitCode::parse("probe").expect("unit"),
+            deadline_ms: now_ms,
+            traceparent: None,
+        };
+        let arm = whistle_sla_timer::Arm {
+            kind: whistle_domain::TimerKind::FirstOverdue,
+            due_ms: now_ms,
+        };
+        store
+            .arm(&probe, &record, &[arm], [false; 3])
+            .await
+            .expect("arm probe");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if !self.events_for(&probe.to_string()).await.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the sla-timer ran no firing round within 60 s");
+    }
+
+    /// Publishes a domain event, as a desk or another service would.
+    pub async fn publish_event(&self, e: &Event) {
+        whistle_runtime::EventProducer::new(&self.kafka)
+            .expect("producer")
+            .publish(e)
+            .await
+            .expect("publish event");
     }
 
     /// The timer store the sla-timer uses, for looking inside.
-    pub async fn timer_store(&self) -> whistle_sla_timer::TimerStore<redis::aio::ConnectionManager> {
-        let conn = whistle_runtime::redis_client::connect(&self.redis).await.expect("redis");
-        whistle_sla_timer::TimerStore::new(conn, &self.prefix, whistle_sla_timer::TimerSettings::default().shards)
+    pub async fn timer_store(
+        &self,
+    ) -> whistle_sla_timer::TimerStore<redis::aio::ConnectionManager> {
+        let conn = whistle_runtime::redis_client::connect(&self.redis)
+            .await
+            .expect("redis");
+        whistle_sla_timer::TimerStore::new(
+            conn,
+            &self.prefix,
+            whistle_sla_timer::TimerSettings::default().shards,
+        )
     }
 }
 
@@ -417,7 +517,13 @@ pub struct Raw {
 fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Raw> {
     let mut out = Vec::new();
     whistle_runtime::kafka::scan_topic(kafka, topic, |m| {
-        out.push(Raw { partition: m.partition, offset: m.offset, key: m.key, payload: m.payload, headers: m.headers.into_iter().collect() });
+        out.push(Raw {
+            partition: m.partition,
+            offset: m.offset,
+            key: m.key,
+            payload: m.payload,
+            headers: m.headers.into_iter().collect(),
+        });
     })
     .expect("read topic");
     out.sort_by_key(|r| (r.partition, r.offset));

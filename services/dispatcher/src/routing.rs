@@ -52,7 +52,8 @@ impl Router {
         now: time::OffsetDateTime,
         version: EventId,
     ) -> Deadline {
-        self.policy.deadline(&self.calendar, now, self.policy.span_for(urgency), version)
+        self.policy
+            .deadline(&self.calendar, now, self.policy.span_for(urgency), version)
     }
 }
 

@@ -232,12 +232,24 @@ impl DeadlinePolicy {
     /// The deadline of an assignment made at `from` for `span`: first
     /// overdue at the end of the span, second one span later on the same
     /// calendar, warning after `warning_share` of the time to the first.
-    pub fn deadline(&self, calendar: &WorkCalendar, from: OffsetDateTime, span: Span, version: crate::EventId) -> crate::Deadline {
+    pub fn deadline(
+        &self,
+        calendar: &WorkCalendar,
+        from: OffsetDateTime,
+        span: Span,
+        version: crate::EventId,
+    ) -> crate::Deadline {
         let due_at = calendar.add(from, span);
         let second_due_at = calendar.add(due_at, span);
         let share = self.warning_share;
         let warn_at = (share > 0.0 && share < 1.0).then(|| from + (due_at - from) * share);
-        crate::Deadline { due_at, second_due_at, warn_at, span: due_at - from, version }
+        crate::Deadline {
+            due_at,
+            second_due_at,
+            warn_at,
+            span: due_at - from,
+            version,
+        }
     }
 
     pub fn span_for(&self, urgency: Urgency) -> Span {
@@ -314,8 +326,16 @@ mod tests {
         assert_eq!(d.second_due_at, datetime!(2026-11-24 15:00 +08:00));
         // 80% of the 72 hours to Monday 15:00
         assert_eq!(d.warn_at, Some(fri + time::Duration::hours(72) * 0.8));
-        let no_warning = DeadlinePolicy { warning_share: 0.0, ..policy };
-        assert_eq!(no_warning.deadline(&cal(), fri, Span::WorkingDays(1), crate::EventId::new()).warn_at, None);
+        let no_warning = DeadlinePolicy {
+            warning_share: 0.0,
+            ..policy
+        };
+        assert_eq!(
+            no_warning
+                .deadline(&cal(), fri, Span::WorkingDays(1), crate::EventId::new())
+                .warn_at,
+            None
+        );
     }
 
     #[test]

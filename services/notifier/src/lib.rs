@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
+use whistle_runtime::store::CaughtUp;
 use whistle_runtime::{
     EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics,
 };
@@ -160,8 +161,14 @@ impl Notify {
         let started = std::time::Instant::now();
         let mut delay = Duration::from_millis(5);
         loop {
-            if let Some(p) = self.store.get_caught_up(ticket, offset).await? {
-                return Ok(p);
+            match self.store.get_caught_up(ticket, offset).await? {
+                CaughtUp::Ready(p) => return Ok(*p),
+                CaughtUp::Orphan => {
+                    return Err(HandleError::Poison(format!(
+                        "ticket {ticket} is unknown (no received event)"
+                    )));
+                }
+                CaughtUp::Behind => {}
             }
             if started.elapsed() > Duration::from_secs(10) {
                 return Err(HandleError::Retry(format!(

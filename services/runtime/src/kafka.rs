@@ -143,12 +143,19 @@ pub fn scan_topic(cfg: &KafkaConfig, topic: &str, mut each: impl FnMut(Scanned))
     use std::time::Instant;
 
     let consumer: BaseConsumer = client_config(cfg)
-        .set("group.id", format!("{}scan-{}", cfg.group_prefix, std::process::id()))
+        .set(
+            "group.id",
+            format!("{}scan-{}", cfg.group_prefix, std::process::id()),
+        )
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
     let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = meta.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let partitions: Vec<i32> = meta
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
     let mut tpl = rdkafka::TopicPartitionList::new();
     let mut ends = HashMap::new();
     for p in partitions {
@@ -170,19 +177,45 @@ pub fn scan_topic(cfg: &KafkaConfig, topic: &str, mut each: impl FnMut(Scanned))
                 last_progress = Instant::now();
                 let headers = m
                     .headers()
-                    .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default())).collect())
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    h.value
+                                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                                        .unwrap_or_default(),
+                                )
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
-                if ends.get(&m.partition()).is_some_and(|end| m.offset() < *end) {
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() < *end)
+                {
                     read += 1;
-                    each(Scanned { partition: m.partition(), offset: m.offset(), key: m.key().map(<[u8]>::to_vec), payload: m.payload().unwrap_or_default().to_vec(), headers });
+                    each(Scanned {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                        headers,
+                    });
                 }
-                if ends.get(&m.partition()).is_some_and(|end| m.offset() + 1 >= *end) {
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() + 1 >= *end)
+                {
                     ends.remove(&m.partition());
                 }
             }
             Some(Err(e)) => return Err(e.into()),
             None if last_progress.elapsed() > Duration::from_secs(30) => {
-                return Err(crate::Error::Topic { topic: topic.to_owned(), reason: "no progress reading the topic for 30 s".into() });
+                return Err(crate::Error::Topic {
+                    topic: topic.to_owned(),
+                    reason: "no progress reading the topic for 30 s".into(),
+                });
             }
             None => {}
         }

@@ -39,6 +39,16 @@ pub struct Projection {
     pub history: Vec<HistoryEntry>,
 }
 
+/// Whether the projection has caught up with an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaughtUp {
+    Ready(Box<Projection>),
+    /// Not yet: the projector is behind.
+    Behind,
+    /// The event belongs to no known ticket (it has no `received`).
+    Orphan,
+}
+
 /// What applying an event did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Applied {
@@ -127,10 +137,26 @@ impl TicketStore {
         self.get(&id).await
     }
 
+    fn orphan_key(&self, id: &TicketId) -> String {
+        format!("{}orphan:{id}", self.prefix)
+    }
+
     /// The projection once it includes the event at `offset` (same
-    /// partition), or `None` if it has not caught up yet.
-    pub async fn get_caught_up(&self, id: &TicketId, offset: i64) -> Result<Option<Projection>> {
-        Ok(self.get(id).await?.filter(|p| p.offset >= offset))
+    /// partition), or why not.
+    pub async fn get_caught_up(&self, id: &TicketId, offset: i64) -> Result<CaughtUp> {
+        if let Some(p) = self.get(id).await? {
+            return Ok(if p.offset >= offset {
+                CaughtUp::Ready(Box::new(p))
+            } else {
+                CaughtUp::Behind
+            });
+        }
+        let orphan: Option<i64> = self.redis.clone().get(self.orphan_key(id)).await?;
+        Ok(if orphan.is_some_and(|o| o >= offset) {
+            CaughtUp::Orphan
+        } else {
+            CaughtUp::Behind
+        })
     }
 
     /// Applies one event at its Kafka position. Idempotent.
@@ -179,7 +205,14 @@ impl TicketStore {
                     },
                     Applied::Applied,
                 ),
-                Err(e) => return Ok(Applied::Refused(e.to_string())),
+                Err(e) => {
+                    // Remember that this ticket is unknown up to here, so
+                    // readers waiting for it stop waiting.
+                    let _: () = redis
+                        .set_ex(self.orphan_key(&event.ticket_id), offset, 24 * 3600)
+                        .await?;
+                    return Ok(Applied::Refused(e.to_string()));
+                }
             },
         };
         let json = serde_json::to_string(&projection)?;

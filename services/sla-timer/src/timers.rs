@@ -240,20 +240,36 @@ impl<C: Conn> TimerStore<C> {
 
     /// Every key the store uses, for tests and the benchmark.
     pub fn keys(&self) -> Vec<String> {
-        (0..self.shards).flat_map(|s| ["due", "claimed", "tickets", "alive"].map(|n| self.key(s, n))).collect()
+        (0..self.shards)
+            .flat_map(|s| ["due", "claimed", "tickets", "alive"].map(|n| self.key(s, n)))
+            .collect()
     }
 
     /// Arms the timers of a ticket's deadline version. A new version replaces
     /// the old one's timers; for the same version, timers that fired or are
     /// claimed are left alone. `fired` says which of a *new* version's timers
     /// already fired (a rebuild from Kafka), as `[warning, first, second]`.
-    pub async fn arm(&self, ticket: &TicketId, record: &Record, timers: &[Arm], fired: [bool; 3]) -> Result<u32> {
+    pub async fn arm(
+        &self,
+        ticket: &TicketId,
+        record: &Record,
+        timers: &[Arm],
+        fired: [bool; 3],
+    ) -> Result<u32> {
         let s = self.shard_of(ticket);
-        let rest = format!("{}|{}|{}", record.unit, record.deadline_ms, record.traceparent.as_deref().unwrap_or(""));
+        let rest = format!(
+            "{}|{}|{}",
+            record.unit,
+            record.deadline_ms,
+            record.traceparent.as_deref().unwrap_or("")
+        );
         let fired: String = fired.iter().map(|f| if *f { '1' } else { '0' }).collect();
         let mut inv = self.arm.key(self.key(s, "due"));
         inv.key(self.key(s, "claimed")).key(self.key(s, "tickets"));
-        inv.arg(&ticket_bytes(ticket)[..]).arg(version_hex(&record.version)).arg(rest).arg(fired);
+        inv.arg(&ticket_bytes(ticket)[..])
+            .arg(version_hex(&record.version))
+            .arg(rest)
+            .arg(fired);
         for t in timers {
             inv.arg(&[kind_byte(t.kind)][..]).arg(t.due_ms);
         }
@@ -278,13 +294,23 @@ impl<C: Conn> TimerStore<C> {
     /// The unit of the ticket's last assignment, if known.
     pub async fn record_unit(&self, ticket: &TicketId) -> Result<Option<UnitCode>> {
         let s = self.shard_of(ticket);
-        let rec: Option<String> = redis::cmd("HGET").arg(self.key(s, "tickets")).arg(&ticket_bytes(ticket)[..]).query_async(&mut self.conn.clone()).await?;
+        let rec: Option<String> = redis::cmd("HGET")
+            .arg(self.key(s, "tickets"))
+            .arg(&ticket_bytes(ticket)[..])
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(rec.and_then(|r| r.split('|').nth(2).and_then(|u| UnitCode::parse(u).ok())))
     }
 
     /// Claims up to `max` timers of one shard due at `now_ms` (or whose claim
     /// expired), for `ttl_ms`.
-    pub async fn claim(&self, shard: u16, now_ms: i64, ttl_ms: i64, max: usize) -> Result<Vec<Due>> {
+    pub async fn claim(
+        &self,
+        shard: u16,
+        now_ms: i64,
+        ttl_ms: i64,
+        max: usize,
+    ) -> Result<Vec<Due>> {
         let raw: Vec<Vec<u8>> = self
             .claim
             .key(self.key(shard, "due"))
@@ -313,7 +339,8 @@ impl<C: Conn> TimerStore<C> {
         let mut inv = self.ack.key(self.key(shard, "claimed"));
         inv.key(self.key(shard, "tickets"));
         for d in done {
-            inv.arg(member(&d.ticket, d.kind)).arg(version_hex(&d.record.version));
+            inv.arg(member(&d.ticket, d.kind))
+                .arg(version_hex(&d.record.version));
         }
         let _: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(())
@@ -335,7 +362,11 @@ impl<C: Conn> TimerStore<C> {
     /// Marks every shard as holding its timers (after a rebuild).
     pub async fn mark_alive(&self) -> Result<()> {
         for s in 0..self.shards {
-            let _: () = redis::cmd("SET").arg(self.key(s, "alive")).arg(1).query_async(&mut self.conn.clone()).await?;
+            let _: () = redis::cmd("SET")
+                .arg(self.key(s, "alive"))
+                .arg(1)
+                .query_async(&mut self.conn.clone())
+                .await?;
         }
         Ok(())
     }
@@ -345,20 +376,53 @@ impl<C: Conn> TimerStore<C> {
         let mut n = 0;
         for s in 0..self.shards {
             for name in ["due", "claimed"] {
-                let c: u64 = redis::cmd("ZCARD").arg(self.key(s, name)).query_async(&mut self.conn.clone()).await?;
+                let c: u64 = redis::cmd("ZCARD")
+                    .arg(self.key(s, name))
+                    .query_async(&mut self.conn.clone())
+                    .await?;
                 n += c;
             }
         }
         Ok(n)
     }
 
+    /// Timers of one ticket waiting to be due (not claimed), with their due
+    /// times in ms.
+    pub async fn due_of(&self, ticket: &TicketId) -> Result<Vec<(TimerKind, i64)>> {
+        let s = self.shard_of(ticket);
+        let mut out = Vec::new();
+        for k in [
+            TimerKind::Warning,
+            TimerKind::FirstOverdue,
+            TimerKind::SecondOverdue,
+        ] {
+            let score: Option<f64> = redis::cmd("ZSCORE")
+                .arg(self.key(s, "due"))
+                .arg(member(ticket, k))
+                .query_async(&mut self.conn.clone())
+                .await?;
+            if let Some(ms) = score {
+                out.push((k, ms as i64));
+            }
+        }
+        Ok(out)
+    }
+
     /// Outstanding timers of one ticket.
     pub async fn timers_of(&self, ticket: &TicketId) -> Result<Vec<TimerKind>> {
         let s = self.shard_of(ticket);
         let mut kinds = Vec::new();
-        for k in [TimerKind::Warning, TimerKind::FirstOverdue, TimerKind::SecondOverdue] {
+        for k in [
+            TimerKind::Warning,
+            TimerKind::FirstOverdue,
+            TimerKind::SecondOverdue,
+        ] {
             for name in ["due", "claimed"] {
-                let score: Option<f64> = redis::cmd("ZSCORE").arg(self.key(s, name)).arg(member(ticket, k)).query_async(&mut self.conn.clone()).await?;
+                let score: Option<f64> = redis::cmd("ZSCORE")
+                    .arg(self.key(s, name))
+                    .arg(member(ticket, k))
+                    .query_async(&mut self.conn.clone())
+                    .await?;
                 if score.is_some() {
                     kinds.push(k);
                 }
@@ -382,7 +446,17 @@ fn parse_due(m: &[u8], due: &[u8], rec: &[u8]) -> Option<Due> {
     let unit = UnitCode::parse(parts.next()?).ok()?;
     let deadline_ms = parts.next()?.parse().ok()?;
     let traceparent = parts.next().filter(|t| !t.is_empty()).map(str::to_owned);
-    Some(Due { ticket, kind, due_ms, record: Record { version, unit, deadline_ms, traceparent } })
+    Some(Due {
+        ticket,
+        kind,
+        due_ms,
+        record: Record {
+            version,
+            unit,
+            deadline_ms,
+            traceparent,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -395,7 +469,10 @@ mod tests {
         let v = EventId::new();
         let m = member(&t, TimerKind::SecondOverdue);
         assert_eq!(m.len(), 17);
-        let rec = format!("{}|010|city-water|1764000000000|00-abc-def-01", version_hex(&v));
+        let rec = format!(
+            "{}|010|city-water|1764000000000|00-abc-def-01",
+            version_hex(&v)
+        );
         let d = parse_due(&m, b"1764000000123", rec.as_bytes()).unwrap();
         assert_eq!(d.ticket, t);
         assert_eq!(d.kind, TimerKind::SecondOverdue);
