@@ -63,6 +63,28 @@ pub fn infra() -> &'static Infra {
     })
 }
 
+/// The 3-node Redis Cluster on loopback, started by the project's script.
+pub fn cluster() -> &'static Vec<String> {
+    static CLUSTER: OnceLock<Vec<String>> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let status = std::process::Command::new("bash")
+            .arg(repo_root().join("deploy/local/redis-cluster.sh"))
+            .arg("start")
+            .status()
+            .expect("run deploy/local/redis-cluster.sh");
+        assert!(
+            status.success(),
+            "deploy/local/redis-cluster.sh start failed"
+        );
+        let ports =
+            std::env::var("REDIS_CLUSTER_PORTS").unwrap_or_else(|_| "7101 7102 7103".into());
+        ports
+            .split_whitespace()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    })
+}
+
 fn init_logs() {
     whistle_runtime::telemetry::init_for_tests();
 }
