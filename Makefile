@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test stop infra install bench lint status
+.PHONY: run test stop infra install bench bench-timers lint status
 
 run:
 	deploy/local/up.sh
@@ -26,6 +26,10 @@ status:
 # End-to-end throughput and latency (prints figures; not a test).
 bench: install infra
 	cargo bench -p whistle-tests --bench spine
+
+# Timer engine vs BullMQ delayed jobs on the same redis-server (prints a table).
+bench-timers: install infra
+	cargo bench -p whistle-tests --bench timers
 
 lint:
 	cargo fmt --all --check

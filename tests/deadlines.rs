@@ -6,9 +6,7 @@
 use std::time::Duration;
 use time::macros::datetime;
 use whistle_domain::event::ExtensionDecision;
-use whistle_domain::{
-    Actor, Clock, Deadline, Event, EventId, EventKind, OverdueLevel, TicketId, TimerKind,
-};
+use whistle_domain::{Actor, Clock, Deadline, Event, EventId, EventKind, OverdueLevel, TicketId, TimerKind};
 use whistle_proto::v1 as pb;
 use whistle_tests::webhook::is;
 use whistle_tests::{Options, Platform, request};
@@ -16,26 +14,15 @@ use whistle_tests::{Options, Platform, request};
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn submit(p: &Platform, text: &str, address: &str) -> pb::SubmitRequestResponse {
-    p.intake()
-        .await
-        .submit_request(request(text, address))
-        .await
-        .expect("submit")
-        .into_inner()
+    p.intake().await.submit_request(request(text, address)).await.expect("submit").into_inner()
 }
 
 fn china(t: &Option<whistle_proto::prost_types::Timestamp>) -> time::OffsetDateTime {
-    whistle_proto::to_datetime(t.as_ref().expect("timestamp"))
-        .unwrap()
-        .to_offset(time::macros::offset!(+8))
+    whistle_proto::to_datetime(t.as_ref().expect("timestamp")).unwrap().to_offset(time::macros::offset!(+8))
 }
 
 async fn overdue(p: &Platform, ticket: &str, level: OverdueLevel) -> Vec<Event> {
-    p.events_for(ticket)
-        .await
-        .into_iter()
-        .filter(|e| matches!(&e.kind, EventKind::Overdue { level: l, .. } if *l == level))
-        .collect()
+    p.events_for(ticket).await.into_iter().filter(|e| matches!(&e.kind, EventKind::Overdue { level: l, .. } if *l == level)).collect()
 }
 
 async fn armed(p: &Platform, ticket: &str, n: usize) -> Vec<(TimerKind, time::OffsetDateTime)> {
@@ -46,10 +33,7 @@ async fn armed(p: &Platform, ticket: &str, n: usize) -> Vec<(TimerKind, time::Of
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!(
-        "ticket {ticket} never had {n} timers armed: {:?}",
-        p.due_of(ticket).await
-    );
+    panic!("ticket {ticket} never had {n} timers armed: {:?}", p.due_of(ticket).await);
 }
 
 fn at(due: &[(TimerKind, time::OffsetDateTime)], kind: TimerKind) -> Option<time::OffsetDateTime> {
@@ -67,38 +51,15 @@ fn holidays_2026() -> whistle_dispatcher::CalendarSettings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_friday_afternoon_deadline_lands_on_monday_and_each_timer_fires_once() {
     let start = datetime!(2026-11-20 15:00 +08:00);
-    let p = Platform::start_with(
-        "friday",
-        Options {
-            start,
-            ..Options::default()
-        },
-    )
-    .await;
+    let p = Platform::start_with("friday", Options { start, ..Options::default() }).await;
     let t = submit(&p, "家里老人独居，暖气不热", "东城区安定门").await;
-    let v = p
-        .wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned")
-        .await;
-    assert_eq!(
-        (v.category.as_str(), v.urgency.as_str()),
-        ("heating", "important")
-    );
-    assert_eq!(
-        china(&v.deadline),
-        datetime!(2026-11-23 15:00 +08:00),
-        "one working day from Friday 15:00"
-    );
+    let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
+    assert_eq!((v.category.as_str(), v.urgency.as_str()), ("heating", "important"));
+    assert_eq!(china(&v.deadline), datetime!(2026-11-23 15:00 +08:00), "one working day from Friday 15:00");
 
     let due = armed(&p, &t.ticket_id, 3).await;
-    assert_eq!(
-        at(&due, TimerKind::FirstOverdue),
-        Some(datetime!(2026-11-23 15:00 +08:00))
-    );
-    assert_eq!(
-        at(&due, TimerKind::SecondOverdue),
-        Some(datetime!(2026-11-24 15:00 +08:00)),
-        "again one working day"
-    );
+    assert_eq!(at(&due, TimerKind::FirstOverdue), Some(datetime!(2026-11-23 15:00 +08:00)));
+    assert_eq!(at(&due, TimerKind::SecondOverdue), Some(datetime!(2026-11-24 15:00 +08:00)), "again one working day");
     let warning = at(&due, TimerKind::Warning).unwrap();
     assert!(start < warning && warning < datetime!(2026-11-23 15:00 +08:00));
 
@@ -107,104 +68,61 @@ async fn a_friday_afternoon_deadline_lands_on_monday_and_each_timer_fires_once()
     p.firing_round_passed(&t.ticket_id).await;
     let due = p.due_of(&t.ticket_id).await;
     assert_eq!(at(&due, TimerKind::Warning), None);
-    assert_eq!(
-        at(&due, TimerKind::FirstOverdue),
-        Some(datetime!(2026-11-23 15:00 +08:00))
-    );
-    assert!(
-        overdue(&p, &t.ticket_id, OverdueLevel::First)
-            .await
-            .is_empty()
-    );
+    assert_eq!(at(&due, TimerKind::FirstOverdue), Some(datetime!(2026-11-23 15:00 +08:00)));
+    assert!(overdue(&p, &t.ticket_id, OverdueLevel::First).await.is_empty());
 
     // Monday 15:00: the reminder.
     p.clock.set(datetime!(2026-11-23 15:00 +08:00));
-    p.wait_ticket(&t.ticket_number, WAIT, |v| v.overdue_level == 1)
-        .await;
-    p.webhook
-        .wait_for(1, WAIT, is("overdue_reminder", &t.ticket_number))
-        .await;
+    p.wait_ticket(&t.ticket_number, WAIT, |v| v.overdue_level == 1).await;
+    p.webhook.wait_for(1, WAIT, is("overdue_reminder", &t.ticket_number)).await;
 
     // Tuesday 14:59: no urging letter yet; 15:00: the letter, supervised.
     p.clock.set(datetime!(2026-11-24 14:59 +08:00));
     p.firing_round_passed(&t.ticket_id).await;
-    assert!(
-        overdue(&p, &t.ticket_id, OverdueLevel::Second)
-            .await
-            .is_empty()
-    );
+    assert!(overdue(&p, &t.ticket_id, OverdueLevel::Second).await.is_empty());
     p.clock.set(datetime!(2026-11-24 15:00 +08:00));
-    let v = p
-        .wait_ticket(&t.ticket_number, WAIT, |v| v.overdue_level == 2)
-        .await;
+    let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.overdue_level == 2).await;
     assert!(v.supervised);
-    p.webhook
-        .wait_for(1, WAIT, is("urging_letter", &t.ticket_number))
-        .await;
-
-    assert_eq!(
-        overdue(&p, &t.ticket_id, OverdueLevel::First).await.len(),
-        1
-    );
-    assert_eq!(
-        overdue(&p, &t.ticket_id, OverdueLevel::Second).await.len(),
-        1
-    );
-    let warnings = p
-        .events_for(&t.ticket_id)
-        .await
+    // The urging letter goes to the unit and to the city's leader in charge.
+    let letters = p.webhook.wait_for(2, WAIT, is("urging_letter", &t.ticket_number)).await;
+    let mut to: Vec<String> = letters
         .iter()
-        .filter(|e| e.kind.name() == "deadline_warning")
-        .count();
+        .map(|m| {
+            format!(
+                "{}:{}",
+                m["recipient"]["kind"].as_str().unwrap(),
+                m["recipient"]["unit"].as_str().or(m["recipient"]["leader"].as_str()).unwrap()
+            )
+        })
+        .collect();
+    to.sort();
+    assert_eq!(to, ["leader:city-deputy-mayor", "unit:city-heating"]);
+
+    assert_eq!(overdue(&p, &t.ticket_id, OverdueLevel::First).await.len(), 1);
+    assert_eq!(overdue(&p, &t.ticket_id, OverdueLevel::Second).await.len(), 1);
+    let warnings = p.events_for(&t.ticket_id).await.iter().filter(|e| e.kind.name() == "deadline_warning").count();
     assert_eq!(warnings, 1);
-    assert_eq!(
-        p.webhook
-            .messages(is("overdue_reminder", &t.ticket_number))
-            .len(),
-        1
-    );
+    assert_eq!(p.webhook.messages(is("overdue_reminder", &t.ticket_number)).len(), 1);
     p.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holiday_week_is_skipped() {
     let start = datetime!(2026-09-30 10:00 +08:00);
-    let p = Platform::start_with(
-        "holiday",
-        Options {
-            start,
-            calendar: holidays_2026(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let p = Platform::start_with("holiday", Options { start, calendar: holidays_2026(), ..Options::default() }).await;
     let t = submit(&p, "家里老人独居，暖气不热", "东城区安定门").await;
-    let v = p
-        .wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned")
-        .await;
+    let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
     // Wednesday before National Day + 1 working day: October 1-7 are off.
     assert_eq!(china(&v.deadline), datetime!(2026-10-08 10:00 +08:00));
     let due = armed(&p, &t.ticket_id, 3).await;
-    assert_eq!(
-        at(&due, TimerKind::SecondOverdue),
-        Some(datetime!(2026-10-09 10:00 +08:00))
-    );
+    assert_eq!(at(&due, TimerKind::SecondOverdue), Some(datetime!(2026-10-09 10:00 +08:00)));
 
     p.clock.set(datetime!(2026-10-07 23:59 +08:00));
     p.firing_round_passed(&t.ticket_id).await;
-    assert!(
-        overdue(&p, &t.ticket_id, OverdueLevel::First)
-            .await
-            .is_empty(),
-        "no reminder during the holiday"
-    );
+    assert!(overdue(&p, &t.ticket_id, OverdueLevel::First).await.is_empty(), "no reminder during the holiday");
     p.clock.set(datetime!(2026-10-08 10:00 +08:00));
-    p.wait_ticket(&t.ticket_number, WAIT, |v| v.overdue_level == 1)
-        .await;
-    assert_eq!(
-        overdue(&p, &t.ticket_id, OverdueLevel::First).await.len(),
-        1
-    );
+    p.wait_ticket(&t.ticket_number, WAIT, |v| v.overdue_level == 1).await;
+    assert_eq!(overdue(&p, &t.ticket_id, OverdueLevel::First).await.len(), 1);
     p.shutdown().await;
 }
 
@@ -212,20 +130,13 @@ async fn a_holiday_week_is_skipped() {
 async fn an_extension_supersedes_the_old_timers() {
     let p = Platform::start("extension").await;
     let t = submit(&p, "水管漏水", "海淀区中关村").await;
-    let v = p
-        .wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned")
-        .await;
+    let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
     let old_due = china(&v.deadline);
     armed(&p, &t.ticket_id, 3).await;
 
     let ticket = TicketId::parse(&t.ticket_id).unwrap();
-    let ev = |kind| Event {
-        id: EventId::new(),
-        ticket_id: ticket,
-        occurred_at: p.clock.now(),
-        actor: Actor::operator("city-desk-1"),
-        kind,
-    };
+    let ev =
+        |kind| Event { id: EventId::new(), ticket_id: ticket, occurred_at: p.clock.now(), actor: Actor::operator("city-desk-1"), kind };
     p.publish_event(&ev(EventKind::ExtensionRequested {
         reason: "需要更换主管道".into(),
         requested_due: datetime!(2026-12-03 10:00 +08:00),
@@ -239,41 +150,24 @@ async fn an_extension_supersedes_the_old_timers() {
         span: time::Duration::days(10),
         version: decided_id,
     };
-    let decided = Event {
-        id: decided_id,
-        ..ev(EventKind::ExtensionDecided(ExtensionDecision::Granted {
-            deadline: new,
-            note: "同意".into(),
-        }))
-    };
+    let decided =
+        Event { id: decided_id, ..ev(EventKind::ExtensionDecided(ExtensionDecision::Granted { deadline: new, note: "同意".into() })) };
     p.publish_event(&decided).await;
-    p.wait_ticket(&t.ticket_number, WAIT, |v| china(&v.deadline) == new.due_at)
-        .await;
+    p.wait_ticket(&t.ticket_number, WAIT, |v| china(&v.deadline) == new.due_at).await;
     let due = armed(&p, &t.ticket_id, 2).await;
     assert_eq!(at(&due, TimerKind::FirstOverdue), Some(new.due_at));
-    assert_eq!(
-        at(&due, TimerKind::Warning),
-        None,
-        "the old warning is gone"
-    );
+    assert_eq!(at(&due, TimerKind::Warning), None, "the old warning is gone");
 
     // The old deadline passes: nothing.
     p.clock.set(old_due + time::Duration::minutes(30));
     p.firing_round_passed(&t.ticket_id).await;
-    assert!(
-        overdue(&p, &t.ticket_id, OverdueLevel::First)
-            .await
-            .is_empty()
-    );
+    assert!(overdue(&p, &t.ticket_id, OverdueLevel::First).await.is_empty());
     // The new one passes: one reminder, for the new version.
     p.clock.set(new.due_at + time::Duration::minutes(1));
-    p.wait_ticket(&t.ticket_number, WAIT, |v| v.overdue_level == 1)
-        .await;
+    p.wait_ticket(&t.ticket_number, WAIT, |v| v.overdue_level == 1).await;
     let fired = overdue(&p, &t.ticket_id, OverdueLevel::First).await;
     assert_eq!(fired.len(), 1);
-    assert!(
-        matches!(&fired[0].kind, EventKind::Overdue { deadline_version, .. } if *deadline_version == decided.id)
-    );
+    assert!(matches!(&fired[0].kind, EventKind::Overdue { deadline_version, .. } if *deadline_version == decided.id));
     p.shutdown().await;
 }
 
@@ -282,56 +176,28 @@ async fn timers_lost_from_redis_are_rebuilt_from_kafka() {
     let p = Platform::start("rebuild").await;
     let urgent = submit(&p, "燃气泄漏，紧急", "西城区新街口").await;
     let ordinary = submit(&p, "楼道灯坏了", "西城区金融街").await;
-    let vu = p
-        .wait_ticket(&urgent.ticket_number, WAIT, |v| v.state == "assigned")
-        .await;
-    let vo = p
-        .wait_ticket(&ordinary.ticket_number, WAIT, |v| v.state == "assigned")
-        .await;
+    let vu = p.wait_ticket(&urgent.ticket_number, WAIT, |v| v.state == "assigned").await;
+    let vo = p.wait_ticket(&ordinary.ticket_number, WAIT, |v| v.state == "assigned").await;
     assert_eq!(vu.urgency, "urgent");
     armed(&p, &urgent.ticket_id, 3).await;
     armed(&p, &ordinary.ticket_id, 3).await;
 
     // The urgent ticket's reminder fires (2 h), then Redis loses everything.
-    p.clock
-        .set(china(&vu.deadline) + time::Duration::minutes(1));
-    p.wait_ticket(&urgent.ticket_number, WAIT, |v| v.overdue_level == 1)
-        .await;
+    p.clock.set(china(&vu.deadline) + time::Duration::minutes(1));
+    p.wait_ticket(&urgent.ticket_number, WAIT, |v| v.overdue_level == 1).await;
     p.wipe_timers().await;
 
     // The sla-timer notices and rebuilds: the fired ones stay fired.
     let due_u = armed(&p, &urgent.ticket_id, 1).await;
     assert_eq!(due_u[0].0, TimerKind::SecondOverdue);
     let due_o = armed(&p, &ordinary.ticket_id, 3).await;
-    assert_eq!(
-        at(&due_o, TimerKind::FirstOverdue),
-        Some(china(&vo.deadline))
-    );
+    assert_eq!(at(&due_o, TimerKind::FirstOverdue), Some(china(&vo.deadline)));
 
-    p.clock
-        .set(china(&vo.deadline) + time::Duration::minutes(1));
-    p.wait_ticket(&ordinary.ticket_number, WAIT, |v| v.overdue_level == 1)
-        .await;
-    p.wait_ticket(&urgent.ticket_number, WAIT, |v| v.overdue_level == 2)
-        .await;
-    assert_eq!(
-        overdue(&p, &urgent.ticket_id, OverdueLevel::First)
-            .await
-            .len(),
-        1,
-        "not fired again after the rebuild"
-    );
-    assert_eq!(
-        overdue(&p, &urgent.ticket_id, OverdueLevel::Second)
-            .await
-            .len(),
-        1
-    );
-    assert_eq!(
-        overdue(&p, &ordinary.ticket_id, OverdueLevel::First)
-            .await
-            .len(),
-        1
-    );
+    p.clock.set(china(&vo.deadline) + time::Duration::minutes(1));
+    p.wait_ticket(&ordinary.ticket_number, WAIT, |v| v.overdue_level == 1).await;
+    p.wait_ticket(&urgent.ticket_number, WAIT, |v| v.overdue_level == 2).await;
+    assert_eq!(overdue(&p, &urgent.ticket_id, OverdueLevel::First).await.len(), 1, "not fired again after the rebuild");
+    assert_eq!(overdue(&p, &urgent.ticket_id, OverdueLevel::Second).await.len(), 1);
+    assert_eq!(overdue(&p, &ordinary.ticket_id, OverdueLevel::First).await.len(), 1);
     p.shutdown().await;
 }

@@ -31,34 +31,13 @@ fn ms(t: time::OffsetDateTime) -> i64 {
 const T0: time::OffsetDateTime = time::macros::datetime!(2026-11-23 10:00 +08:00);
 
 fn record(version: EventId) -> Record {
-    Record {
-        version,
-        unit: UnitCode::parse("city-water").unwrap(),
-        deadline_ms: ms(T0),
-        traceparent: None,
-    }
+    Record { version, unit: UnitCode::parse("city-water").unwrap(), deadline_ms: ms(T0), traceparent: None }
 }
 
-fn engine<C: Conn>(
-    store: &TimerStore<C>,
-    clock: &ManualClock,
-) -> (Engine<C, Recorder>, Arc<Recorder>) {
+fn engine<C: Conn>(store: &TimerStore<C>, clock: &ManualClock) -> (Engine<C, Recorder>, Arc<Recorder>) {
     let sink = Arc::new(Recorder::default());
-    let settings = EngineSettings {
-        claim_ttl_ms: 5_000,
-        claim_batch: 200,
-        max_idle_ms: 50,
-    };
-    (
-        Engine::new(
-            store.clone(),
-            sink.clone(),
-            Arc::new(clock.clone()),
-            Arc::new(Notify::new()),
-            settings,
-        ),
-        sink,
-    )
+    let settings = EngineSettings { claim_ttl_ms: 5_000, claim_batch: 200, max_idle_ms: 50 };
+    (Engine::new(store.clone(), sink.clone(), Arc::new(clock.clone()), Arc::new(Notify::new()), settings), sink)
 }
 
 async fn single_store(name: &str) -> TimerStore<redis::aio::ConnectionManager> {
@@ -67,29 +46,17 @@ async fn single_store(name: &str) -> TimerStore<redis::aio::ConnectionManager> {
         key_prefix: unique_prefix(name),
         ..Default::default()
     };
-    TimerStore::new(
-        whistle_runtime::redis_client::connect(&cfg).await.unwrap(),
-        &cfg.key_prefix,
-        8,
-    )
+    TimerStore::new(whistle_runtime::redis_client::connect(&cfg).await.unwrap(), &cfg.key_prefix, 8)
 }
 
 async fn cluster_store(name: &str) -> TimerStore<whistle_runtime::redis_client::RedisConn> {
     let cfg = whistle_runtime::RedisConfig {
-        cluster_nodes: cluster()
-            .iter()
-            .map(|n| whistle_runtime::Secret::new(n.clone()))
-            .collect(),
+        cluster_nodes: cluster().iter().map(|n| whistle_runtime::Secret::new(n.clone())).collect(),
         key_prefix: unique_prefix(name),
         ..Default::default()
     };
-    let conn = whistle_runtime::redis_client::RedisConn::connect(&cfg)
-        .await
-        .unwrap();
-    assert!(matches!(
-        conn,
-        whistle_runtime::redis_client::RedisConn::Cluster(_)
-    ));
+    let conn = whistle_runtime::redis_client::RedisConn::connect(&cfg).await.unwrap();
+    assert!(matches!(conn, whistle_runtime::redis_client::RedisConn::Cluster(_)));
     TimerStore::new(conn, &cfg.key_prefix, 8)
 }
 
@@ -101,18 +68,7 @@ async fn two_engines_fire_each_timer_once<C: Conn>(store: TimerStore<C>, n: usiz
         let t = TicketId::new();
         let v = EventId::new();
         let due = ms(T0) + (i as i64 % 1000);
-        store
-            .arm(
-                &t,
-                &record(v),
-                &[Arm {
-                    kind: TimerKind::FirstOverdue,
-                    due_ms: due,
-                }],
-                [false; 3],
-            )
-            .await
-            .unwrap();
+        store.arm(&t, &record(v), &[Arm { kind: TimerKind::FirstOverdue, due_ms: due }], [false; 3]).await.unwrap();
         expected.insert(t, v);
     }
     assert_eq!(store.outstanding().await.unwrap(), n as u64);
@@ -147,26 +103,12 @@ async fn two_engines_fire_each_timer_once<C: Conn>(store: TimerStore<C>, n: usiz
     let _ = hb.await;
     assert_eq!(store.outstanding().await.unwrap(), 0, "everything fired");
     let mut seen: HashMap<TicketId, usize> = HashMap::new();
-    for d in fired_a
-        .fired
-        .lock()
-        .unwrap()
-        .iter()
-        .chain(fired_b.fired.lock().unwrap().iter())
-    {
-        assert_eq!(
-            expected.get(&d.ticket),
-            Some(&d.record.version),
-            "fired the version it was armed with"
-        );
+    for d in fired_a.fired.lock().unwrap().iter().chain(fired_b.fired.lock().unwrap().iter()) {
+        assert_eq!(expected.get(&d.ticket), Some(&d.record.version), "fired the version it was armed with");
         *seen.entry(d.ticket).or_default() += 1;
     }
     assert_eq!(seen.len(), n, "none lost");
-    assert!(
-        seen.values().all(|c| *c == 1),
-        "none fired twice: {:?}",
-        seen.values().filter(|c| **c > 1).count()
-    );
+    assert!(seen.values().all(|c| *c == 1), "none fired twice: {:?}", seen.values().filter(|c| **c > 1).count());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,18 +123,7 @@ async fn a_timer_claimed_by_an_instance_that_died_fires_again_once() {
     let mut tickets = Vec::new();
     for _ in 0..500 {
         let t = TicketId::new();
-        store
-            .arm(
-                &t,
-                &record(EventId::new()),
-                &[Arm {
-                    kind: TimerKind::FirstOverdue,
-                    due_ms: ms(T0),
-                }],
-                [false; 3],
-            )
-            .await
-            .unwrap();
+        store.arm(&t, &record(EventId::new()), &[Arm { kind: TimerKind::FirstOverdue, due_ms: ms(T0) }], [false; 3]).await.unwrap();
         tickets.push(t);
     }
     // Instance A claims everything, then is killed -9 before sending.
@@ -228,76 +159,26 @@ async fn a_timer_claimed_by_an_instance_that_died_fires_again_once() {
 /// Cancel, supersede and re-arm after firing, on any store.
 async fn cancel_and_supersede<C: Conn>(store: TimerStore<C>) {
     let clock = ManualClock::new(T0);
-    let timers = |due: i64| {
-        vec![
-            Arm {
-                kind: TimerKind::FirstOverdue,
-                due_ms: due,
-            },
-            Arm {
-                kind: TimerKind::SecondOverdue,
-                due_ms: due + 1000,
-            },
-        ]
-    };
+    let timers =
+        |due: i64| vec![Arm { kind: TimerKind::FirstOverdue, due_ms: due }, Arm { kind: TimerKind::SecondOverdue, due_ms: due + 1000 }];
     let (kept, cancelled, superseded) = (TicketId::new(), TicketId::new(), TicketId::new());
     let (v_kept, v_old, v_new) = (EventId::new(), EventId::new(), EventId::new());
-    store
-        .arm(&kept, &record(v_kept), &timers(ms(T0)), [false; 3])
-        .await
-        .unwrap();
-    store
-        .arm(
-            &cancelled,
-            &record(EventId::new()),
-            &timers(ms(T0)),
-            [false; 3],
-        )
-        .await
-        .unwrap();
-    store
-        .arm(&superseded, &record(v_old), &timers(ms(T0)), [false; 3])
-        .await
-        .unwrap();
+    store.arm(&kept, &record(v_kept), &timers(ms(T0)), [false; 3]).await.unwrap();
+    store.arm(&cancelled, &record(EventId::new()), &timers(ms(T0)), [false; 3]).await.unwrap();
+    store.arm(&superseded, &record(v_old), &timers(ms(T0)), [false; 3]).await.unwrap();
     assert_eq!(store.cancel(&cancelled, false).await.unwrap(), 2);
-    store
-        .arm(
-            &superseded,
-            &record(v_new),
-            &timers(ms(T0) + 10_000),
-            [false; 3],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .record_unit(&cancelled)
-            .await
-            .unwrap()
-            .unwrap()
-            .as_str(),
-        "city-water",
-        "the unit is kept for rework"
-    );
+    store.arm(&superseded, &record(v_new), &timers(ms(T0) + 10_000), [false; 3]).await.unwrap();
+    assert_eq!(store.record_unit(&cancelled).await.unwrap().unwrap().as_str(), "city-water", "the unit is kept for rework");
 
     let (e, fired) = engine(&store, &clock);
     clock.set(T0 + time::Duration::seconds(2));
     while e.round().await.unwrap().fired > 0 {}
-    let got: Vec<(TicketId, TimerKind)> = fired
-        .fired
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|d| (d.ticket, d.kind))
-        .collect();
+    let got: Vec<(TicketId, TimerKind)> = fired.fired.lock().unwrap().iter().map(|d| (d.ticket, d.kind)).collect();
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got.iter().all(|(t, _)| *t == kept));
 
     // Re-arming the same version (a redelivered event) does not fire again.
-    store
-        .arm(&kept, &record(v_kept), &timers(ms(T0)), [false; 3])
-        .await
-        .unwrap();
+    store.arm(&kept, &record(v_kept), &timers(ms(T0)), [false; 3]).await.unwrap();
     assert!(store.due_of(&kept).await.unwrap().is_empty());
 
     clock.set(T0 + time::Duration::seconds(12));

@@ -17,10 +17,7 @@ use whistle_domain::EventKind;
 use whistle_tests::{Platform, request};
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -34,11 +31,7 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 fn proc_status(field: &str) -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .map(|l| l[field.len()..].trim().to_owned())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(|l| l[field.len()..].trim().to_owned()))
         .unwrap_or_else(|| "n/a".into())
 }
 
@@ -57,9 +50,7 @@ async fn main() {
         .set("fetch.wait.max.ms", "10")
         .create()
         .expect("consumer");
-    consumer
-        .subscribe(&[&p.topics().events()])
-        .expect("subscribe");
+    consumer.subscribe(&[&p.topics().events()]).expect("subscribe");
     let watch = {
         let seen = dispatched_at.clone();
         tokio::spawn(async move {
@@ -72,25 +63,15 @@ async fn main() {
                     && let Ok(e) = whistle_proto::decode_event(m.payload().unwrap_or_default())
                     && matches!(e.kind, EventKind::Dispatched { .. })
                 {
-                    seen.lock()
-                        .unwrap()
-                        .entry(e.ticket_id.to_string())
-                        .or_insert_with(Instant::now);
+                    seen.lock().unwrap().entry(e.ticket_id.to_string()).or_insert_with(Instant::now);
                 }
             }
         })
     };
     // Warm up: one ticket through, so group joins are not measured.
     let mut c = p.intake().await;
-    let w = c
-        .submit_request(request("楼道漏水 warm-up", "东城区景山"))
-        .await
-        .expect("warm-up")
-        .into_inner();
-    p.wait_ticket(&w.ticket_number, Duration::from_secs(60), |v| {
-        v.state == "assigned"
-    })
-    .await;
+    let w = c.submit_request(request("楼道漏水 warm-up", "东城区景山")).await.expect("warm-up").into_inner();
+    p.wait_ticket(&w.ticket_number, Duration::from_secs(60), |v| v.state == "assigned").await;
 
     let texts = [
         ("楼上漏水，已经三天了", "东城区景山街道"),
@@ -129,12 +110,7 @@ async fn main() {
     loop {
         let done = {
             let seen = dispatched_at.lock().unwrap();
-            started
-                .lock()
-                .unwrap()
-                .keys()
-                .filter(|k| seen.contains_key(*k))
-                .count()
+            started.lock().unwrap().keys().filter(|k| seen.contains_key(*k)).count()
         };
         if done >= n || Instant::now() > deadline {
             break;
@@ -146,30 +122,18 @@ async fn main() {
 
     let seen = dispatched_at.lock().unwrap().clone();
     let started = started.lock().unwrap().clone();
-    let mut e2e: Vec<Duration> = started
-        .iter()
-        .filter_map(|(id, s)| seen.get(id).map(|d| d.duration_since(*s)))
-        .collect();
+    let mut e2e: Vec<Duration> = started.iter().filter_map(|(id, s)| seen.get(id).map(|d| d.duration_since(*s))).collect();
     e2e.sort();
     let mut sub = submit_lat.lock().unwrap().clone();
     sub.sort();
-    let last = started
-        .keys()
-        .filter_map(|id| seen.get(id))
-        .max()
-        .copied()
-        .unwrap_or(t0 + total);
+    let last = started.keys().filter_map(|id| seen.get(id)).max().copied().unwrap_or(t0 + total);
 
     println!(
         "whistle spine benchmark: {n} requests, {concurrency} in flight, broker {} (Tansu), redis {}",
         p.kafka.brokers,
         p.redis.url.expose()
     );
-    println!(
-        "  submitted (ticket numbers issued) in {:.2} s: {:.0} req/s",
-        submitted.as_secs_f64(),
-        n as f64 / submitted.as_secs_f64()
-    );
+    println!("  submitted (ticket numbers issued) in {:.2} s: {:.0} req/s", submitted.as_secs_f64(), n as f64 / submitted.as_secs_f64());
     println!(
         "  end to end (submit -> dispatched on Kafka): {} of {n} in {:.2} s: {:.0} tickets/s",
         e2e.len(),
@@ -182,16 +146,7 @@ async fn main() {
         pct(&sub, 0.99),
         pct(&sub, 1.0)
     );
-    println!(
-        "  intake -> dispatched latency: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
-        pct(&e2e, 0.5),
-        pct(&e2e, 0.99),
-        pct(&e2e, 1.0)
-    );
-    println!(
-        "  memory (all five services in this process): rss {}  peak {}",
-        proc_status("VmRSS:"),
-        proc_status("VmHWM:")
-    );
+    println!("  intake -> dispatched latency: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms", pct(&e2e, 0.5), pct(&e2e, 0.99), pct(&e2e, 1.0));
+    println!("  memory (all five services in this process): rss {}  peak {}", proc_status("VmRSS:"), proc_status("VmHWM:"));
     p.shutdown().await;
 }

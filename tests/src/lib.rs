@@ -34,9 +34,7 @@ pub struct Infra {
 }
 
 fn port_open(addr: &str) -> bool {
-    addr.parse::<SocketAddr>().ok().is_some_and(|a| {
-        std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()
-    })
+    addr.parse::<SocketAddr>().ok().is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
 }
 
 /// The broker and Redis, started by the project's script if they are down.
@@ -56,10 +54,7 @@ pub fn infra() -> &'static Infra {
             assert!(status.success(), "deploy/local/infra.sh start failed");
         }
         init_logs();
-        Infra {
-            brokers,
-            redis_url: format!("redis://{redis}/0"),
-        }
+        Infra { brokers, redis_url: format!("redis://{redis}/0") }
     })
 }
 
@@ -72,16 +67,9 @@ pub fn cluster() -> &'static Vec<String> {
             .arg("start")
             .status()
             .expect("run deploy/local/redis-cluster.sh");
-        assert!(
-            status.success(),
-            "deploy/local/redis-cluster.sh start failed"
-        );
-        let ports =
-            std::env::var("REDIS_CLUSTER_PORTS").unwrap_or_else(|_| "7101 7102 7103".into());
-        ports
-            .split_whitespace()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
-            .collect()
+        assert!(status.success(), "deploy/local/redis-cluster.sh start failed");
+        let ports = std::env::var("REDIS_CLUSTER_PORTS").unwrap_or_else(|_| "7101 7102 7103".into());
+        ports.split_whitespace().map(|p| format!("redis://127.0.0.1:{p}")).collect()
     })
 }
 
@@ -153,9 +141,7 @@ impl Platform {
             create_topics: false,
             ..KafkaConfig::default()
         };
-        whistle_runtime::topics::ensure(&kafka)
-            .await
-            .expect("create topics");
+        whistle_runtime::topics::ensure(&kafka).await.expect("create topics");
         let redis = RedisConfig {
             url: whistle_runtime::Secret::new(infra.redis_url.clone()),
             key_prefix: prefix.clone(),
@@ -196,34 +182,18 @@ impl Platform {
     }
 
     pub async fn start_intake(&mut self) {
-        let mut config = whistle_intake::Config {
-            kafka: self.kafka.clone(),
-            redis: self.redis.clone(),
-            ..Default::default()
-        };
+        let mut config = whistle_intake::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), ..Default::default() };
         config.intake.listen = ([127, 0, 0, 1], 0).into();
-        let svc = whistle_intake::Intake::build_with_clock(config, self.clock_arc())
-            .await
-            .expect("build intake");
+        let svc = whistle_intake::Intake::build_with_clock(config, self.clock_arc()).await.expect("build intake");
         self.intake_addr = svc.local_addr();
-        self.spawn(
-            "intake",
-            |s| async move { svc.run(s).await.expect("intake") },
-        );
+        self.spawn("intake", |s| async move { svc.run(s).await.expect("intake") });
     }
 
     pub async fn start_classifier(&mut self) {
-        let mut config = whistle_classifier::Config {
-            kafka: self.kafka.clone(),
-            ..Default::default()
-        };
+        let mut config = whistle_classifier::Config { kafka: self.kafka.clone(), ..Default::default() };
         config.classifier.city_file = city_file();
-        let svc = whistle_classifier::Classifier::build_with_clock(config, self.clock_arc())
-            .await
-            .expect("build classifier");
-        self.spawn("classifier", |s| async move {
-            svc.run(s).await.expect("classifier")
-        });
+        let svc = whistle_classifier::Classifier::build_with_clock(config, self.clock_arc()).await.expect("build classifier");
+        self.spawn("classifier", |s| async move { svc.run(s).await.expect("classifier") });
     }
 
     pub async fn start_dispatcher(&mut self) {
@@ -236,67 +206,41 @@ impl Platform {
         };
         config.dispatcher.listen = ([127, 0, 0, 1], 0).into();
         config.dispatcher.city_file = city_file();
-        let svc = whistle_dispatcher::Dispatcher::build_with_clock(config, self.clock_arc())
-            .await
-            .expect("build dispatcher");
+        let svc = whistle_dispatcher::Dispatcher::build_with_clock(config, self.clock_arc()).await.expect("build dispatcher");
         self.desk_addr = svc.local_addr();
-        self.spawn("dispatcher", |s| async move {
-            svc.run(s).await.expect("dispatcher")
-        });
+        self.spawn("dispatcher", |s| async move { svc.run(s).await.expect("dispatcher") });
     }
 
     pub async fn start_sla_timer(&mut self) {
-        let mut config = whistle_sla_timer::Config {
-            kafka: self.kafka.clone(),
-            redis: self.redis.clone(),
-            ..Default::default()
-        };
+        let mut config = whistle_sla_timer::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), ..Default::default() };
         // The clock is manual: look at it often.
         config.sla_timer.engine.max_idle_ms = 20;
-        let svc = whistle_sla_timer::SlaTimer::build_with_clock(config, self.clock_arc())
-            .await
-            .expect("build sla-timer");
-        self.spawn("sla-timer", |s| async move {
-            svc.run(s).await.expect("sla-timer")
-        });
+        let svc = whistle_sla_timer::SlaTimer::build_with_clock(config, self.clock_arc()).await.expect("build sla-timer");
+        self.spawn("sla-timer", |s| async move { svc.run(s).await.expect("sla-timer") });
     }
 
     pub async fn start_notifier(&mut self) {
-        let mut config = whistle_notifier::Config {
-            kafka: self.kafka.clone(),
-            redis: self.redis.clone(),
-            ..Default::default()
-        };
+        let mut config = whistle_notifier::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), ..Default::default() };
         config.notifier.webhook_url = self.webhook.url();
         config.notifier.citizen_webhook_url = self.webhook.url();
         config.notifier.city_file = Some(city_file());
         config.notifier.max_attempts = self.options.notifier_attempts;
         config.notifier.initial_backoff_ms = 50;
         config.notifier.max_backoff_ms = 400;
-        let svc = whistle_notifier::Notifier::build(config)
-            .await
-            .expect("build notifier");
-        self.spawn("notifier", |s| async move {
-            svc.run(s).await.expect("notifier")
-        });
+        let svc = whistle_notifier::Notifier::build(config).await.expect("build notifier");
+        self.spawn("notifier", |s| async move { svc.run(s).await.expect("notifier") });
     }
 
     /// Kills a service the hard way: no drain, no commit (like kill -9).
     pub async fn kill(&mut self, name: &str) {
-        let r = self
-            .services
-            .remove(name)
-            .unwrap_or_else(|| panic!("{name} is not running"));
+        let r = self.services.remove(name).unwrap_or_else(|| panic!("{name} is not running"));
         r.handle.abort();
         let _ = r.handle.await;
     }
 
     /// Stops a service gracefully (SIGTERM: drain and commit).
     pub async fn stop(&mut self, name: &str) {
-        let r = self
-            .services
-            .remove(name)
-            .unwrap_or_else(|| panic!("{name} is not running"));
+        let r = self.services.remove(name).unwrap_or_else(|| panic!("{name} is not running"));
         r.shutdown.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(30), r.handle).await;
     }
@@ -309,15 +253,11 @@ impl Platform {
     }
 
     pub async fn intake(&self) -> IntakeClient<Channel> {
-        IntakeClient::connect(format!("http://{}", self.intake_addr))
-            .await
-            .expect("connect intake")
+        IntakeClient::connect(format!("http://{}", self.intake_addr)).await.expect("connect intake")
     }
 
     pub async fn desk(&self) -> DeskClient<Channel> {
-        DeskClient::connect(format!("http://{}", self.desk_addr))
-            .await
-            .expect("connect desk")
+        DeskClient::connect(format!("http://{}", self.desk_addr)).await.expect("connect desk")
     }
 
     pub fn topics(&self) -> Topics {
@@ -325,23 +265,12 @@ impl Platform {
     }
 
     /// Polls `GetTicket` until `pred` holds; panics with the last view after `within`.
-    pub async fn wait_ticket(
-        &self,
-        ticket: &str,
-        within: Duration,
-        pred: impl Fn(&pb::TicketView) -> bool,
-    ) -> pb::TicketView {
+    pub async fn wait_ticket(&self, ticket: &str, within: Duration, pred: impl Fn(&pb::TicketView) -> bool) -> pb::TicketView {
         let mut client = self.intake().await;
         let start = Instant::now();
         let mut last = None;
         while start.elapsed() < within {
-            if let Ok(v) = client
-                .get_ticket(pb::GetTicketRequest {
-                    ticket: ticket.to_owned(),
-                    ..Default::default()
-                })
-                .await
-            {
+            if let Ok(v) = client.get_ticket(pb::GetTicketRequest { ticket: ticket.to_owned(), ..Default::default() }).await {
                 let v = v.into_inner();
                 if pred(&v) {
                     return v;
@@ -350,9 +279,7 @@ impl Platform {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!(
-            "ticket {ticket} did not reach the expected state within {within:?}; last seen: {last:#?}"
-        );
+        panic!("ticket {ticket} did not reach the expected state within {within:?}; last seen: {last:#?}");
     }
 
     /// Every event of one ticket on the events topic, in order.
@@ -370,26 +297,14 @@ impl Platform {
     pub async fn read_topic(&self, topic: &str) -> Vec<Raw> {
         let kafka = self.kafka.clone();
         let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || read_all(&kafka, &topic))
-            .await
-            .expect("read topic")
+        tokio::task::spawn_blocking(move || read_all(&kafka, &topic)).await.expect("read topic")
     }
 
     /// Waits until at least `n` dead letters satisfy `pred`.
-    pub async fn wait_dead_letters(
-        &self,
-        n: usize,
-        within: Duration,
-        pred: impl Fn(&Raw) -> bool,
-    ) -> Vec<Raw> {
+    pub async fn wait_dead_letters(&self, n: usize, within: Duration, pred: impl Fn(&Raw) -> bool) -> Vec<Raw> {
         let start = Instant::now();
         loop {
-            let found: Vec<Raw> = self
-                .read_topic(&self.topics().dead_letter())
-                .await
-                .into_iter()
-                .filter(|m| pred(m))
-                .collect();
+            let found: Vec<Raw> = self.read_topic(&self.topics().dead_letter()).await.into_iter().filter(|m| pred(m)).collect();
             if found.len() >= n || start.elapsed() > within {
                 return found;
             }
@@ -405,37 +320,19 @@ impl Platform {
     /// Publishes raw bytes to a topic, as an external system would.
     pub async fn publish_to(&self, topic: &str, key: &str, payload: &[u8]) {
         let producer = whistle_runtime::EventProducer::new(&self.kafka).expect("producer");
-        producer
-            .send(
-                topic,
-                Some(key.as_bytes()),
-                payload,
-                rdkafka::message::OwnedHeaders::new(),
-            )
-            .await
-            .expect("publish raw");
+        producer.send(topic, Some(key.as_bytes()), payload, rdkafka::message::OwnedHeaders::new()).await.expect("publish raw");
     }
 
     /// Outstanding timers of a ticket in Redis (due or claimed).
     pub async fn timers_of(&self, ticket: &str) -> usize {
         let store = self.timer_store().await;
-        store
-            .timers_of(&TicketId::parse(ticket).expect("ticket id"))
-            .await
-            .expect("timers")
-            .len()
+        store.timers_of(&TicketId::parse(ticket).expect("ticket id")).await.expect("timers").len()
     }
 
     /// Timers of a ticket still waiting (not claimed), with due times.
-    pub async fn due_of(
-        &self,
-        ticket: &str,
-    ) -> Vec<(whistle_domain::TimerKind, time::OffsetDateTime)> {
+    pub async fn due_of(&self, ticket: &str) -> Vec<(whistle_domain::TimerKind, time::OffsetDateTime)> {
         let store = self.timer_store().await;
-        let due = store
-            .due_of(&TicketId::parse(ticket).expect("ticket id"))
-            .await
-            .expect("timers");
+        let due = store.due_of(&TicketId::parse(ticket).expect("ticket id")).await.expect("timers");
         due.into_iter()
             .map(|(k, ms)| {
                 (
@@ -451,17 +348,11 @@ impl Platform {
     /// Deletes every timer key of this platform: Redis "lost its data".
     pub async fn wipe_timers(&self) {
         let client = redis::Client::open(self.redis.url.expose().as_str()).expect("redis");
-        let mut c = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connect");
-        for key in self.timer_store().await.keys() {
-            let _: () = redis::cmd("DEL")
-                .arg(key)
-                .query_async(&mut c)
-                .await
-                .expect("del");
-        }
+        let mut c = client.get_multiplexed_async_connection().await.expect("redis connect");
+        let pattern = format!("{}{{w:*", self.prefix);
+        let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut c).await.expect("keys");
+        assert!(!keys.is_empty(), "no timer keys under {pattern}");
+        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut c).await.expect("del");
     }
 
     /// Waits until the sla-timer has run a firing round at the clock's
@@ -484,14 +375,8 @@ impl Platform {
             deadline_ms: now_ms,
             traceparent: None,
         };
-        let arm = whistle_sla_timer::Arm {
-            kind: whistle_domain::TimerKind::FirstOverdue,
-            due_ms: now_ms,
-        };
-        store
-            .arm(&probe, &record, &[arm], [false; 3])
-            .await
-            .expect("arm probe");
+        let arm = whistle_sla_timer::Arm { kind: whistle_domain::TimerKind::FirstOverdue, due_ms: now_ms };
+        store.arm(&probe, &record, &[arm], [false; 3]).await.expect("arm probe");
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {
             if !self.events_for(&probe.to_string()).await.is_empty() {
@@ -504,25 +389,13 @@ impl Platform {
 
     /// Publishes a domain event, as a desk or another service would.
     pub async fn publish_event(&self, e: &Event) {
-        whistle_runtime::EventProducer::new(&self.kafka)
-            .expect("producer")
-            .publish(e)
-            .await
-            .expect("publish event");
+        whistle_runtime::EventProducer::new(&self.kafka).expect("producer").publish(e).await.expect("publish event");
     }
 
     /// The timer store the sla-timer uses, for looking inside.
-    pub async fn timer_store(
-        &self,
-    ) -> whistle_sla_timer::TimerStore<redis::aio::ConnectionManager> {
-        let conn = whistle_runtime::redis_client::connect(&self.redis)
-            .await
-            .expect("redis");
-        whistle_sla_timer::TimerStore::new(
-            conn,
-            &self.prefix,
-            whistle_sla_timer::TimerSettings::default().shards,
-        )
+    pub async fn timer_store(&self) -> whistle_sla_timer::TimerStore<redis::aio::ConnectionManager> {
+        let conn = whistle_runtime::redis_client::connect(&self.redis).await.expect("redis");
+        whistle_sla_timer::TimerStore::new(conn, &self.prefix, whistle_sla_timer::TimerSettings::default().shards)
     }
 }
 

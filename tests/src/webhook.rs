@@ -32,18 +32,10 @@ pub struct WebhookReceiver {
 
 impl WebhookReceiver {
     pub async fn start(behaviour: Behaviour) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind webhook receiver");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind webhook receiver");
         let addr = listener.local_addr().expect("addr");
-        let me = WebhookReceiver {
-            addr,
-            inner: Arc::default(),
-            behaviour: Arc::new(Mutex::new(behaviour)),
-        };
-        let app = Router::new()
-            .route("/messages", post(receive))
-            .with_state(me.clone());
+        let me = WebhookReceiver { addr, inner: Arc::default(), behaviour: Arc::new(Mutex::new(behaviour)) };
+        let app = Router::new().route("/messages", post(receive)).with_state(me.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -60,14 +52,7 @@ impl WebhookReceiver {
 
     /// Accepted messages matching `pred`.
     pub fn messages(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-        self.inner
-            .lock()
-            .unwrap()
-            .accepted
-            .iter()
-            .filter(|m| pred(m))
-            .cloned()
-            .collect()
+        self.inner.lock().unwrap().accepted.iter().filter(|m| pred(m)).cloned().collect()
     }
 
     pub fn failed(&self) -> usize {
@@ -75,12 +60,7 @@ impl WebhookReceiver {
     }
 
     /// Waits until at least `n` accepted messages match `pred`.
-    pub async fn wait_for(
-        &self,
-        n: usize,
-        within: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Vec<Value> {
+    pub async fn wait_for(&self, n: usize, within: Duration, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
         let start = Instant::now();
         loop {
             let found = self.messages(&pred);
@@ -92,11 +72,7 @@ impl WebhookReceiver {
     }
 }
 
-async fn receive(
-    State(me): State<WebhookReceiver>,
-    _headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> StatusCode {
+async fn receive(State(me): State<WebhookReceiver>, _headers: HeaderMap, Json(body): Json<Value>) -> StatusCode {
     let mut inner = me.inner.lock().unwrap();
     inner.requests += 1;
     let fail = match &*me.behaviour.lock().unwrap() {

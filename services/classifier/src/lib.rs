@@ -33,10 +33,7 @@ pub struct ClassifierSettings {
 
 impl Default for ClassifierSettings {
     fn default() -> Self {
-        ClassifierSettings {
-            city_file: "deploy/config/demo-city.toml".into(),
-            group: "classifier".into(),
-        }
+        ClassifierSettings { city_file: "deploy/config/demo-city.toml".into(), group: "classifier".into() }
     }
 }
 
@@ -65,33 +62,14 @@ impl Classifier {
             whistle_runtime::topics::ensure(&config.kafka).await?;
         }
         let producer = EventProducer::new(&config.kafka)?;
-        let handler = Arc::new(ClassifyHandler {
-            rules: Rules::new(&city),
-            producer: producer.clone(),
-            clock,
-        });
-        Ok(Classifier {
-            config,
-            handler,
-            producer,
-        })
+        let handler = Arc::new(ClassifyHandler { rules: Rules::new(&city), producer: producer.clone(), clock });
+        Ok(Classifier { config, handler, producer })
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let topics = Topics::new(&self.config.kafka);
-        let settings = ConsumerSettings::new(
-            "classifier",
-            self.config.classifier.group.clone(),
-            vec![topics.events()],
-        );
-        let r = consumer::run(
-            self.config.kafka.clone(),
-            settings,
-            self.handler,
-            self.producer.clone(),
-            shutdown,
-        )
-        .await;
+        let settings = ConsumerSettings::new("classifier", self.config.classifier.group.clone(), vec![topics.events()]);
+        let r = consumer::run(self.config.kafka.clone(), settings, self.handler, self.producer.clone(), shutdown).await;
         self.producer.flush(Duration::from_secs(5));
         Ok(r?)
     }
@@ -109,9 +87,7 @@ impl Handler for ClassifyHandler {
         let EventKind::Received { request, .. } = &event.kind else {
             return Ok(());
         };
-        let o = self
-            .rules
-            .classify(&request.text, &request.location.address);
+        let o = self.rules.classify(&request.text, &request.location.address);
         tracing::info!(ticket = %event.ticket_id, category = %o.category, urgency = %o.urgency, street = o.jurisdiction.street.as_deref().unwrap_or(""), "classified");
         let out = Event {
             id: EventId::derived(&event.id, "classified"),

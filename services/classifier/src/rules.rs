@@ -25,67 +25,27 @@ pub struct Rules {
 }
 
 fn lower(v: &[String]) -> Vec<String> {
-    v.iter()
-        .map(|k| k.to_lowercase())
-        .filter(|k| !k.is_empty())
-        .collect()
+    v.iter().map(|k| k.to_lowercase()).filter(|k| !k.is_empty()).collect()
 }
 
 fn hits<'a>(haystack: &str, keywords: &'a [String]) -> Vec<&'a str> {
-    keywords
-        .iter()
-        .filter(|k| haystack.contains(k.as_str()))
-        .map(String::as_str)
-        .collect()
+    keywords.iter().filter(|k| haystack.contains(k.as_str())).map(String::as_str).collect()
 }
 
 impl Rules {
     pub fn new(city: &City) -> Self {
         let c = &city.config;
         // Urgency is checked urgent first, then important, then consultation.
-        let order = [
-            Urgency::Urgent,
-            Urgency::Important,
-            Urgency::Consultation,
-            Urgency::Ordinary,
-        ];
-        let urgency = order
-            .iter()
-            .filter_map(|u| c.classification.urgency.get(u).map(|k| (*u, lower(k))))
-            .collect();
-        let worder = [
-            WhistleLevel::Difficult,
-            WhistleLevel::Key,
-            WhistleLevel::Ordinary,
-        ];
-        let whistle = worder
-            .iter()
-            .filter_map(|w| {
-                c.classification
-                    .whistle_level
-                    .get(w)
-                    .map(|k| (*w, lower(k)))
-            })
-            .collect();
+        let order = [Urgency::Urgent, Urgency::Important, Urgency::Consultation, Urgency::Ordinary];
+        let urgency = order.iter().filter_map(|u| c.classification.urgency.get(u).map(|k| (*u, lower(k)))).collect();
+        let worder = [WhistleLevel::Difficult, WhistleLevel::Key, WhistleLevel::Ordinary];
+        let whistle = worder.iter().filter_map(|w| c.classification.whistle_level.get(w).map(|k| (*w, lower(k)))).collect();
         Rules {
-            categories: c
-                .classification
-                .categories
-                .iter()
-                .map(|r| (r.category, lower(&r.keywords)))
-                .collect(),
+            categories: c.classification.categories.iter().map(|r| (r.category, lower(&r.keywords))).collect(),
             urgency,
             whistle,
-            streets: c
-                .streets
-                .iter()
-                .map(|s| (s.code.clone(), s.county.clone(), lower(&s.keywords)))
-                .collect(),
-            counties: c
-                .counties
-                .iter()
-                .map(|k| (k.code.clone(), lower(&k.keywords)))
-                .collect(),
+            streets: c.streets.iter().map(|s| (s.code.clone(), s.county.clone(), lower(&s.keywords))).collect(),
+            counties: c.counties.iter().map(|k| (k.code.clone(), lower(&k.keywords))).collect(),
         }
     }
 
@@ -104,11 +64,7 @@ impl Rules {
         }
         let category = best.map_or(Category::Other, |(c, _)| c);
         if let Some((cat, kws)) = self.categories.iter().find(|(c, _)| *c == category) {
-            matched.extend(
-                hits(&text, kws)
-                    .into_iter()
-                    .map(|k| format!("category:{cat}:{k}")),
-            );
+            matched.extend(hits(&text, kws).into_iter().map(|k| format!("category:{cat}:{k}")));
         }
 
         let mut urgency = None;
@@ -140,31 +96,19 @@ impl Rules {
             for (street, county, kws) in &self.streets {
                 if let Some(k) = hits(hay, kws).first() {
                     matched.push(format!("street:{street}:{k}"));
-                    jurisdiction = Jurisdiction {
-                        county: Some(county.clone()),
-                        street: Some(street.clone()),
-                    };
+                    jurisdiction = Jurisdiction { county: Some(county.clone()), street: Some(street.clone()) };
                     break 'places;
                 }
             }
             for (county, kws) in &self.counties {
                 if let Some(k) = hits(hay, kws).first() {
                     matched.push(format!("county:{county}:{k}"));
-                    jurisdiction = Jurisdiction {
-                        county: Some(county.clone()),
-                        street: None,
-                    };
+                    jurisdiction = Jurisdiction { county: Some(county.clone()), street: None };
                     break 'places;
                 }
             }
         }
-        Outcome {
-            category,
-            urgency,
-            whistle_level,
-            jurisdiction,
-            matched,
-        }
+        Outcome { category, urgency, whistle_level, jurisdiction, matched }
     }
 }
 
@@ -185,43 +129,24 @@ mod tests {
         assert_eq!(o.urgency, Urgency::Urgent, "{:?}", o.matched);
         assert_eq!(o.jurisdiction.street.as_deref(), Some("dc-jingshan"));
         assert_eq!(o.jurisdiction.county.as_deref(), Some("dongcheng"));
-        assert!(
-            o.matched.iter().any(|m| m == "category:water:漏水"),
-            "{:?}",
-            o.matched
-        );
+        assert!(o.matched.iter().any(|m| m == "category:water:漏水"), "{:?}", o.matched);
     }
 
     #[test]
     fn english_noise_complaint_and_county_only() {
-        let o = rules().classify(
-            "Loud construction noise every night, reported many times",
-            "Haidian",
-        );
+        let o = rules().classify("Loud construction noise every night, reported many times", "Haidian");
         assert_eq!(o.category, Category::Noise);
         assert_eq!(o.urgency, Urgency::Ordinary);
         assert_eq!(o.whistle_level, WhistleLevel::Key);
-        assert_eq!(
-            o.jurisdiction,
-            Jurisdiction {
-                county: Some("haidian".into()),
-                street: None
-            }
-        );
+        assert_eq!(o.jurisdiction, Jurisdiction { county: Some("haidian".into()), street: None });
     }
 
     #[test]
     fn consultation_and_unknown() {
         let o = rules().classify("请问怎么办理居住证", "");
-        assert_eq!(
-            (o.category, o.urgency),
-            (Category::Consultation, Urgency::Consultation)
-        );
+        assert_eq!((o.category, o.urgency), (Category::Consultation, Urgency::Consultation));
         let o = rules().classify("something odd happened", "nowhere");
-        assert_eq!(
-            (o.category, o.urgency),
-            (Category::Other, Urgency::Ordinary)
-        );
+        assert_eq!((o.category, o.urgency), (Category::Other, Urgency::Ordinary));
         assert_eq!(o.jurisdiction, Jurisdiction::default());
     }
 }

@@ -17,9 +17,7 @@ use whistle_domain::calendar::CalendarConfig;
 use whistle_domain::{Clock, DeadlinePolicy, PlatformId, SystemClock, WorkCalendar};
 use whistle_runtime::consumer::{self, ConsumerSettings};
 use whistle_runtime::shutdown::{drain, spawn_supervised};
-use whistle_runtime::{
-    EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics,
-};
+use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -43,11 +41,7 @@ pub struct CalendarSettings {
 
 impl Default for CalendarSettings {
     fn default() -> Self {
-        CalendarSettings {
-            utc_offset: "+08:00".into(),
-            holidays: vec![],
-            makeup_workdays: vec![],
-        }
+        CalendarSettings { utc_offset: "+08:00".into(), holidays: vec![], makeup_workdays: vec![] }
     }
 }
 
@@ -92,10 +86,7 @@ pub enum Error {
     #[error("config: {0}")]
     Config(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -118,49 +109,27 @@ impl Dispatcher {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
-        let platform = PlatformId::parse(&config.dispatcher.platform)
-            .map_err(|e| Error::Config(format!("dispatcher.{e}")))?;
+        let platform = PlatformId::parse(&config.dispatcher.platform).map_err(|e| Error::Config(format!("dispatcher.{e}")))?;
         if platform != PlatformId::City {
             return Err(Error::Config(format!(
                 "dispatcher.platform: {platform} is not served yet; this version runs the city platform only (county and street desks come with three-tier dispatch)"
             )));
         }
-        let calendar = config
-            .calendar
-            .calendar()
-            .map_err(|e| Error::Config(format!("calendar.{e}")))?;
+        let calendar = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?;
         let city = whistle_runtime::city::load(&config.dispatcher.city_file)?;
         if config.kafka.create_topics {
             whistle_runtime::topics::ensure(&config.kafka).await?;
         }
         let producer = EventProducer::new(&config.kafka)?;
         let store = TicketStore::connect(&config.redis).await?;
-        let router = Arc::new(routing::Router::new(
-            city,
-            config.policy.clone(),
-            calendar,
-            producer.clone(),
-            clock.clone(),
-        ));
+        let router = Arc::new(routing::Router::new(city, config.policy.clone(), calendar, producer.clone(), clock.clone()));
         let addr = config.dispatcher.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Listen { addr, source })?;
-        Ok(Dispatcher {
-            config,
-            platform,
-            listener,
-            router,
-            store,
-            producer,
-            clock,
-        })
+        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
+        Ok(Dispatcher { config, platform, listener, router, store, producer, clock })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or(self.config.dispatcher.listen)
+        self.listener.local_addr().unwrap_or(self.config.dispatcher.listen)
     }
 
     pub fn platform(&self) -> &PlatformId {
@@ -168,21 +137,9 @@ impl Dispatcher {
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let Dispatcher {
-            config,
-            platform,
-            listener,
-            router,
-            store,
-            producer,
-            clock,
-        } = self;
+        let Dispatcher { config, platform, listener, router, store, producer, clock } = self;
         let topics = Topics::new(&config.kafka);
-        let group = format!(
-            "{}-{}",
-            config.dispatcher.group,
-            platform.to_string().replace(':', "-")
-        );
+        let group = format!("{}-{}", config.dispatcher.group, platform.to_string().replace(':', "-"));
         let routing = spawn_supervised(
             "routing",
             &shutdown,
@@ -198,13 +155,10 @@ impl Dispatcher {
         let served = tonic::transport::Server::builder()
             .trace_fn(whistle_runtime::telemetry::grpc_span)
             .add_service(whistle_proto::v1::desk_server::DeskServer::new(desk))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                {
-                    let s = shutdown.clone();
-                    async move { s.wait().await }
-                },
-            )
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
+                let s = shutdown.clone();
+                async move { s.wait().await }
+            })
             .await;
         shutdown.trigger();
         drain(vec![routing], Duration::from_secs(15)).await;

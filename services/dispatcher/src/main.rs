@@ -16,8 +16,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut config: whistle_dispatcher::Config =
-        whistle_runtime::config::load(args.config.as_deref())?;
+    let mut config: whistle_dispatcher::Config = whistle_runtime::config::load(args.config.as_deref())?;
     if let Some(p) = args.platform {
         config.dispatcher.platform = p;
     }

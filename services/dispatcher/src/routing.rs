@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use whistle_domain::city::City;
 use whistle_domain::{
-    Actor, Category, Clock, Deadline, DeadlinePolicy, Event, EventId, EventKind, PlatformId,
-    UnitCode, Urgency, WorkCalendar,
+    Actor, Category, Clock, Deadline, DeadlinePolicy, Event, EventId, EventKind, PlatformId, UnitCode, Urgency, WorkCalendar,
 };
 use whistle_runtime::EventProducer;
 use whistle_runtime::consumer::{HandleError, Handler, Incoming};
@@ -19,51 +18,25 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(
-        city: City,
-        policy: DeadlinePolicy,
-        calendar: WorkCalendar,
-        producer: EventProducer,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Router {
-            city,
-            policy,
-            calendar,
-            producer,
-            clock,
-        }
+    pub fn new(city: City, policy: DeadlinePolicy, calendar: WorkCalendar, producer: EventProducer, clock: Arc<dyn Clock>) -> Self {
+        Router { city, policy, calendar, producer, clock }
     }
 
     /// The unit that handles a category at the city platform.
     pub fn unit_for(&self, category: Category) -> &UnitCode {
-        self.city
-            .config
-            .routing
-            .city
-            .get(&category)
-            .unwrap_or(&self.city.config.routing.default_unit)
+        self.city.config.routing.city.get(&category).unwrap_or(&self.city.config.routing.default_unit)
     }
 
     /// The deadline for a ticket of this urgency assigned at `now`.
-    pub fn deadline(
-        &self,
-        urgency: Urgency,
-        now: time::OffsetDateTime,
-        version: EventId,
-    ) -> Deadline {
-        self.policy
-            .deadline(&self.calendar, now, self.policy.span_for(urgency), version)
+    pub fn deadline(&self, urgency: Urgency, now: time::OffsetDateTime, version: EventId) -> Deadline {
+        self.policy.deadline(&self.calendar, now, self.policy.span_for(urgency), version)
     }
 }
 
 impl Handler for Router {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let event = msg.event()?;
-        let EventKind::Classified {
-            category, urgency, ..
-        } = &event.kind
-        else {
+        let EventKind::Classified { category, urgency, .. } = &event.kind else {
             return Ok(());
         };
         let id = EventId::derived(&event.id, "dispatched");
@@ -76,12 +49,7 @@ impl Handler for Router {
             ticket_id: event.ticket_id,
             occurred_at: now,
             actor: Actor::system("dispatcher:city"),
-            kind: EventKind::Dispatched {
-                platform: PlatformId::City,
-                unit,
-                deadline,
-                automatic: true,
-            },
+            kind: EventKind::Dispatched { platform: PlatformId::City, unit, deadline, automatic: true },
         };
         self.producer.publish(&out).await?;
         Ok(())

@@ -22,12 +22,7 @@ pub enum Span {
 impl Span {
     pub fn parse(s: &str) -> Result<Self> {
         let s = s.trim();
-        let bad = || {
-            Error::invalid(
-                "span",
-                format!("{s:?} is not a span like 2h, 90m, 30s, 500ms or 5wd"),
-            )
-        };
+        let bad = || Error::invalid("span", format!("{s:?} is not a span like 2h, 90m, 30s, 500ms or 5wd"));
         let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
         let (n, unit) = s.split_at(split);
         let n: u32 = n.parse().map_err(|_| bad())?;
@@ -108,15 +103,11 @@ fn default_offset() -> String {
 impl TryFrom<CalendarConfig> for WorkCalendar {
     type Error = Error;
     fn try_from(c: CalendarConfig) -> Result<Self> {
-        let offset = UtcOffset::parse(
-            &c.utc_offset,
-            time::macros::format_description!("[offset_hour]:[offset_minute]"),
-        )
-        .map_err(|e| Error::invalid("utc_offset", format!("{:?}: {e}", c.utc_offset)))?;
+        let offset = UtcOffset::parse(&c.utc_offset, time::macros::format_description!("[offset_hour]:[offset_minute]"))
+            .map_err(|e| Error::invalid("utc_offset", format!("{:?}: {e}", c.utc_offset)))?;
         let date = |s: &String| {
-            Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).map_err(|e| {
-                Error::invalid("calendar", format!("{s:?} is not a YYYY-MM-DD date: {e}"))
-            })
+            Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+                .map_err(|e| Error::invalid("calendar", format!("{s:?} is not a YYYY-MM-DD date: {e}")))
         };
         Ok(WorkCalendar {
             offset,
@@ -138,16 +129,8 @@ impl Default for WorkCalendar {
 }
 
 impl WorkCalendar {
-    pub fn new(
-        offset: UtcOffset,
-        holidays: impl IntoIterator<Item = Date>,
-        makeup_workdays: impl IntoIterator<Item = Date>,
-    ) -> Self {
-        WorkCalendar {
-            offset,
-            holidays: holidays.into_iter().collect(),
-            makeup_workdays: makeup_workdays.into_iter().collect(),
-        }
+    pub fn new(offset: UtcOffset, holidays: impl IntoIterator<Item = Date>, makeup_workdays: impl IntoIterator<Item = Date>) -> Self {
+        WorkCalendar { offset, holidays: holidays.into_iter().collect(), makeup_workdays: makeup_workdays.into_iter().collect() }
     }
 
     pub fn offset(&self) -> UtcOffset {
@@ -232,24 +215,12 @@ impl DeadlinePolicy {
     /// The deadline of an assignment made at `from` for `span`: first
     /// overdue at the end of the span, second one span later on the same
     /// calendar, warning after `warning_share` of the time to the first.
-    pub fn deadline(
-        &self,
-        calendar: &WorkCalendar,
-        from: OffsetDateTime,
-        span: Span,
-        version: crate::EventId,
-    ) -> crate::Deadline {
+    pub fn deadline(&self, calendar: &WorkCalendar, from: OffsetDateTime, span: Span, version: crate::EventId) -> crate::Deadline {
         let due_at = calendar.add(from, span);
         let second_due_at = calendar.add(due_at, span);
         let share = self.warning_share;
         let warn_at = (share > 0.0 && share < 1.0).then(|| from + (due_at - from) * share);
-        crate::Deadline {
-            due_at,
-            second_due_at,
-            warn_at,
-            span: due_at - from,
-            version,
-        }
+        crate::Deadline { due_at, second_due_at, warn_at, span: due_at - from, version }
     }
 
     pub fn span_for(&self, urgency: Urgency) -> Span {
@@ -288,33 +259,21 @@ mod tests {
     #[test]
     fn friday_afternoon_lands_on_monday() {
         let fri = datetime!(2026-11-20 15:00 +08:00);
-        assert_eq!(
-            cal().add(fri, Span::WorkingDays(1)),
-            datetime!(2026-11-23 15:00 +08:00)
-        );
+        assert_eq!(cal().add(fri, Span::WorkingDays(1)), datetime!(2026-11-23 15:00 +08:00));
     }
 
     #[test]
     fn holiday_week_is_skipped_and_makeup_day_counts() {
         // Wednesday Sep 30 + 1 working day: Oct 1-7 are off, Thu Oct 8 is next.
-        assert_eq!(
-            cal().add(datetime!(2026-09-30 10:00 +08:00), Span::WorkingDays(1)),
-            datetime!(2026-10-08 10:00 +08:00)
-        );
+        assert_eq!(cal().add(datetime!(2026-09-30 10:00 +08:00), Span::WorkingDays(1)), datetime!(2026-10-08 10:00 +08:00));
         // Friday Oct 9 + 1: Saturday Oct 10 is a make-up working day.
-        assert_eq!(
-            cal().add(datetime!(2026-10-09 10:00 +08:00), Span::WorkingDays(1)),
-            datetime!(2026-10-10 10:00 +08:00)
-        );
+        assert_eq!(cal().add(datetime!(2026-10-09 10:00 +08:00), Span::WorkingDays(1)), datetime!(2026-10-10 10:00 +08:00));
     }
 
     #[test]
     fn start_on_a_day_off_counts_from_next_working_day() {
         let sat = datetime!(2026-11-21 11:00 +08:00);
-        assert_eq!(
-            cal().add(sat, Span::WorkingDays(1)),
-            datetime!(2026-11-24 00:00 +08:00)
-        );
+        assert_eq!(cal().add(sat, Span::WorkingDays(1)), datetime!(2026-11-24 00:00 +08:00));
     }
 
     #[test]
@@ -326,24 +285,13 @@ mod tests {
         assert_eq!(d.second_due_at, datetime!(2026-11-24 15:00 +08:00));
         // 80% of the 72 hours to Monday 15:00
         assert_eq!(d.warn_at, Some(fri + time::Duration::hours(72) * 0.8));
-        let no_warning = DeadlinePolicy {
-            warning_share: 0.0,
-            ..policy
-        };
-        assert_eq!(
-            no_warning
-                .deadline(&cal(), fri, Span::WorkingDays(1), crate::EventId::new())
-                .warn_at,
-            None
-        );
+        let no_warning = DeadlinePolicy { warning_share: 0.0, ..policy };
+        assert_eq!(no_warning.deadline(&cal(), fri, Span::WorkingDays(1), crate::EventId::new()).warn_at, None);
     }
 
     #[test]
     fn clock_spans_ignore_the_calendar() {
         let sat = datetime!(2026-11-21 23:00 +08:00);
-        assert_eq!(
-            cal().add(sat, Span::parse("2h").unwrap()),
-            datetime!(2026-11-22 01:00 +08:00)
-        );
+        assert_eq!(cal().add(sat, Span::parse("2h").unwrap()), datetime!(2026-11-22 01:00 +08:00));
     }
 }

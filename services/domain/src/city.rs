@@ -38,6 +38,18 @@ pub struct Unit {
     pub webhook: Option<String>,
 }
 
+/// The leader in charge of a platform: receives urging letters and the
+/// supervised items of that platform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Leader {
+    pub code: String,
+    pub name: String,
+    pub platform: PlatformId,
+    #[serde(default)]
+    pub webhook: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryRule {
@@ -77,6 +89,8 @@ pub struct CityConfig {
     pub streets: Vec<Street>,
     #[serde(default)]
     pub units: Vec<Unit>,
+    #[serde(default)]
+    pub leaders: Vec<Leader>,
     pub classification: Classification,
     pub routing: Routing,
 }
@@ -93,34 +107,22 @@ impl City {
         let mut counties = HashSet::new();
         for c in &config.counties {
             if !counties.insert(c.code.as_str()) {
-                return Err(Error::invalid(
-                    "counties",
-                    format!("duplicate county code {:?}", c.code),
-                ));
+                return Err(Error::invalid("counties", format!("duplicate county code {:?}", c.code)));
             }
         }
         let mut streets = HashSet::new();
         for s in &config.streets {
             if !streets.insert(s.code.as_str()) {
-                return Err(Error::invalid(
-                    "streets",
-                    format!("duplicate street code {:?}", s.code),
-                ));
+                return Err(Error::invalid("streets", format!("duplicate street code {:?}", s.code)));
             }
             if !counties.contains(s.county.as_str()) {
-                return Err(Error::invalid(
-                    "streets",
-                    format!("street {:?} names unknown county {:?}", s.code, s.county),
-                ));
+                return Err(Error::invalid("streets", format!("street {:?} names unknown county {:?}", s.code, s.county)));
             }
         }
         let mut units = HashMap::new();
         for (i, u) in config.units.iter().enumerate() {
             if units.insert(u.code.clone(), i).is_some() {
-                return Err(Error::invalid(
-                    "units",
-                    format!("duplicate unit code {:?}", u.code.as_str()),
-                ));
+                return Err(Error::invalid("units", format!("duplicate unit code {:?}", u.code.as_str())));
             }
             let known = match &u.platform {
                 PlatformId::City => true,
@@ -128,28 +130,22 @@ impl City {
                 PlatformId::Street(s) => streets.contains(s.as_str()),
             };
             if !known {
-                return Err(Error::invalid(
-                    "units",
-                    format!(
-                        "unit {:?} belongs to unknown platform {}",
-                        u.code.as_str(),
-                        u.platform
-                    ),
-                ));
+                return Err(Error::invalid("units", format!("unit {:?} belongs to unknown platform {}", u.code.as_str(), u.platform)));
             }
         }
-        for (cat, unit) in config
-            .routing
-            .city
-            .iter()
-            .map(|(c, u)| (c.as_str(), u))
-            .chain([("default", &config.routing.default_unit)])
-        {
+        for l in &config.leaders {
+            let known = match &l.platform {
+                PlatformId::City => true,
+                PlatformId::County(c) => counties.contains(c.as_str()),
+                PlatformId::Street(s) => streets.contains(s.as_str()),
+            };
+            if !known {
+                return Err(Error::invalid("leaders", format!("leader {:?} is in charge of unknown platform {}", l.code, l.platform)));
+            }
+        }
+        for (cat, unit) in config.routing.city.iter().map(|(c, u)| (c.as_str(), u)).chain([("default", &config.routing.default_unit)]) {
             if !units.contains_key(unit) {
-                return Err(Error::invalid(
-                    "routing",
-                    format!("{cat} routes to unknown unit {:?}", unit.as_str()),
-                ));
+                return Err(Error::invalid("routing", format!("{cat} routes to unknown unit {:?}", unit.as_str())));
             }
         }
         Ok(City { config, units })
@@ -159,12 +155,13 @@ impl City {
         self.units.get(code).map(|&i| &self.config.units[i])
     }
 
+    /// The leader in charge of a platform, if one is configured.
+    pub fn leader_of(&self, platform: &PlatformId) -> Option<&Leader> {
+        self.config.leaders.iter().find(|l| &l.platform == platform)
+    }
+
     pub fn county_of(&self, street: &str) -> Option<&str> {
-        self.config
-            .streets
-            .iter()
-            .find(|s| s.code == street)
-            .map(|s| s.county.as_str())
+        self.config.streets.iter().find(|s| s.code == street).map(|s| s.county.as_str())
     }
 }
 
@@ -175,54 +172,27 @@ mod tests {
     fn config(units: Vec<Unit>, default_unit: &str) -> CityConfig {
         CityConfig {
             name: "t".into(),
-            counties: vec![County {
-                code: "east".into(),
-                name: "East".into(),
-                keywords: vec![],
-            }],
-            streets: vec![Street {
-                code: "e1".into(),
-                county: "east".into(),
-                name: "E1".into(),
-                keywords: vec![],
-            }],
+            counties: vec![County { code: "east".into(), name: "East".into(), keywords: vec![] }],
+            streets: vec![Street { code: "e1".into(), county: "east".into(), name: "E1".into(), keywords: vec![] }],
             units,
-            classification: Classification {
-                categories: vec![],
-                urgency: BTreeMap::new(),
-                whistle_level: BTreeMap::new(),
-            },
-            routing: Routing {
-                city: BTreeMap::new(),
-                default_unit: UnitCode::parse(default_unit).unwrap(),
-            },
+            leaders: vec![],
+            classification: Classification { categories: vec![], urgency: BTreeMap::new(), whistle_level: BTreeMap::new() },
+            routing: Routing { city: BTreeMap::new(), default_unit: UnitCode::parse(default_unit).unwrap() },
         }
     }
 
     fn unit(code: &str, platform: &str) -> Unit {
-        Unit {
-            code: UnitCode::parse(code).unwrap(),
-            name: code.into(),
-            platform: PlatformId::parse(platform).unwrap(),
-            webhook: None,
-        }
+        Unit { code: UnitCode::parse(code).unwrap(), name: code.into(), platform: PlatformId::parse(platform).unwrap(), webhook: None }
     }
 
     #[test]
     fn references_must_resolve() {
         assert!(City::new(config(vec![unit("hub", "city")], "hub")).is_ok());
         let e = City::new(config(vec![unit("hub", "street:nowhere")], "hub")).unwrap_err();
-        assert!(
-            e.to_string().contains("unknown platform street:nowhere"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("unknown platform street:nowhere"), "{e}");
         let e = City::new(config(vec![unit("hub", "city")], "ghost")).unwrap_err();
         assert!(e.to_string().contains("unknown unit \"ghost\""), "{e}");
-        let e = City::new(config(
-            vec![unit("hub", "city"), unit("hub", "city")],
-            "hub",
-        ))
-        .unwrap_err();
+        let e = City::new(config(vec![unit("hub", "city"), unit("hub", "city")], "hub")).unwrap_err();
         assert!(e.to_string().contains("duplicate unit"), "{e}");
     }
 }

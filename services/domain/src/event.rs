@@ -4,10 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{
-    Category, Deadline, EventId, Jurisdiction, PlatformId, Request, TicketId, TicketNumber,
-    UnitCode, Urgency, WhistleLevel,
-};
+use crate::{Category, Deadline, EventId, Jurisdiction, PlatformId, Request, TicketId, TicketNumber, UnitCode, Urgency, WhistleLevel};
 
 /// Current version of the event schema (the protobuf envelope's
 /// `schema_version`).
@@ -56,10 +53,7 @@ impl ActorKind {
             "unit" => Ok(ActorKind::Unit),
             "citizen" => Ok(ActorKind::Citizen),
             "agent" => Ok(ActorKind::Agent),
-            other => Err(crate::Error::invalid(
-                "actor.kind",
-                format!("unknown actor kind {other:?}"),
-            )),
+            other => Err(crate::Error::invalid("actor.kind", format!("unknown actor kind {other:?}"))),
         }
     }
 }
@@ -73,24 +67,15 @@ pub struct Actor {
 
 impl Actor {
     pub fn system(service: &str) -> Self {
-        Actor {
-            kind: ActorKind::System,
-            id: service.to_owned(),
-        }
+        Actor { kind: ActorKind::System, id: service.to_owned() }
     }
 
     pub fn unit(unit: &UnitCode) -> Self {
-        Actor {
-            kind: ActorKind::Unit,
-            id: unit.to_string(),
-        }
+        Actor { kind: ActorKind::Unit, id: unit.to_string() }
     }
 
     pub fn operator(id: &str) -> Self {
-        Actor {
-            kind: ActorKind::Operator,
-            id: id.to_owned(),
-        }
+        Actor { kind: ActorKind::Operator, id: id.to_owned() }
     }
 }
 
@@ -115,10 +100,7 @@ impl OverdueLevel {
         match n {
             1 => Ok(OverdueLevel::First),
             2 => Ok(OverdueLevel::Second),
-            other => Err(crate::Error::invalid(
-                "overdue.level",
-                format!("{other} is not 1 or 2"),
-            )),
+            other => Err(crate::Error::invalid("overdue.level", format!("{other} is not 1 or 2"))),
         }
     }
 }
@@ -152,10 +134,7 @@ impl RevisitOutcome {
             "satisfied" => Ok(RevisitOutcome::Satisfied),
             "unsatisfied" => Ok(RevisitOutcome::Unsatisfied),
             "unreachable" => Ok(RevisitOutcome::Unreachable),
-            other => Err(crate::Error::invalid(
-                "outcome",
-                format!("{other:?} is not satisfied, unsatisfied or unreachable"),
-            )),
+            other => Err(crate::Error::invalid("outcome", format!("{other:?} is not satisfied, unsatisfied or unreachable"))),
         }
     }
 }
@@ -186,10 +165,7 @@ impl Resolution {
             "answered" => Ok(Resolution::Answered),
             "satisfied" => Ok(Resolution::Satisfied),
             "unreachable" => Ok(Resolution::Unreachable),
-            other => Err(crate::Error::invalid(
-                "resolution",
-                format!("{other:?} is not answered, satisfied or unreachable"),
-            )),
+            other => Err(crate::Error::invalid("resolution", format!("{other:?} is not answered, satisfied or unreachable"))),
         }
     }
 }

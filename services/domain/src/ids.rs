@@ -26,9 +26,7 @@ impl TicketId {
     }
 
     pub fn parse(s: &str) -> crate::Result<Self> {
-        Uuid::parse_str(s)
-            .map(TicketId)
-            .map_err(|e| Error::invalid("ticket_id", format!("not a ticket id: {e}")))
+        Uuid::parse_str(s).map(TicketId).map_err(|e| Error::invalid("ticket_id", format!("not a ticket id: {e}")))
     }
 }
 
@@ -66,15 +64,21 @@ impl EventId {
         EventId(Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()))
     }
 
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    pub fn from_bytes(b: [u8; 16]) -> Self {
+        EventId(Uuid::from_bytes(b))
+    }
+
     /// 32 hex digits, no hyphens (compact keys).
     pub fn simple(&self) -> String {
         self.0.simple().to_string()
     }
 
     pub fn parse(s: &str) -> crate::Result<Self> {
-        Uuid::parse_str(s)
-            .map(EventId)
-            .map_err(|e| Error::invalid("event_id", format!("not an event id: {e}")))
+        Uuid::parse_str(s).map(EventId).map_err(|e| Error::invalid("event_id", format!("not an event id: {e}")))
     }
 }
 
@@ -98,13 +102,7 @@ pub struct TicketNumber(String);
 
 impl TicketNumber {
     pub fn new(date: time::Date, sequence: u64) -> Self {
-        TicketNumber(format!(
-            "{:04}{:02}{:02}{:06}",
-            date.year(),
-            u8::from(date.month()),
-            date.day(),
-            sequence
-        ))
+        TicketNumber(format!("{:04}{:02}{:02}{:06}", date.year(), u8::from(date.month()), date.day(), sequence))
     }
 
     pub fn parse(s: &str) -> crate::Result<Self> {
@@ -153,13 +151,7 @@ mod tests {
     #[test]
     fn derived_event_ids_are_deterministic() {
         let src = EventId::new();
-        assert_eq!(
-            EventId::derived(&src, "classified"),
-            EventId::derived(&src, "classified")
-        );
-        assert_ne!(
-            EventId::derived(&src, "classified"),
-            EventId::derived(&src, "dispatched")
-        );
+        assert_eq!(EventId::derived(&src, "classified"), EventId::derived(&src, "classified"));
+        assert_ne!(EventId::derived(&src, "classified"), EventId::derived(&src, "dispatched"));
     }
 }

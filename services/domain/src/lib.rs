@@ -15,13 +15,9 @@ pub mod timer;
 
 pub use calendar::{DeadlinePolicy, Span, WorkCalendar};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use event::{
-    Actor, ActorKind, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome,
-};
+pub use event::{Actor, ActorKind, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome};
 pub use ids::{EventId, TicketId, TicketNumber};
-pub use request::{
-    Channel, Contact, GeoPoint, Language, Location, PhoneNumber, Request, RequestFields, Sensitive,
-};
+pub use request::{Channel, Contact, GeoPoint, Language, Location, PhoneNumber, Request, RequestFields, Sensitive};
 pub use taxonomy::{Category, Jurisdiction, PlatformId, Tier, UnitCode, Urgency, WhistleLevel};
 pub use ticket::{Assignment, Deadline, QueueReason, Ticket, TicketState};
 pub use timer::{TimerKey, TimerKind};
@@ -35,20 +31,12 @@ pub enum Error {
     Invalid { field: &'static str, reason: String },
     /// The ticket's state does not allow this event.
     #[error("ticket {ticket} is {state}; cannot apply {event}: {rule}")]
-    Transition {
-        ticket: TicketId,
-        state: &'static str,
-        event: &'static str,
-        rule: &'static str,
-    },
+    Transition { ticket: TicketId, state: &'static str, event: &'static str, rule: &'static str },
 }
 
 impl Error {
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Error::Invalid {
-            field,
-            reason: reason.into(),
-        }
+        Error::Invalid { field, reason: reason.into() }
     }
 
     /// The field a validation error names, if any.

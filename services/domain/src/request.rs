@@ -89,19 +89,10 @@ impl Channel {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        Channel::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| {
-                let known: Vec<_> = Channel::ALL.iter().map(|c| c.as_str()).collect();
-                Error::invalid(
-                    "channel",
-                    format!(
-                        "unknown channel {s:?}; expected one of {}",
-                        known.join(", ")
-                    ),
-                )
-            })
+        Channel::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| {
+            let known: Vec<_> = Channel::ALL.iter().map(|c| c.as_str()).collect();
+            Error::invalid("channel", format!("unknown channel {s:?}; expected one of {}", known.join(", ")))
+        })
     }
 }
 
@@ -118,13 +109,7 @@ pub enum Language {
 }
 
 impl Language {
-    pub const ALL: [Language; 5] = [
-        Language::Zh,
-        Language::En,
-        Language::Ja,
-        Language::Ko,
-        Language::Ru,
-    ];
+    pub const ALL: [Language; 5] = [Language::Zh, Language::En, Language::Ja, Language::Ko, Language::Ru];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -144,12 +129,7 @@ impl Language {
         Language::ALL
             .into_iter()
             .find(|l| l.as_str() == s)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "language",
-                    format!("unsupported language {s:?}; expected zh, en, ja, ko or ru"),
-                )
-            })
+            .ok_or_else(|| Error::invalid("language", format!("unsupported language {s:?}; expected zh, en, ja, ko or ru")))
     }
 }
 
@@ -162,16 +142,10 @@ pub struct GeoPoint {
 impl GeoPoint {
     pub fn parse(lat: f64, lon: f64) -> Result<Self> {
         if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
-            return Err(Error::invalid(
-                "lat",
-                format!("latitude {lat} is outside -90..90"),
-            ));
+            return Err(Error::invalid("lat", format!("latitude {lat} is outside -90..90")));
         }
         if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
-            return Err(Error::invalid(
-                "lon",
-                format!("longitude {lon} is outside -180..180"),
-            ));
+            return Err(Error::invalid("lon", format!("longitude {lon} is outside -180..180")));
         }
         Ok(GeoPoint { lat, lon })
     }
@@ -209,10 +183,7 @@ impl Location {
         if address.chars().count() > 500 {
             return Err(Error::invalid("address", "longer than 500 characters"));
         }
-        Ok(Location {
-            address: address.to_owned(),
-            point,
-        })
+        Ok(Location { address: address.to_owned(), point })
     }
 }
 
@@ -235,19 +206,13 @@ impl PhoneNumber {
                 '0'..='9' => digits.push(c),
                 ' ' | '-' => {}
                 _ => {
-                    return Err(Error::invalid(
-                        "citizen_phone",
-                        "may hold only digits, spaces, hyphens and a leading +",
-                    ));
+                    return Err(Error::invalid("citizen_phone", "may hold only digits, spaces, hyphens and a leading +"));
                 }
             }
         }
         let count = digits.trim_start_matches('+').len();
         if !(7..=15).contains(&count) {
-            return Err(Error::invalid(
-                "citizen_phone",
-                format!("has {count} digits; expected 7 to 15"),
-            ));
+            return Err(Error::invalid("citizen_phone", format!("has {count} digits; expected 7 to 15")));
         }
         Ok(PhoneNumber(Sensitive(digits)))
     }
@@ -287,9 +252,7 @@ impl Contact {
         let email = email.trim();
         if !email.is_empty() {
             let ok = email.len() <= 254
-                && email.split_once('@').is_some_and(|(l, d)| {
-                    !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
-                })
+                && email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
                 && !email.chars().any(char::is_whitespace);
             if !ok {
                 return Err(Error::invalid("citizen_email", "is not an email address"));
@@ -297,11 +260,7 @@ impl Contact {
         }
         Ok(Contact {
             name: (!name.is_empty()).then(|| Sensitive::new(name.to_owned())),
-            phone: if phone.trim().is_empty() {
-                None
-            } else {
-                Some(PhoneNumber::parse(phone)?)
-            },
+            phone: if phone.trim().is_empty() { None } else { Some(PhoneNumber::parse(phone)?) },
             email: (!email.is_empty()).then(|| Sensitive::new(email.to_owned())),
         })
     }
@@ -338,14 +297,7 @@ impl RequestFields {
     pub fn validate(&self) -> Result<Request> {
         let location = Location::parse(&self.address, self.lat, self.lon)?;
         let contact = Contact::parse(&self.citizen_name, &self.citizen_phone, &self.citizen_email)?;
-        Request::parse(
-            &self.channel,
-            &self.external_id,
-            &self.text,
-            location,
-            contact,
-            &self.language,
-        )
+        Request::parse(&self.channel, &self.external_id, &self.text, location, contact, &self.language)
     }
 }
 
@@ -364,14 +316,7 @@ pub struct Request {
 
 impl Request {
     #[allow(clippy::too_many_arguments)]
-    pub fn parse(
-        channel: &str,
-        external_id: &str,
-        text: &str,
-        location: Location,
-        contact: Contact,
-        language: &str,
-    ) -> Result<Self> {
+    pub fn parse(channel: &str, external_id: &str, text: &str, location: Location, contact: Contact, language: &str) -> Result<Self> {
         let channel = Channel::parse(channel)?;
         let text = text.trim();
         if text.is_empty() {
@@ -379,10 +324,7 @@ impl Request {
         }
         let chars = text.chars().count();
         if chars > MAX_TEXT_CHARS {
-            return Err(Error::invalid(
-                "text",
-                format!("has {chars} characters; the limit is {MAX_TEXT_CHARS}"),
-            ));
+            return Err(Error::invalid("text", format!("has {chars} characters; the limit is {MAX_TEXT_CHARS}")));
         }
         let external_id = external_id.trim();
         if external_id.len() > 200 {
@@ -411,50 +353,14 @@ mod tests {
     fn bad_requests_name_the_field() {
         let ok_loc = Location::default();
         let ok_contact = Contact::default();
-        assert_eq!(
-            field_of(Request::parse(
-                "phone",
-                "",
-                "  ",
-                ok_loc.clone(),
-                ok_contact.clone(),
-                ""
-            )),
-            "text"
-        );
+        assert_eq!(field_of(Request::parse("phone", "", "  ", ok_loc.clone(), ok_contact.clone(), "")), "text");
         let long = "漏".repeat(MAX_TEXT_CHARS + 1);
-        assert_eq!(
-            field_of(Request::parse(
-                "phone",
-                "",
-                &long,
-                ok_loc.clone(),
-                ok_contact.clone(),
-                ""
-            )),
-            "text"
-        );
-        assert_eq!(
-            field_of(Request::parse(
-                "pigeon",
-                "",
-                "x",
-                ok_loc.clone(),
-                ok_contact.clone(),
-                ""
-            )),
-            "channel"
-        );
-        assert_eq!(
-            field_of(Request::parse("web", "", "x", ok_loc, ok_contact, "fr")),
-            "language"
-        );
+        assert_eq!(field_of(Request::parse("phone", "", &long, ok_loc.clone(), ok_contact.clone(), "")), "text");
+        assert_eq!(field_of(Request::parse("pigeon", "", "x", ok_loc.clone(), ok_contact.clone(), "")), "channel");
+        assert_eq!(field_of(Request::parse("web", "", "x", ok_loc, ok_contact, "fr")), "language");
         assert_eq!(field_of(Location::parse("", Some(91.0), Some(0.0))), "lat");
         assert_eq!(field_of(Location::parse("", Some(1.0), Some(181.0))), "lon");
-        assert_eq!(
-            field_of(Location::parse("", Some(f64::NAN), Some(1.0))),
-            "lat"
-        );
+        assert_eq!(field_of(Location::parse("", Some(f64::NAN), Some(1.0))), "lat");
         assert_eq!(field_of(Location::parse("", Some(1.0), None)), "lon");
         assert_eq!(field_of(Contact::parse("", "call me", "")), "citizen_phone");
         assert_eq!(field_of(Contact::parse("", "123", "")), "citizen_phone");
@@ -477,14 +383,10 @@ mod tests {
     fn sensitive_values_never_print() {
         let contact = Contact::parse("张三", "+86 138 0013 8000", "a@b.cn").unwrap();
         let shown = format!("{contact:?}");
-        assert!(
-            !shown.contains("张三") && !shown.contains("13800138000") && !shown.contains("a@b.cn"),
-            "{shown}"
-        );
+        assert!(!shown.contains("张三") && !shown.contains("13800138000") && !shown.contains("a@b.cn"), "{shown}");
         assert_eq!(contact.phone.unwrap().masked(), "+86*******8000");
         // but the record keeps them
-        let json =
-            serde_json::to_string(&Contact::parse("张三", "13800138000", "").unwrap()).unwrap();
+        let json = serde_json::to_string(&Contact::parse("张三", "13800138000", "").unwrap()).unwrap();
         assert!(json.contains("13800138000"));
     }
 }

@@ -78,20 +78,12 @@ pub enum PlatformId {
 impl PlatformId {
     /// `city`, `county:<code>` or `street:<code>`.
     pub fn parse(s: &str) -> Result<Self> {
-        let code_ok = |c: &str| {
-            !c.is_empty()
-                && c.len() <= 64
-                && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
+        let code_ok = |c: &str| !c.is_empty() && c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         match s.split_once(':') {
             None if s == "city" => Ok(PlatformId::City),
             Some(("county", c)) if code_ok(c) => Ok(PlatformId::County(c.to_owned())),
             Some(("street", c)) if code_ok(c) => Ok(PlatformId::Street(c.to_owned())),
-            _ => Err(Error::invalid(
-                "platform",
-                format!("{s:?} is not city, county:<code> or street:<code>"),
-            )),
+            _ => Err(Error::invalid("platform", format!("{s:?} is not city, county:<code> or street:<code>"))),
         }
     }
 
@@ -134,17 +126,10 @@ pub struct UnitCode(String);
 
 impl UnitCode {
     pub fn parse(s: &str) -> Result<Self> {
-        if !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
+        if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
             Ok(UnitCode(s.to_owned()))
         } else {
-            Err(Error::invalid(
-                "unit",
-                format!("{s:?} is not a unit code (letters, digits, - _ .)"),
-            ))
+            Err(Error::invalid("unit", format!("{s:?} is not a unit code (letters, digits, - _ .)")))
         }
     }
 
@@ -191,23 +176,14 @@ mod tests {
         assert_eq!(Category::ALL.len(), 19);
         let e = Urgency::parse("whenever").unwrap_err();
         assert_eq!(e.field(), Some("urgency"));
-        assert!(
-            e.to_string()
-                .contains("urgent, important, ordinary, consultation")
-        );
+        assert!(e.to_string().contains("urgent, important, ordinary, consultation"));
     }
 
     #[test]
     fn platforms_parse() {
         assert_eq!(PlatformId::parse("city").unwrap(), PlatformId::City);
-        assert_eq!(
-            PlatformId::parse("county:east").unwrap().tier(),
-            Tier::County
-        );
-        assert_eq!(
-            PlatformId::parse("street:east-1").unwrap().to_string(),
-            "street:east-1"
-        );
+        assert_eq!(PlatformId::parse("county:east").unwrap().tier(), Tier::County);
+        assert_eq!(PlatformId::parse("street:east-1").unwrap().to_string(), "street:east-1");
         assert!(PlatformId::parse("street:").is_err());
         assert!(PlatformId::parse("town:x").is_err());
     }

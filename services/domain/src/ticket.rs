@@ -6,10 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::event::{Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome};
-use crate::{
-    Category, Error, EventId, Jurisdiction, PlatformId, Request, Result, TicketId, TicketNumber,
-    UnitCode, Urgency, WhistleLevel,
-};
+use crate::{Category, Error, EventId, Jurisdiction, PlatformId, Request, Result, TicketId, TicketNumber, UnitCode, Urgency, WhistleLevel};
 
 /// One version of a ticket's deadline and the instants of its three timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,12 +201,7 @@ impl Ticket {
     }
 
     fn refuse(&self, event: &EventKind, rule: &'static str) -> Error {
-        Error::Transition {
-            ticket: self.id,
-            state: self.state.name(),
-            event: event.name(),
-            rule,
-        }
+        Error::Transition { ticket: self.id, state: self.state.name(), event: event.name(), rule }
     }
 
     fn see(&mut self, platform: &PlatformId) {
@@ -222,13 +214,7 @@ impl Ticket {
         let kind = &event.kind;
         match kind {
             EventKind::Received { .. } => Err(self.refuse(kind, "a ticket is received only once")),
-            EventKind::Classified {
-                category,
-                urgency,
-                whistle_level,
-                jurisdiction,
-                ..
-            } => match self.state {
+            EventKind::Classified { category, urgency, whistle_level, jurisdiction, .. } => match self.state {
                 TicketState::Received => {
                     self.classification = Some(Classification {
                         category: *category,
@@ -243,34 +229,20 @@ impl Ticket {
             },
             EventKind::Answered { .. } => match self.state {
                 TicketState::Classified => {
-                    self.state = TicketState::Closed {
-                        resolution: Resolution::Answered,
-                    };
+                    self.state = TicketState::Closed { resolution: Resolution::Answered };
                     Ok(())
                 }
                 _ => Err(self.refuse(kind, "only a classified ticket is answered directly")),
             },
-            EventKind::Dispatched {
-                platform,
-                unit,
-                deadline,
-                ..
-            } => {
+            EventKind::Dispatched { platform, unit, deadline, .. } => {
                 let allowed = match &self.state {
                     TicketState::Classified => true,
                     TicketState::Queued { platform: p, .. } => p == platform,
-                    TicketState::Assigned(a) | TicketState::Acknowledged(a) => {
-                        &a.platform == platform
-                    }
-                    TicketState::Received
-                    | TicketState::Completed { .. }
-                    | TicketState::Closed { .. } => false,
+                    TicketState::Assigned(a) | TicketState::Acknowledged(a) => &a.platform == platform,
+                    TicketState::Received | TicketState::Completed { .. } | TicketState::Closed { .. } => false,
                 };
                 if !allowed {
-                    return Err(self.refuse(
-                        kind,
-                        "a ticket is dispatched when classified, or by the platform holding it",
-                    ));
+                    return Err(self.refuse(kind, "a ticket is dispatched when classified, or by the platform holding it"));
                 }
                 self.see(platform);
                 self.state = TicketState::Assigned(Assignment {
@@ -301,10 +273,7 @@ impl Ticket {
                 self.see(to);
                 self.state = TicketState::Queued {
                     platform: to.clone(),
-                    reason: QueueReason::Delegated {
-                        from: from.clone(),
-                        reason: reason.clone(),
-                    },
+                    reason: QueueReason::Delegated { from: from.clone(), reason: reason.clone() },
                 };
                 Ok(())
             }
@@ -313,21 +282,12 @@ impl Ticket {
                     self.state = TicketState::Acknowledged(a.clone());
                     Ok(())
                 }
-                _ => Err(self.refuse(
-                    kind,
-                    "only an assigned, unacknowledged ticket is acknowledged",
-                )),
+                _ => Err(self.refuse(kind, "only an assigned, unacknowledged ticket is acknowledged")),
             },
             EventKind::Returned { reason } => match self.state.open_assignment() {
                 Some(a) => {
                     let (platform, unit) = (a.platform.clone(), a.unit.clone());
-                    self.state = TicketState::Queued {
-                        platform,
-                        reason: QueueReason::Returned {
-                            unit,
-                            reason: reason.clone(),
-                        },
-                    };
+                    self.state = TicketState::Queued { platform, reason: QueueReason::Returned { unit, reason: reason.clone() } };
                     Ok(())
                 }
                 None => Err(self.refuse(kind, "only a ticket in a unit's hands is returned")),
@@ -336,20 +296,13 @@ impl Ticket {
                 if from.tier() <= to.tier() {
                     return Err(self.refuse(kind, "a whistle goes to a higher tier"));
                 }
-                if self.state.platform() != Some(from)
-                    || matches!(self.state, TicketState::Completed { .. })
-                {
-                    return Err(
-                        self.refuse(kind, "only the platform holding an open ticket whistles")
-                    );
+                if self.state.platform() != Some(from) || matches!(self.state, TicketState::Completed { .. }) {
+                    return Err(self.refuse(kind, "only the platform holding an open ticket whistles"));
                 }
                 self.see(to);
                 self.state = TicketState::Queued {
                     platform: to.clone(),
-                    reason: QueueReason::Whistled {
-                        from: from.clone(),
-                        reason: reason.clone(),
-                    },
+                    reason: QueueReason::Whistled { from: from.clone(), reason: reason.clone() },
                 };
                 Ok(())
             }
@@ -386,10 +339,7 @@ impl Ticket {
                 Some(_) => Err(self.refuse(kind, "no extension request is pending")),
                 None => Err(self.refuse(kind, "only a ticket in a unit's hands can be extended")),
             },
-            EventKind::DeadlineWarning { deadline_version } => match self
-                .state
-                .open_assignment_mut()
-            {
+            EventKind::DeadlineWarning { deadline_version } => match self.state.open_assignment_mut() {
                 Some(a) if a.deadline.version == *deadline_version => {
                     a.warned = true;
                     Ok(())
@@ -397,11 +347,7 @@ impl Ticket {
                 Some(_) => Err(self.refuse(kind, "the warning belongs to a superseded deadline")),
                 None => Err(self.refuse(kind, "only a ticket in a unit's hands has a deadline")),
             },
-            EventKind::Overdue {
-                level,
-                deadline_version,
-                ..
-            } => {
+            EventKind::Overdue { level, deadline_version, .. } => {
                 let Some(a) = self.state.open_assignment_mut() else {
                     return Err(self.refuse(kind, "only a ticket in a unit's hands can be overdue"));
                 };
@@ -425,23 +371,15 @@ impl Ticket {
             EventKind::Completed { result } => match self.state.open_assignment() {
                 Some(a) => {
                     self.last_result = Some(result.clone());
-                    self.state = TicketState::Completed {
-                        assignment: a.clone(),
-                        result: result.clone(),
-                        revisit_attempts: 0,
-                    };
+                    self.state = TicketState::Completed { assignment: a.clone(), result: result.clone(), revisit_attempts: 0 };
                     Ok(())
                 }
                 None => Err(self.refuse(kind, "only a ticket in a unit's hands is completed")),
             },
             EventKind::RevisitRecorded { outcome, .. } => match &mut self.state {
-                TicketState::Completed {
-                    revisit_attempts, ..
-                } => {
+                TicketState::Completed { revisit_attempts, .. } => {
                     match outcome {
-                        RevisitOutcome::Satisfied
-                        | RevisitOutcome::Unsatisfied
-                        | RevisitOutcome::Unreachable => *revisit_attempts += 1,
+                        RevisitOutcome::Satisfied | RevisitOutcome::Unsatisfied | RevisitOutcome::Unreachable => *revisit_attempts += 1,
                     }
                     Ok(())
                 }
@@ -463,25 +401,15 @@ impl Ticket {
                 _ => Err(self.refuse(kind, "only a completed ticket is reopened for rework")),
             },
             EventKind::Closed { resolution } => match (&self.state, resolution) {
-                (
-                    TicketState::Completed { .. },
-                    Resolution::Satisfied | Resolution::Unreachable,
-                ) => {
-                    self.state = TicketState::Closed {
-                        resolution: *resolution,
-                    };
+                (TicketState::Completed { .. }, Resolution::Satisfied | Resolution::Unreachable) => {
+                    self.state = TicketState::Closed { resolution: *resolution };
                     Ok(())
                 }
                 (TicketState::Classified, Resolution::Answered) => {
-                    self.state = TicketState::Closed {
-                        resolution: *resolution,
-                    };
+                    self.state = TicketState::Closed { resolution: *resolution };
                     Ok(())
                 }
-                _ => Err(self.refuse(
-                    kind,
-                    "a ticket closes after completion (satisfied, unreachable) or when answered",
-                )),
+                _ => Err(self.refuse(kind, "a ticket closes after completion (satisfied, unreachable) or when answered")),
             },
         }
     }
@@ -495,34 +423,13 @@ mod tests {
     use time::macros::datetime;
 
     fn ev(ticket: TicketId, kind: EventKind) -> Event {
-        Event {
-            id: EventId::new(),
-            ticket_id: ticket,
-            occurred_at: datetime!(2026-11-23 10:00 UTC),
-            actor: Actor::system("test"),
-            kind,
-        }
+        Event { id: EventId::new(), ticket_id: ticket, occurred_at: datetime!(2026-11-23 10:00 UTC), actor: Actor::system("test"), kind }
     }
 
     fn received() -> (Ticket, TicketId) {
         let id = TicketId::new();
-        let request = Request::parse(
-            "phone",
-            "",
-            "楼上漏水",
-            Location::default(),
-            Contact::default(),
-            "",
-        )
-        .unwrap();
-        let t = Ticket::open(&ev(
-            id,
-            EventKind::Received {
-                number: TicketNumber::parse("20261123000001").unwrap(),
-                request,
-            },
-        ))
-        .unwrap();
+        let request = Request::parse("phone", "", "楼上漏水", Location::default(), Contact::default(), "").unwrap();
+        let t = Ticket::open(&ev(id, EventKind::Received { number: TicketNumber::parse("20261123000001").unwrap(), request })).unwrap();
         (t, id)
     }
 
@@ -547,12 +454,7 @@ mod tests {
     }
 
     fn dispatched(d: Deadline) -> EventKind {
-        EventKind::Dispatched {
-            platform: PlatformId::City,
-            unit: UnitCode::parse("water-group").unwrap(),
-            deadline: d,
-            automatic: true,
-        }
+        EventKind::Dispatched { platform: PlatformId::City, unit: UnitCode::parse("water-group").unwrap(), deadline: d, automatic: true }
     }
 
     #[test]
@@ -561,34 +463,10 @@ mod tests {
         t.apply(&ev(id, classified())).unwrap();
         t.apply(&ev(id, dispatched(deadline()))).unwrap();
         t.apply(&ev(id, EventKind::Acknowledged)).unwrap();
-        t.apply(&ev(
-            id,
-            EventKind::Completed {
-                result: "fixed".into(),
-            },
-        ))
-        .unwrap();
-        t.apply(&ev(
-            id,
-            EventKind::RevisitRecorded {
-                outcome: RevisitOutcome::Satisfied,
-                reason: String::new(),
-            },
-        ))
-        .unwrap();
-        t.apply(&ev(
-            id,
-            EventKind::Closed {
-                resolution: Resolution::Satisfied,
-            },
-        ))
-        .unwrap();
-        assert_eq!(
-            t.state,
-            TicketState::Closed {
-                resolution: Resolution::Satisfied
-            }
-        );
+        t.apply(&ev(id, EventKind::Completed { result: "fixed".into() })).unwrap();
+        t.apply(&ev(id, EventKind::RevisitRecorded { outcome: RevisitOutcome::Satisfied, reason: String::new() })).unwrap();
+        t.apply(&ev(id, EventKind::Closed { resolution: Resolution::Satisfied })).unwrap();
+        assert_eq!(t.state, TicketState::Closed { resolution: Resolution::Satisfied });
         assert_eq!(t.last_result.as_deref(), Some("fixed"));
         assert_eq!(t.platforms, vec![PlatformId::City]);
     }
@@ -597,69 +475,19 @@ mod tests {
     fn invalid_transitions_are_refused_and_leave_the_ticket_unchanged() {
         let (mut t, id) = received();
         let before = t.clone();
-        let err = t
-            .apply(&ev(id, EventKind::Completed { result: "x".into() }))
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Transition {
-                    state: "received",
-                    event: "completed",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        let err = t.apply(&ev(id, EventKind::Completed { result: "x".into() })).unwrap_err();
+        assert!(matches!(err, Error::Transition { state: "received", event: "completed", .. }), "{err}");
         assert_eq!(t, before);
-        assert!(
-            t.apply(&ev(id, dispatched(deadline()))).is_err(),
-            "dispatch before classification"
-        );
+        assert!(t.apply(&ev(id, dispatched(deadline()))).is_err(), "dispatch before classification");
         t.apply(&ev(id, classified())).unwrap();
         assert!(t.apply(&ev(id, classified())).is_err(), "classified twice");
-        assert!(
-            t.apply(&ev(id, EventKind::Acknowledged)).is_err(),
-            "acknowledge before dispatch"
-        );
-        assert!(
-            t.apply(&ev(
-                id,
-                EventKind::Closed {
-                    resolution: Resolution::Satisfied
-                }
-            ))
-            .is_err()
-        );
+        assert!(t.apply(&ev(id, EventKind::Acknowledged)).is_err(), "acknowledge before dispatch");
+        assert!(t.apply(&ev(id, EventKind::Closed { resolution: Resolution::Satisfied })).is_err());
         t.apply(&ev(id, dispatched(deadline()))).unwrap();
-        t.apply(&ev(id, EventKind::Completed { result: "x".into() }))
-            .unwrap();
-        assert!(
-            t.apply(&ev(
-                id,
-                EventKind::Completed {
-                    result: "again".into()
-                }
-            ))
-            .is_err(),
-            "completed twice"
-        );
-        t.apply(&ev(
-            id,
-            EventKind::Closed {
-                resolution: Resolution::Unreachable,
-            },
-        ))
-        .unwrap();
-        assert!(
-            t.apply(&ev(
-                id,
-                EventKind::Supervised {
-                    reason: "late".into()
-                }
-            ))
-            .is_err()
-        );
+        t.apply(&ev(id, EventKind::Completed { result: "x".into() })).unwrap();
+        assert!(t.apply(&ev(id, EventKind::Completed { result: "again".into() })).is_err(), "completed twice");
+        t.apply(&ev(id, EventKind::Closed { resolution: Resolution::Unreachable })).unwrap();
+        assert!(t.apply(&ev(id, EventKind::Supervised { reason: "late".into() })).is_err());
     }
 
     #[test]
@@ -668,23 +496,9 @@ mod tests {
         t.apply(&ev(id, classified())).unwrap();
         let old = deadline();
         t.apply(&ev(id, dispatched(old))).unwrap();
-        t.apply(&ev(
-            id,
-            EventKind::ExtensionRequested {
-                reason: "parts".into(),
-                requested_due: datetime!(2026-12-05 10:00 UTC),
-            },
-        ))
-        .unwrap();
+        t.apply(&ev(id, EventKind::ExtensionRequested { reason: "parts".into(), requested_due: datetime!(2026-12-05 10:00 UTC) })).unwrap();
         let new = deadline();
-        t.apply(&ev(
-            id,
-            EventKind::ExtensionDecided(ExtensionDecision::Granted {
-                deadline: new,
-                note: String::new(),
-            }),
-        ))
-        .unwrap();
+        t.apply(&ev(id, EventKind::ExtensionDecided(ExtensionDecision::Granted { deadline: new, note: String::new() }))).unwrap();
         let overdue = |v| EventKind::Overdue {
             level: OverdueLevel::First,
             deadline_version: v,
@@ -693,10 +507,7 @@ mod tests {
         };
         assert!(t.apply(&ev(id, overdue(old.version))).is_err());
         t.apply(&ev(id, overdue(new.version))).unwrap();
-        assert_eq!(
-            t.state.open_assignment().unwrap().overdue,
-            Some(OverdueLevel::First)
-        );
+        assert_eq!(t.state.open_assignment().unwrap().overdue, Some(OverdueLevel::First));
         assert!(!t.supervised);
         t.apply(&ev(
             id,
@@ -717,30 +528,10 @@ mod tests {
         t.apply(&ev(id, classified())).unwrap();
         let street = PlatformId::parse("street:east-1").unwrap();
         let county = PlatformId::parse("county:east").unwrap();
-        t.apply(&ev(
-            id,
-            EventKind::Delegated {
-                from: PlatformId::City,
-                to: street.clone(),
-                reason: "routing".into(),
-            },
-        ))
-        .unwrap();
-        let down = EventKind::Whistled {
-            from: street.clone(),
-            to: street.clone(),
-            reason: "x".into(),
-        };
+        t.apply(&ev(id, EventKind::Delegated { from: PlatformId::City, to: street.clone(), reason: "routing".into() })).unwrap();
+        let down = EventKind::Whistled { from: street.clone(), to: street.clone(), reason: "x".into() };
         assert!(t.apply(&ev(id, down)).is_err(), "whistle must go up");
-        t.apply(&ev(
-            id,
-            EventKind::Whistled {
-                from: street.clone(),
-                to: county.clone(),
-                reason: "needs the bureau".into(),
-            },
-        ))
-        .unwrap();
+        t.apply(&ev(id, EventKind::Whistled { from: street.clone(), to: county.clone(), reason: "needs the bureau".into() })).unwrap();
         assert_eq!(t.state.platform(), Some(&county));
         assert_eq!(t.platforms, vec![street, county]);
     }
@@ -750,32 +541,13 @@ mod tests {
         let (mut t, id) = received();
         t.apply(&ev(id, classified())).unwrap();
         t.apply(&ev(id, dispatched(deadline()))).unwrap();
-        t.apply(&ev(
-            id,
-            EventKind::Returned {
-                reason: "not ours".into(),
-            },
-        ))
-        .unwrap();
+        t.apply(&ev(id, EventKind::Returned { reason: "not ours".into() })).unwrap();
         assert!(
             matches!(&t.state, TicketState::Queued { platform: PlatformId::City, reason: QueueReason::Returned { reason, .. } } if reason == "not ours")
         );
         t.apply(&ev(id, dispatched(deadline()))).unwrap();
-        t.apply(&ev(
-            id,
-            EventKind::Completed {
-                result: "done".into(),
-            },
-        ))
-        .unwrap();
-        t.apply(&ev(
-            id,
-            EventKind::Reopened {
-                reason: "still leaking".into(),
-                deadline: deadline(),
-            },
-        ))
-        .unwrap();
+        t.apply(&ev(id, EventKind::Completed { result: "done".into() })).unwrap();
+        t.apply(&ev(id, EventKind::Reopened { reason: "still leaking".into(), deadline: deadline() })).unwrap();
         assert_eq!(t.rework_count, 1);
         assert_eq!(t.state.name(), "assigned");
     }

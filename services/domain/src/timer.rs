@@ -31,10 +31,7 @@ impl TimerKind {
             "warning" => Ok(TimerKind::Warning),
             "first_overdue" => Ok(TimerKind::FirstOverdue),
             "second_overdue" => Ok(TimerKind::SecondOverdue),
-            other => Err(Error::invalid(
-                "timer.kind",
-                format!("unknown timer kind {other:?}"),
-            )),
+            other => Err(Error::invalid("timer.kind", format!("unknown timer kind {other:?}"))),
         }
     }
 }
@@ -51,19 +48,10 @@ pub struct TimerKey {
 impl TimerKey {
     pub fn parse(s: &str) -> Result<Self> {
         let mut parts = s.split('/');
-        let (Some(t), Some(v), Some(k), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Error::invalid(
-                "timer",
-                format!("{s:?} is not ticket/version/kind"),
-            ));
+        let (Some(t), Some(v), Some(k), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(Error::invalid("timer", format!("{s:?} is not ticket/version/kind")));
         };
-        Ok(TimerKey {
-            ticket: TicketId::parse(t)?,
-            deadline_version: EventId::parse(v)?,
-            kind: TimerKind::parse(k)?,
-        })
+        Ok(TimerKey { ticket: TicketId::parse(t)?, deadline_version: EventId::parse(v)?, kind: TimerKind::parse(k)? })
     }
 
     /// The id of the event this timer produces when it fires: the same every
@@ -75,13 +63,7 @@ impl TimerKey {
 
 impl fmt::Display for TimerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}/{}",
-            self.ticket,
-            self.deadline_version,
-            self.kind.as_str()
-        )
+        write!(f, "{}/{}/{}", self.ticket, self.deadline_version, self.kind.as_str())
     }
 }
 
@@ -91,17 +73,10 @@ mod tests {
 
     #[test]
     fn timer_keys_round_trip_and_fire_deterministically() {
-        let k = TimerKey {
-            ticket: TicketId::new(),
-            deadline_version: EventId::new(),
-            kind: TimerKind::FirstOverdue,
-        };
+        let k = TimerKey { ticket: TicketId::new(), deadline_version: EventId::new(), kind: TimerKind::FirstOverdue };
         assert_eq!(TimerKey::parse(&k.to_string()).unwrap(), k);
         assert_eq!(k.fired_event_id(), k.fired_event_id());
-        let other = TimerKey {
-            kind: TimerKind::SecondOverdue,
-            ..k
-        };
+        let other = TimerKey { kind: TimerKind::SecondOverdue, ..k };
         assert_ne!(k.fired_event_id(), other.fired_event_id());
         assert!(TimerKey::parse("a/b").is_err());
     }

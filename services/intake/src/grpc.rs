@@ -40,10 +40,7 @@ fn register_status(e: RegisterError) -> Status {
 
 #[tonic::async_trait]
 impl Intake for IntakeService {
-    async fn submit_request(
-        &self,
-        req: Request<pb::SubmitRequestRequest>,
-    ) -> Result<Response<pb::SubmitRequestResponse>, Status> {
+    async fn submit_request(&self, req: Request<pb::SubmitRequestRequest>) -> Result<Response<pb::SubmitRequestResponse>, Status> {
         let r = req.into_inner();
         let request = RequestFields {
             channel: r.channel,
@@ -59,11 +56,7 @@ impl Intake for IntakeService {
         }
         .validate()
         .map_err(invalid)?;
-        let done = self
-            .registrar
-            .register(request)
-            .await
-            .map_err(register_status)?;
+        let done = self.registrar.register(request).await.map_err(register_status)?;
         Ok(Response::new(pb::SubmitRequestResponse {
             ticket_id: done.ticket_id.to_string(),
             ticket_number: done.number.to_string(),
@@ -71,10 +64,7 @@ impl Intake for IntakeService {
         }))
     }
 
-    async fn get_ticket(
-        &self,
-        req: Request<pb::GetTicketRequest>,
-    ) -> Result<Response<pb::TicketView>, Status> {
+    async fn get_ticket(&self, req: Request<pb::GetTicketRequest>) -> Result<Response<pb::TicketView>, Status> {
         let r = req.into_inner();
         let key = if !r.ticket.trim().is_empty() {
             r.ticket.trim().to_owned()
@@ -82,17 +72,12 @@ impl Intake for IntakeService {
             match self.registrar.lookup(&r.channel, &r.external_id).await {
                 Ok(Some(id)) => id.to_string(),
                 Ok(None) => {
-                    return Err(Status::not_found(format!(
-                        "no ticket for {} request {}",
-                        r.channel, r.external_id
-                    )));
+                    return Err(Status::not_found(format!("no ticket for {} request {}", r.channel, r.external_id)));
                 }
                 Err(e) => return Err(Status::unavailable(e.to_string())),
             }
         } else {
-            return Err(Status::invalid_argument(
-                "ticket: give a ticket number or ticket id, or channel and external_id",
-            ));
+            return Err(Status::invalid_argument("ticket: give a ticket number or ticket id, or channel and external_id"));
         };
         match self.store.find(&key).await {
             Ok(Some(p)) => Ok(Response::new(view(&p))),
@@ -108,9 +93,7 @@ pub fn view(p: &Projection) -> pb::TicketView {
     let c = t.classification.as_ref();
     let (platform, unit, deadline, overdue, result, resolution) = match &t.state {
         TicketState::Received | TicketState::Classified => (None, None, None, 0, None, None),
-        TicketState::Queued { platform, .. } => {
-            (Some(platform.to_string()), None, None, 0, None, None)
-        }
+        TicketState::Queued { platform, .. } => (Some(platform.to_string()), None, None, 0, None, None),
         TicketState::Assigned(a) | TicketState::Acknowledged(a) => (
             Some(a.platform.to_string()),
             Some(a.unit.to_string()),
@@ -119,9 +102,7 @@ pub fn view(p: &Projection) -> pb::TicketView {
             None,
             None,
         ),
-        TicketState::Completed {
-            assignment, result, ..
-        } => (
+        TicketState::Completed { assignment, result, .. } => (
             Some(assignment.platform.to_string()),
             Some(assignment.unit.to_string()),
             Some(timestamp(assignment.deadline.due_at)),
@@ -129,27 +110,16 @@ pub fn view(p: &Projection) -> pb::TicketView {
             Some(result.clone()),
             None,
         ),
-        TicketState::Closed { resolution } => (
-            None,
-            None,
-            None,
-            0,
-            t.last_result.clone(),
-            Some(resolution.as_str().to_owned()),
-        ),
+        TicketState::Closed { resolution } => (None, None, None, 0, t.last_result.clone(), Some(resolution.as_str().to_owned())),
     };
     pb::TicketView {
         ticket_id: t.id.to_string(),
         ticket_number: t.number.to_string(),
         state: t.state.name().to_owned(),
         channel: t.request.channel.as_str().to_owned(),
-        category: c
-            .map(|c| c.category.as_str().to_owned())
-            .unwrap_or_default(),
+        category: c.map(|c| c.category.as_str().to_owned()).unwrap_or_default(),
         urgency: c.map(|c| c.urgency.as_str().to_owned()).unwrap_or_default(),
-        whistle_level: c
-            .map(|c| c.whistle_level.as_str().to_owned())
-            .unwrap_or_default(),
+        whistle_level: c.map(|c| c.whistle_level.as_str().to_owned()).unwrap_or_default(),
         jurisdiction: c.map(|c| pb::Jurisdiction {
             county: c.jurisdiction.county.clone().unwrap_or_default(),
             street: c.jurisdiction.street.clone().unwrap_or_default(),

@@ -17,9 +17,7 @@ use tokio::net::TcpListener;
 use whistle_domain::{Clock, SystemClock};
 use whistle_runtime::consumer::{self, ConsumerSettings};
 use whistle_runtime::shutdown::{drain, spawn_supervised};
-use whistle_runtime::{
-    EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics,
-};
+use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
 
 pub use numbers::Registrar;
 
@@ -45,11 +43,7 @@ pub struct IntakeSettings {
 
 impl Default for IntakeSettings {
     fn default() -> Self {
-        IntakeSettings {
-            listen: ([127, 0, 0, 1], 50051).into(),
-            utc_offset_hours: 8,
-            projector_group: "intake-projector".into(),
-        }
+        IntakeSettings { listen: ([127, 0, 0, 1], 50051).into(), utc_offset_hours: 8, projector_group: "intake-projector".into() }
     }
 }
 
@@ -58,10 +52,7 @@ pub enum Error {
     #[error(transparent)]
     Runtime(#[from] whistle_runtime::Error),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error("config: {0}")]
@@ -94,45 +85,25 @@ impl Intake {
         let store = TicketStore::connect(&config.redis).await?;
         let registrar = Registrar::new(store.clone(), producer.clone(), clock, offset);
         let addr = config.intake.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Listen { addr, source })?;
-        Ok(Intake {
-            config,
-            listener,
-            registrar,
-            store,
-            producer,
-        })
+        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
+        Ok(Intake { config, listener, registrar, store, producer })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or(self.config.intake.listen)
+        self.listener.local_addr().unwrap_or(self.config.intake.listen)
     }
 
     /// Serves gRPC and runs the projector and the intake-topic consumer until
     /// shutdown, then drains.
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let Intake {
-            config,
-            listener,
-            registrar,
-            store,
-            producer,
-        } = self;
+        let Intake { config, listener, registrar, store, producer } = self;
         let topics = Topics::new(&config.kafka);
         let projector = spawn_supervised(
             "projector",
             &shutdown,
             consumer::run(
                 config.kafka.clone(),
-                ConsumerSettings::new(
-                    "intake",
-                    config.intake.projector_group.clone(),
-                    vec![topics.events()],
-                ),
+                ConsumerSettings::new("intake", config.intake.projector_group.clone(), vec![topics.events()]),
                 Arc::new(projector::Projector::new(store.clone())),
                 producer.clone(),
                 shutdown.clone(),
@@ -153,13 +124,10 @@ impl Intake {
         let server = tonic::transport::Server::builder()
             .trace_fn(whistle_runtime::telemetry::grpc_span)
             .add_service(whistle_proto::v1::intake_server::IntakeServer::new(service))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                {
-                    let s = shutdown.clone();
-                    async move { s.wait().await }
-                },
-            );
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
+                let s = shutdown.clone();
+                async move { s.wait().await }
+            });
         let served = server.await;
         shutdown.trigger();
         drain(vec![projector, intake_topic], Duration::from_secs(15)).await;

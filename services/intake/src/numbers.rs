@@ -5,9 +5,7 @@
 use redis::AsyncCommands;
 use std::sync::Arc;
 use std::time::Duration;
-use whistle_domain::{
-    Actor, Clock, Event, EventId, EventKind, Request, RequestFields, TicketId, TicketNumber,
-};
+use whistle_domain::{Actor, Clock, Event, EventId, EventKind, Request, RequestFields, TicketId, TicketNumber};
 use whistle_runtime::consumer::{HandleError, Handler, Incoming};
 use whistle_runtime::{EventProducer, TicketStore};
 
@@ -43,18 +41,8 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    pub fn new(
-        store: TicketStore,
-        producer: EventProducer,
-        clock: Arc<dyn Clock>,
-        offset: time::UtcOffset,
-    ) -> Self {
-        Registrar {
-            store,
-            producer,
-            clock,
-            offset,
-        }
+    pub fn new(store: TicketStore, producer: EventProducer, clock: Arc<dyn Clock>, offset: time::UtcOffset) -> Self {
+        Registrar { store, producer, clock, offset }
     }
 
     fn dedupe_key(&self, request: &Request, external_id: &str) -> String {
@@ -66,32 +54,21 @@ impl Registrar {
     }
 
     /// The ticket registered for (channel, external id), once durable.
-    pub async fn lookup(
-        &self,
-        channel: &str,
-        external_id: &str,
-    ) -> Result<Option<TicketId>, RegisterError> {
+    pub async fn lookup(&self, channel: &str, external_id: &str) -> Result<Option<TicketId>, RegisterError> {
         let seen: Option<String> = self
             .store
             .redis()
             .get(self.request_key(channel, external_id.trim()))
             .await
             .map_err(|e| RegisterError::Unavailable(e.to_string()))?;
-        Ok(seen
-            .as_deref()
-            .and_then(parse_claim)
-            .and_then(|(done, id, _)| done.then_some(id)))
+        Ok(seen.as_deref().and_then(parse_claim).and_then(|(done, id, _)| done.then_some(id)))
     }
 
     async fn allocate(&self) -> Result<(TicketId, TicketNumber), RegisterError> {
         let date = self.clock.now().to_offset(self.offset).date();
         let day = TicketNumber::new(date, 0);
-        let seq: u64 = self
-            .store
-            .redis()
-            .incr(self.store.sequence_key(day.day()), 1)
-            .await
-            .map_err(|e| RegisterError::Unavailable(e.to_string()))?;
+        let seq: u64 =
+            self.store.redis().incr(self.store.sequence_key(day.day()), 1).await.map_err(|e| RegisterError::Unavailable(e.to_string()))?;
         Ok((TicketId::new(), TicketNumber::new(date, seq)))
     }
 
@@ -108,15 +85,9 @@ impl Registrar {
                     let seen: Option<String> = redis.get(&key).await.map_err(unavailable)?;
                     match seen.as_deref().map(parse_claim) {
                         Some(Some((true, id, number))) => {
-                            return Ok(Registered {
-                                ticket_id: id,
-                                number,
-                                duplicate: true,
-                            });
+                            return Ok(Registered { ticket_id: id, number, duplicate: true });
                         }
-                        Some(Some((false, _, _))) => {
-                            tokio::time::sleep(Duration::from_millis(25)).await
-                        }
+                        Some(Some((false, _, _))) => tokio::time::sleep(Duration::from_millis(25)).await,
                         Some(None) | None => {
                             let (id, number) = self.allocate().await?;
                             let ok: bool = redis::cmd("SET")
@@ -148,10 +119,7 @@ impl Registrar {
             ticket_id: id,
             occurred_at: self.clock.now(),
             actor: Actor::system(&format!("intake:{}", request.channel.as_str())),
-            kind: EventKind::Received {
-                number: number.clone(),
-                request,
-            },
+            kind: EventKind::Received { number: number.clone(), request },
         };
         if let Err(e) = self.producer.publish(&event).await {
             if let Some((key, _, _)) = &claim {
@@ -174,11 +142,7 @@ impl Registrar {
             }
         }
         tracing::info!(ticket = %id, number = %number, channel = event_channel(&event), "request registered");
-        Ok(Registered {
-            ticket_id: id,
-            number,
-            duplicate: false,
-        })
+        Ok(Registered { ticket_id: id, number, duplicate: false })
     }
 }
 
@@ -197,25 +161,18 @@ fn parse_claim(v: &str) -> Option<(bool, TicketId, TicketNumber)> {
         "pending" => false,
         _ => return None,
     };
-    Some((
-        done,
-        TicketId::parse(it.next()?).ok()?,
-        TicketNumber::parse(it.next()?).ok()?,
-    ))
+    Some((done, TicketId::parse(it.next()?).ok()?, TicketNumber::parse(it.next()?).ok()?))
 }
 
 /// A request published by an external system on the `intake-requests` topic
 /// (JSON with the fields of [`RequestFields`]). `external_id` is required, so
 /// a redelivered message registers once.
 pub fn topic_request(payload: &[u8]) -> Result<Request, String> {
-    let fields: RequestFields =
-        serde_json::from_slice(payload).map_err(|e| format!("not an intake request: {e}"))?;
+    let fields: RequestFields = serde_json::from_slice(payload).map_err(|e| format!("not an intake request: {e}"))?;
     if fields.external_id.trim().is_empty() {
         return Err("invalid request: external_id: is required on the intake topic".into());
     }
-    fields
-        .validate()
-        .map_err(|e| format!("invalid request: {e}"))
+    fields.validate().map_err(|e| format!("invalid request: {e}"))
 }
 
 /// Consumes the intake topic.
@@ -231,10 +188,7 @@ impl TopicIntake {
 
 impl Handler for TopicIntake {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let payload = msg
-            .payload
-            .as_deref()
-            .ok_or_else(|| HandleError::Poison("message has no payload".into()))?;
+        let payload = msg.payload.as_deref().ok_or_else(|| HandleError::Poison("message has no payload".into()))?;
         let request = topic_request(payload).map_err(HandleError::Poison)?;
         match self.registrar.register(request).await {
             Ok(r) => {
@@ -262,26 +216,12 @@ mod tests {
 
     #[test]
     fn topic_requests_need_an_external_id_and_valid_fields() {
-        let e =
-            topic_request(r#"{"channel":"grid","external_id":"","text":"垃圾满了"}"#.as_bytes())
-                .unwrap_err();
+        let e = topic_request(r#"{"channel":"grid","external_id":"","text":"垃圾满了"}"#.as_bytes()).unwrap_err();
         assert!(e.contains("external_id"), "{e}");
-        let e = topic_request(
-            r#"{"channel":"grid","external_id":"g-1","text":"垃圾满了","lat":100.0,"lon":1.0}"#
-                .as_bytes(),
-        )
-        .unwrap_err();
+        let e = topic_request(r#"{"channel":"grid","external_id":"g-1","text":"垃圾满了","lat":100.0,"lon":1.0}"#.as_bytes()).unwrap_err();
         assert!(e.contains("lat:"), "{e}");
-        let e = topic_request(
-            r#"{"channel":"grid","external_id":"g","text":"x","phone":"1"}"#.as_bytes(),
-        )
-        .unwrap_err();
+        let e = topic_request(r#"{"channel":"grid","external_id":"g","text":"x","phone":"1"}"#.as_bytes()).unwrap_err();
         assert!(e.contains("unknown field `phone`"), "{e}");
-        assert_eq!(
-            topic_request(r#"{"channel":"grid","external_id":"g-2","text":"垃圾满了"}"#.as_bytes())
-                .unwrap()
-                .text,
-            "垃圾满了"
-        );
+        assert_eq!(topic_request(r#"{"channel":"grid","external_id":"g-2","text":"垃圾满了"}"#.as_bytes()).unwrap().text, "垃圾满了");
     }
 }

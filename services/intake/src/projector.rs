@@ -22,9 +22,7 @@ impl Handler for Projector {
         let event = msg.event()?;
         match self.store.apply(&event, msg.partition, msg.offset).await? {
             Applied::Applied | Applied::Duplicate => Ok(()),
-            Applied::Refused(rule) => Err(HandleError::Poison(format!(
-                "refused by the ticket lifecycle: {rule}"
-            ))),
+            Applied::Refused(rule) => Err(HandleError::Poison(format!("refused by the ticket lifecycle: {rule}"))),
         }
     }
 }

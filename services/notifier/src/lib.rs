@@ -15,9 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
 use whistle_runtime::store::CaughtUp;
-use whistle_runtime::{
-    EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics,
-};
+use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
 
 pub use messages::{Message, Recipient, Template};
 
@@ -88,46 +86,33 @@ impl Notifier {
             whistle_runtime::topics::ensure(&config.kafka).await?;
         }
         let mut unit_hooks = BTreeMap::new();
+        let mut leaders = BTreeMap::new();
         if let Some(file) = &config.notifier.city_file {
             let city = whistle_runtime::city::load(file)?;
             for u in &city.config.units {
                 if let Some(hook) = &u.webhook {
-                    unit_hooks.insert(u.code.to_string(), hook.clone());
+                    unit_hooks.insert(format!("unit:{}", u.code), hook.clone());
+                }
+            }
+            for l in &city.config.leaders {
+                leaders.insert(l.platform.clone(), l.code.clone());
+                if let Some(hook) = &l.webhook {
+                    unit_hooks.insert(format!("leader:{}", l.code), hook.clone());
                 }
             }
         }
         let producer = EventProducer::new(&config.kafka)?;
         let store = TicketStore::connect(&config.redis).await?;
         let client = webhook::Client::new(&config.notifier)?;
-        let handler = Arc::new(Notify {
-            store,
-            client,
-            unit_hooks,
-            settings: config.notifier.clone(),
-        });
-        Ok(Notifier {
-            config,
-            handler,
-            producer,
-        })
+        let handler = Arc::new(Notify { store, client, unit_hooks, leaders, settings: config.notifier.clone() });
+        Ok(Notifier { config, handler, producer })
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let topics = Topics::new(&self.config.kafka);
-        let mut settings = ConsumerSettings::new(
-            "notifier",
-            self.config.notifier.group.clone(),
-            vec![topics.events()],
-        );
+        let mut settings = ConsumerSettings::new("notifier", self.config.notifier.group.clone(), vec![topics.events()]);
         settings.max_batch = 64;
-        let r = consumer::run(
-            self.config.kafka.clone(),
-            settings,
-            self.handler,
-            self.producer.clone(),
-            shutdown,
-        )
-        .await;
+        let r = consumer::run(self.config.kafka.clone(), settings, self.handler, self.producer.clone(), shutdown).await;
         self.producer.flush(Duration::from_secs(5));
         Ok(r?)
     }
@@ -136,7 +121,10 @@ impl Notifier {
 struct Notify {
     store: TicketStore,
     client: webhook::Client,
+    /// Recipient id (`unit:<code>`, `leader:<code>`) -> its own webhook.
     unit_hooks: BTreeMap<String, String>,
+    /// Platform -> the code of its leader in charge.
+    leaders: BTreeMap<whistle_domain::PlatformId, String>,
     settings: NotifierSettings,
 }
 
@@ -144,36 +132,27 @@ impl Notify {
     fn url_for(&self, r: &Recipient) -> &str {
         match r {
             Recipient::Citizen { .. } => &self.settings.citizen_webhook_url,
-            Recipient::Unit { unit } => self
-                .unit_hooks
-                .get(unit)
-                .map_or(&self.settings.webhook_url, String::as_str),
+            Recipient::Unit { .. } | Recipient::Leader { .. } => {
+                self.unit_hooks.get(&r.id()).map_or(&self.settings.webhook_url, String::as_str)
+            }
         }
     }
 
     /// The ticket's projection once the projector has applied this event;
     /// it usually trails by milliseconds.
-    async fn caught_up(
-        &self,
-        ticket: &whistle_domain::TicketId,
-        offset: i64,
-    ) -> Result<whistle_runtime::store::Projection, HandleError> {
+    async fn caught_up(&self, ticket: &whistle_domain::TicketId, offset: i64) -> Result<whistle_runtime::store::Projection, HandleError> {
         let started = std::time::Instant::now();
         let mut delay = Duration::from_millis(5);
         loop {
             match self.store.get_caught_up(ticket, offset).await? {
                 CaughtUp::Ready(p) => return Ok(*p),
                 CaughtUp::Orphan => {
-                    return Err(HandleError::Poison(format!(
-                        "ticket {ticket} is unknown (no received event)"
-                    )));
+                    return Err(HandleError::Poison(format!("ticket {ticket} is unknown (no received event)")));
                 }
                 CaughtUp::Behind => {}
             }
             if started.elapsed() > Duration::from_secs(10) {
-                return Err(HandleError::Retry(format!(
-                    "ticket {ticket} not yet projected up to offset {offset}"
-                )));
+                return Err(HandleError::Retry(format!("ticket {ticket} not yet projected up to offset {offset}")));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(100));
@@ -181,30 +160,18 @@ impl Notify {
     }
 
     fn delivered_key(&self, m: &Message) -> String {
-        format!(
-            "{}notified:{}:{}:webhook",
-            self.store.prefix(),
-            m.event_id,
-            m.recipient.id()
-        )
+        format!("{}notified:{}:{}:webhook", self.store.prefix(), m.event_id, m.recipient.id())
     }
 }
 
 impl Handler for Notify {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let event = msg.event()?;
-        let projection = if messages::needs_ticket(&event) {
-            Some(self.caught_up(&event.ticket_id, msg.offset).await?)
-        } else {
-            None
-        };
+        let projection = if messages::needs_ticket(&event) { Some(self.caught_up(&event.ticket_id, msg.offset).await?) } else { None };
         let mut redis = self.store.redis();
-        for m in messages::for_event(&event, projection.as_ref().map(|p| &p.ticket)) {
+        for m in messages::for_event(&event, projection.as_ref().map(|p| &p.ticket), |p| self.leaders.get(p).cloned()) {
             let key = self.delivered_key(&m);
-            let seen: bool = redis
-                .exists(&key)
-                .await
-                .map_err(|e| HandleError::Retry(e.to_string()))?;
+            let seen: bool = redis.exists(&key).await.map_err(|e| HandleError::Retry(e.to_string()))?;
             if seen {
                 tracing::debug!(message = %m.message_id, "already delivered");
                 continue;
@@ -212,10 +179,7 @@ impl Handler for Notify {
             let url = self.url_for(&m.recipient);
             match self.client.deliver(url, &m).await {
                 Ok(attempts) => {
-                    let _: () = redis
-                        .set_ex(&key, 1, DELIVERED_TTL_SECONDS)
-                        .await
-                        .map_err(|e| HandleError::Retry(e.to_string()))?;
+                    let _: () = redis.set_ex(&key, 1, DELIVERED_TTL_SECONDS).await.map_err(|e| HandleError::Retry(e.to_string()))?;
                     tracing::info!(ticket = %m.ticket_id, template = m.template.as_str(), recipient = %m.recipient.id(), attempts, "message delivered");
                 }
                 Err(reason) => {

@@ -15,9 +15,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(s: &NotifierSettings) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(s.request_timeout_ms))
-            .build()?;
+        let http = reqwest::Client::builder().timeout(Duration::from_millis(s.request_timeout_ms)).build()?;
         Ok(Client {
             http,
             max_attempts: s.max_attempts.max(1),
@@ -31,11 +29,7 @@ impl Client {
     pub async fn deliver(&self, url: &str, m: &Message) -> std::result::Result<u32, String> {
         let mut last = String::new();
         for attempt in 1..=self.max_attempts {
-            let mut req = self
-                .http
-                .post(url)
-                .header("idempotency-key", &m.message_id)
-                .json(m);
+            let mut req = self.http.post(url).header("idempotency-key", &m.message_id).json(m);
             if let Some(tp) = whistle_runtime::telemetry::current_traceparent() {
                 req = req.header("traceparent", tp);
             }
@@ -44,9 +38,7 @@ impl Client {
                 Ok(resp) => {
                     let status = resp.status();
                     last = format!("HTTP {status}");
-                    let retryable = status.is_server_error()
-                        || status.as_u16() == 408
-                        || status.as_u16() == 429;
+                    let retryable = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
                     if !retryable {
                         return Err(format!("{last} (not retried)"));
                     }
@@ -63,10 +55,7 @@ impl Client {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .initial_backoff
-            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-            .min(self.max_backoff);
+        let base = self.initial_backoff.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(self.max_backoff);
         let jitter_ms = rand::random_range(0..=base.as_millis() as u64 / 4);
         base + Duration::from_millis(jitter_ms)
     }

@@ -4,22 +4,18 @@
 use prost::Message;
 use time::OffsetDateTime;
 use whistle_domain::event::{
-    Actor, ActorKind, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution,
-    RevisitOutcome, SCHEMA_VERSION,
+    Actor, ActorKind, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome, SCHEMA_VERSION,
 };
 use whistle_domain::{
-    Category, Deadline, EventId, GeoPoint, Jurisdiction, Language, PlatformId, RequestFields,
-    TicketId, TicketNumber, UnitCode, Urgency, WhistleLevel,
+    Category, Deadline, EventId, GeoPoint, Jurisdiction, Language, PlatformId, RequestFields, TicketId, TicketNumber, UnitCode, Urgency,
+    WhistleLevel,
 };
 
 use crate::v1 as pb;
 use crate::{Error, Result};
 
 pub fn timestamp(t: OffsetDateTime) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.unix_timestamp(),
-        nanos: t.nanosecond() as i32,
-    }
+    prost_types::Timestamp { seconds: t.unix_timestamp(), nanos: t.nanosecond() as i32 }
 }
 
 pub fn to_datetime(t: &prost_types::Timestamp) -> Result<OffsetDateTime> {
@@ -81,40 +77,16 @@ pub fn to_pb(e: &Event) -> pb::TicketEvent {
             text: request.text.clone(),
             location: Some(pb::Location {
                 address: request.location.address.clone(),
-                point: request.location.point.map(|p| pb::GeoPoint {
-                    lat: p.lat(),
-                    lon: p.lon(),
-                }),
+                point: request.location.point.map(|p| pb::GeoPoint { lat: p.lat(), lon: p.lon() }),
             }),
             contact: Some(pb::Contact {
-                name: request
-                    .contact
-                    .name
-                    .as_ref()
-                    .map(|n| n.expose().clone())
-                    .unwrap_or_default(),
-                phone: request
-                    .contact
-                    .phone
-                    .as_ref()
-                    .map(|p| p.expose().to_owned())
-                    .unwrap_or_default(),
-                email: request
-                    .contact
-                    .email
-                    .as_ref()
-                    .map(|m| m.expose().clone())
-                    .unwrap_or_default(),
+                name: request.contact.name.as_ref().map(|n| n.expose().clone()).unwrap_or_default(),
+                phone: request.contact.phone.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default(),
+                email: request.contact.email.as_ref().map(|m| m.expose().clone()).unwrap_or_default(),
             }),
             language: request.language.as_str().to_owned(),
         }),
-        EventKind::Classified {
-            category,
-            urgency,
-            whistle_level,
-            jurisdiction,
-            matched_rules,
-        } => Body::Classified(pb::Classified {
+        EventKind::Classified { category, urgency, whistle_level, jurisdiction, matched_rules } => Body::Classified(pb::Classified {
             category: category.as_str().to_owned(),
             urgency: urgency.as_str().to_owned(),
             whistle_level: whistle_level.as_str().to_owned(),
@@ -124,105 +96,58 @@ pub fn to_pb(e: &Event) -> pb::TicketEvent {
             }),
             matched_rules: matched_rules.clone(),
         }),
-        EventKind::Answered {
-            answer,
-            knowledge_id,
-        } => Body::Answered(pb::Answered {
-            answer: answer.clone(),
-            knowledge_id: knowledge_id.clone(),
-        }),
-        EventKind::Dispatched {
-            platform,
-            unit,
-            deadline,
-            automatic,
-        } => Body::Dispatched(pb::Dispatched {
+        EventKind::Answered { answer, knowledge_id } => {
+            Body::Answered(pb::Answered { answer: answer.clone(), knowledge_id: knowledge_id.clone() })
+        }
+        EventKind::Dispatched { platform, unit, deadline, automatic } => Body::Dispatched(pb::Dispatched {
             platform: platform.to_string(),
             unit: unit.to_string(),
             deadline: Some(deadline_pb(deadline)),
             automatic: *automatic,
         }),
-        EventKind::Delegated { from, to, reason } => Body::Delegated(pb::Delegated {
-            from_platform: from.to_string(),
-            to_platform: to.to_string(),
-            reason: reason.clone(),
-        }),
+        EventKind::Delegated { from, to, reason } => {
+            Body::Delegated(pb::Delegated { from_platform: from.to_string(), to_platform: to.to_string(), reason: reason.clone() })
+        }
         EventKind::Acknowledged => Body::Acknowledged(pb::Acknowledged {}),
-        EventKind::Returned { reason } => Body::Returned(pb::Returned {
-            reason: reason.clone(),
-        }),
-        EventKind::Whistled { from, to, reason } => Body::Whistled(pb::Whistled {
-            from_platform: from.to_string(),
-            to_platform: to.to_string(),
-            reason: reason.clone(),
-        }),
-        EventKind::ReportedIn { unit } => Body::ReportedIn(pb::ReportedIn {
-            unit: unit.to_string(),
-        }),
-        EventKind::ExtensionRequested {
-            reason,
-            requested_due,
-        } => Body::ExtensionRequested(pb::ExtensionRequested {
-            reason: reason.clone(),
-            requested_due_at: Some(timestamp(*requested_due)),
-        }),
+        EventKind::Returned { reason } => Body::Returned(pb::Returned { reason: reason.clone() }),
+        EventKind::Whistled { from, to, reason } => {
+            Body::Whistled(pb::Whistled { from_platform: from.to_string(), to_platform: to.to_string(), reason: reason.clone() })
+        }
+        EventKind::ReportedIn { unit } => Body::ReportedIn(pb::ReportedIn { unit: unit.to_string() }),
+        EventKind::ExtensionRequested { reason, requested_due } => {
+            Body::ExtensionRequested(pb::ExtensionRequested { reason: reason.clone(), requested_due_at: Some(timestamp(*requested_due)) })
+        }
         EventKind::ExtensionDecided(d) => Body::ExtensionDecided(match d {
-            ExtensionDecision::Granted { deadline, note } => pb::ExtensionDecided {
-                granted: true,
-                deadline: Some(deadline_pb(deadline)),
-                note: note.clone(),
-            },
-            ExtensionDecision::Refused { note } => pb::ExtensionDecided {
-                granted: false,
-                deadline: None,
-                note: note.clone(),
-            },
+            ExtensionDecision::Granted { deadline, note } => {
+                pb::ExtensionDecided { granted: true, deadline: Some(deadline_pb(deadline)), note: note.clone() }
+            }
+            ExtensionDecision::Refused { note } => pb::ExtensionDecided { granted: false, deadline: None, note: note.clone() },
         }),
         EventKind::DeadlineWarning { deadline_version } => {
-            Body::DeadlineWarning(pb::DeadlineWarning {
-                deadline_version: deadline_version.to_string(),
-            })
+            Body::DeadlineWarning(pb::DeadlineWarning { deadline_version: deadline_version.to_string() })
         }
-        EventKind::Overdue {
-            level,
-            deadline_version,
-            due_at,
-            unit,
-        } => Body::Overdue(pb::Overdue {
+        EventKind::Overdue { level, deadline_version, due_at, unit } => Body::Overdue(pb::Overdue {
             level: level.number(),
             deadline_version: deadline_version.to_string(),
             due_at: Some(timestamp(*due_at)),
             unit: unit.to_string(),
         }),
-        EventKind::Supervised { reason } => Body::Supervised(pb::Supervised {
-            reason: reason.clone(),
-        }),
-        EventKind::Completed { result } => Body::Completed(pb::Completed {
-            result: result.clone(),
-        }),
+        EventKind::Supervised { reason } => Body::Supervised(pb::Supervised { reason: reason.clone() }),
+        EventKind::Completed { result } => Body::Completed(pb::Completed { result: result.clone() }),
         EventKind::RevisitRecorded { outcome, reason } => {
-            Body::RevisitRecorded(pb::RevisitRecorded {
-                outcome: outcome.as_str().to_owned(),
-                reason: reason.clone(),
-            })
+            Body::RevisitRecorded(pb::RevisitRecorded { outcome: outcome.as_str().to_owned(), reason: reason.clone() })
         }
-        EventKind::Reopened { reason, deadline } => Body::Reopened(pb::Reopened {
-            reason: reason.clone(),
-            deadline: Some(deadline_pb(deadline)),
-        }),
-        EventKind::Closed { resolution } => Body::Closed(pb::Closed {
-            resolution: resolution.as_str().to_owned(),
-        }),
+        EventKind::Reopened { reason, deadline } => {
+            Body::Reopened(pb::Reopened { reason: reason.clone(), deadline: Some(deadline_pb(deadline)) })
+        }
+        EventKind::Closed { resolution } => Body::Closed(pb::Closed { resolution: resolution.as_str().to_owned() }),
     };
     pb::TicketEvent {
         schema_version: SCHEMA_VERSION,
         event_id: e.id.to_string(),
         ticket_id: e.ticket_id.to_string(),
         occurred_at: Some(timestamp(e.occurred_at)),
-        actor: Some(pb::Actor {
-            kind: e.actor.kind.as_str().to_owned(),
-            id: e.actor.id.clone(),
-        }),
+        actor: Some(pb::Actor { kind: e.actor.kind.as_str().to_owned(), id: e.actor.id.clone() }),
         body: Some(body),
     }
 }
@@ -250,10 +175,7 @@ pub fn from_pb(e: pb::TicketEvent) -> Result<Event> {
                 language: r.language,
             }
             .validate()?;
-            EventKind::Received {
-                number: TicketNumber::parse(&r.ticket_number)?,
-                request,
-            }
+            EventKind::Received { number: TicketNumber::parse(&r.ticket_number)?, request }
         }
         Body::Classified(c) => {
             let j = c.jurisdiction.unwrap_or_default();
@@ -261,53 +183,35 @@ pub fn from_pb(e: pb::TicketEvent) -> Result<Event> {
                 category: Category::parse(&c.category)?,
                 urgency: Urgency::parse(&c.urgency)?,
                 whistle_level: WhistleLevel::parse(&c.whistle_level)?,
-                jurisdiction: Jurisdiction {
-                    county: opt(&j.county),
-                    street: opt(&j.street),
-                },
+                jurisdiction: Jurisdiction { county: opt(&j.county), street: opt(&j.street) },
                 matched_rules: c.matched_rules,
             }
         }
-        Body::Answered(a) => EventKind::Answered {
-            answer: a.answer,
-            knowledge_id: a.knowledge_id,
-        },
+        Body::Answered(a) => EventKind::Answered { answer: a.answer, knowledge_id: a.knowledge_id },
         Body::Dispatched(d) => EventKind::Dispatched {
             platform: PlatformId::parse(&d.platform)?,
             unit: UnitCode::parse(&d.unit)?,
             deadline: deadline_domain(&d.deadline)?,
             automatic: d.automatic,
         },
-        Body::Delegated(d) => EventKind::Delegated {
-            from: PlatformId::parse(&d.from_platform)?,
-            to: PlatformId::parse(&d.to_platform)?,
-            reason: d.reason,
-        },
+        Body::Delegated(d) => {
+            EventKind::Delegated { from: PlatformId::parse(&d.from_platform)?, to: PlatformId::parse(&d.to_platform)?, reason: d.reason }
+        }
         Body::Acknowledged(_) => EventKind::Acknowledged,
         Body::Returned(r) => EventKind::Returned { reason: r.reason },
-        Body::Whistled(w) => EventKind::Whistled {
-            from: PlatformId::parse(&w.from_platform)?,
-            to: PlatformId::parse(&w.to_platform)?,
-            reason: w.reason,
-        },
-        Body::ReportedIn(r) => EventKind::ReportedIn {
-            unit: UnitCode::parse(&r.unit)?,
-        },
-        Body::ExtensionRequested(r) => EventKind::ExtensionRequested {
-            reason: r.reason,
-            requested_due: req_ts(&r.requested_due_at, "requested_due_at")?,
-        },
+        Body::Whistled(w) => {
+            EventKind::Whistled { from: PlatformId::parse(&w.from_platform)?, to: PlatformId::parse(&w.to_platform)?, reason: w.reason }
+        }
+        Body::ReportedIn(r) => EventKind::ReportedIn { unit: UnitCode::parse(&r.unit)? },
+        Body::ExtensionRequested(r) => {
+            EventKind::ExtensionRequested { reason: r.reason, requested_due: req_ts(&r.requested_due_at, "requested_due_at")? }
+        }
         Body::ExtensionDecided(d) => EventKind::ExtensionDecided(if d.granted {
-            ExtensionDecision::Granted {
-                deadline: deadline_domain(&d.deadline)?,
-                note: d.note,
-            }
+            ExtensionDecision::Granted { deadline: deadline_domain(&d.deadline)?, note: d.note }
         } else {
             ExtensionDecision::Refused { note: d.note }
         }),
-        Body::DeadlineWarning(w) => EventKind::DeadlineWarning {
-            deadline_version: EventId::parse(&w.deadline_version)?,
-        },
+        Body::DeadlineWarning(w) => EventKind::DeadlineWarning { deadline_version: EventId::parse(&w.deadline_version)? },
         Body::Overdue(o) => EventKind::Overdue {
             level: OverdueLevel::from_number(o.level)?,
             deadline_version: EventId::parse(&o.deadline_version)?,
@@ -316,26 +220,15 @@ pub fn from_pb(e: pb::TicketEvent) -> Result<Event> {
         },
         Body::Supervised(s) => EventKind::Supervised { reason: s.reason },
         Body::Completed(c) => EventKind::Completed { result: c.result },
-        Body::RevisitRecorded(r) => EventKind::RevisitRecorded {
-            outcome: RevisitOutcome::parse(&r.outcome)?,
-            reason: r.reason,
-        },
-        Body::Reopened(r) => EventKind::Reopened {
-            reason: r.reason,
-            deadline: deadline_domain(&r.deadline)?,
-        },
-        Body::Closed(c) => EventKind::Closed {
-            resolution: Resolution::parse(&c.resolution)?,
-        },
+        Body::RevisitRecorded(r) => EventKind::RevisitRecorded { outcome: RevisitOutcome::parse(&r.outcome)?, reason: r.reason },
+        Body::Reopened(r) => EventKind::Reopened { reason: r.reason, deadline: deadline_domain(&r.deadline)? },
+        Body::Closed(c) => EventKind::Closed { resolution: Resolution::parse(&c.resolution)? },
     };
     Ok(Event {
         id: EventId::parse(&e.event_id)?,
         ticket_id: TicketId::parse(&e.ticket_id)?,
         occurred_at: req_ts(&e.occurred_at, "occurred_at")?,
-        actor: Actor {
-            kind: ActorKind::parse(&actor.kind)?,
-            id: actor.id,
-        },
+        actor: Actor { kind: ActorKind::parse(&actor.kind)?, id: actor.id },
         kind,
     })
 }
@@ -369,18 +262,12 @@ mod tests {
         )
         .unwrap();
         let kinds = vec![
-            EventKind::Received {
-                number: TicketNumber::parse("20261122000001").unwrap(),
-                request,
-            },
+            EventKind::Received { number: TicketNumber::parse("20261122000001").unwrap(), request },
             EventKind::Classified {
                 category: Category::Water,
                 urgency: Urgency::Urgent,
                 whistle_level: WhistleLevel::Key,
-                jurisdiction: Jurisdiction {
-                    county: Some("east".into()),
-                    street: None,
-                },
+                jurisdiction: Jurisdiction { county: Some("east".into()), street: None },
                 matched_rules: vec!["water:漏水".into()],
             },
             EventKind::Dispatched {
@@ -402,9 +289,7 @@ mod tests {
                 unit: UnitCode::parse("water-group").unwrap(),
             },
             EventKind::ExtensionDecided(ExtensionDecision::Refused { note: "no".into() }),
-            EventKind::Closed {
-                resolution: Resolution::Satisfied,
-            },
+            EventKind::Closed { resolution: Resolution::Satisfied },
         ];
         for kind in kinds {
             let e = Event {
@@ -420,22 +305,15 @@ mod tests {
 
     #[test]
     fn garbage_and_invalid_values_are_refused_with_a_reason() {
-        assert!(matches!(
-            decode_event(b"\xff\xff\xff garbage"),
-            Err(Error::Decode(_))
-        ));
+        assert!(matches!(decode_event(b"\xff\xff\xff garbage"), Err(Error::Decode(_))));
         let mut e = to_pb(&Event {
             id: EventId::new(),
             ticket_id: TicketId::new(),
             occurred_at: datetime!(2026-11-22 10:00 UTC),
             actor: Actor::system("test"),
-            kind: EventKind::Completed {
-                result: "ok".into(),
-            },
+            kind: EventKind::Completed { result: "ok".into() },
         });
-        e.body = Some(pb::ticket_event::Body::Closed(pb::Closed {
-            resolution: "maybe".into(),
-        }));
+        e.body = Some(pb::ticket_event::Body::Closed(pb::Closed { resolution: "maybe".into() }));
         let err = from_pb(e.clone()).unwrap_err().to_string();
         assert!(err.contains("resolution"), "{err}");
         e.body = None;

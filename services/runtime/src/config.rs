@@ -17,16 +17,11 @@ pub fn load<T: Serialize + DeserializeOwned + Default>(file: Option<&Path>) -> R
     let mut fig = Figment::from(Serialized::defaults(T::default()));
     if let Some(file) = file {
         if !file.exists() {
-            return Err(Error::Config(format!(
-                "config file {} does not exist",
-                file.display()
-            )));
+            return Err(Error::Config(format!("config file {} does not exist", file.display())));
         }
         fig = fig.merge(Toml::file(file));
     }
-    fig.merge(Env::prefixed("WHISTLE__").split("__"))
-        .extract()
-        .map_err(|e| Error::Config(e.to_string()))
+    fig.merge(Env::prefixed("WHISTLE__").split("__")).extract().map_err(|e| Error::Config(e.to_string()))
 }
 
 /// A value that must never be printed (passwords, tokens, URLs with
@@ -95,11 +90,7 @@ pub struct RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        RedisConfig {
-            url: Secret::new("redis://127.0.0.1:6379/0".into()),
-            key_prefix: "whistle:".into(),
-            cluster_nodes: Vec::new(),
-        }
+        RedisConfig { url: Secret::new("redis://127.0.0.1:6379/0".into()), key_prefix: "whistle:".into(), cluster_nodes: Vec::new() }
     }
 }
 
@@ -125,11 +116,7 @@ mod tests {
     #[test]
     fn missing_file_is_a_clear_error() {
         let err = load::<Sample>(Some(Path::new("/nonexistent/whistle.toml"))).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("/nonexistent/whistle.toml does not exist"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("/nonexistent/whistle.toml does not exist"), "{err}");
     }
 
     #[test]
@@ -137,11 +124,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("whistle-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("w.toml");
-        std::fs::write(
-            &file,
-            "[kafka]\nbrokers = \"k:1\"\n[redis]\nurl = \"redis://:hunter2@r:1\"\n",
-        )
-        .unwrap();
+        std::fs::write(&file, "[kafka]\nbrokers = \"k:1\"\n[redis]\nurl = \"redis://:hunter2@r:1\"\n").unwrap();
         let s: Sample = load(Some(&file)).unwrap();
         assert_eq!(s.kafka.brokers, "k:1");
         assert_eq!(s.redis.key_prefix, "whistle:");

@@ -6,9 +6,7 @@
 //! are revoked and on drain.
 
 use futures::FutureExt;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
@@ -35,14 +33,7 @@ pub struct Incoming {
 
 impl Incoming {
     fn from_message(m: &BorrowedMessage<'_>) -> Self {
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = m.headers().map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default();
         Incoming {
             topic: m.topic().to_owned(),
             partition: m.partition(),
@@ -54,20 +45,13 @@ impl Incoming {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.as_deref())
-            .and_then(|v| std::str::from_utf8(v).ok())
+        self.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.as_deref()).and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// The ticket event this message carries; a message that is not one is
     /// poison.
     pub fn event(&self) -> Result<Event, HandleError> {
-        let payload = self
-            .payload
-            .as_deref()
-            .ok_or_else(|| HandleError::Poison("message has no payload".into()))?;
+        let payload = self.payload.as_deref().ok_or_else(|| HandleError::Poison("message has no payload".into()))?;
         whistle_proto::decode_event(payload).map_err(|e| HandleError::Poison(e.to_string()))
     }
 }
@@ -117,13 +101,7 @@ pub struct ConsumerSettings {
 
 impl ConsumerSettings {
     pub fn new(service: &'static str, group: impl Into<String>, topics: Vec<String>) -> Self {
-        ConsumerSettings {
-            group: group.into(),
-            topics,
-            service,
-            max_batch: 256,
-            commit_interval: Duration::from_millis(1000),
-        }
+        ConsumerSettings { group: group.into(), topics, service, max_batch: 256, commit_interval: Duration::from_millis(1000) }
     }
 }
 
@@ -184,21 +162,12 @@ pub async fn run<H: Handler>(
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("fetch.wait.max.ms", "100")
-        .create_with_context(CommitOnRevoke {
-            pending: pending.clone(),
-            group: group.clone(),
-        })?;
+        .create_with_context(CommitOnRevoke { pending: pending.clone(), group: group.clone() })?;
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     tracing::info!(group = %group, topics = ?settings.topics, "consumer started");
 
-    let ctx = Ctx {
-        handler,
-        dlq,
-        shutdown: shutdown.clone(),
-        service: settings.service,
-        group: group.clone(),
-    };
+    let ctx = Ctx { handler, dlq, shutdown: shutdown.clone(), service: settings.service, group: group.clone() };
     let mut last_commit = Instant::now();
     let mut dirty = false;
     loop {
@@ -259,9 +228,7 @@ fn commit(consumer: &StreamConsumer<CommitOnRevoke>, pending: &Pending, mode: Co
         let mut map = pending.lock().unwrap_or_else(|e| e.into_inner());
         for el in tpl.elements() {
             if let Offset::Offset(o) = el.offset() {
-                let next = map
-                    .entry((el.topic().to_owned(), el.partition()))
-                    .or_insert(0);
+                let next = map.entry((el.topic().to_owned(), el.partition())).or_insert(0);
                 *next = (*next).max(o);
             }
         }
@@ -289,21 +256,15 @@ impl<H: Handler> Ctx<H> {
             }
             by_key.entry(k).or_default().push(m);
         }
-        let runs = order
-            .into_iter()
-            .filter_map(|k| by_key.remove(&k))
-            .map(|msgs| async move {
-                for m in msgs {
-                    if !self.handle_one(m).await {
-                        return false;
-                    }
+        let runs = order.into_iter().filter_map(|k| by_key.remove(&k)).map(|msgs| async move {
+            for m in msgs {
+                if !self.handle_one(m).await {
+                    return false;
                 }
-                true
-            });
-        futures::future::join_all(runs)
-            .await
-            .into_iter()
-            .all(|ok| ok)
+            }
+            true
+        });
+        futures::future::join_all(runs).await.into_iter().all(|ok| ok)
     }
 
     async fn handle_one(&self, m: &Incoming) -> bool {
@@ -340,56 +301,23 @@ impl<H: Handler> Ctx<H> {
     async fn dead_letter(&self, m: &Incoming, reason: &str) -> bool {
         let mut headers = OwnedHeaders::new();
         for (k, v) in &m.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
+            headers = headers.insert(Header { key: k, value: v.as_deref() });
         }
         let partition = m.partition.to_string();
         let offset = m.offset.to_string();
         let at = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
         headers = headers
-            .insert(Header {
-                key: "dlq-reason",
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: "dlq-topic",
-                value: Some(m.topic.as_str()),
-            })
-            .insert(Header {
-                key: "dlq-partition",
-                value: Some(partition.as_str()),
-            })
-            .insert(Header {
-                key: "dlq-offset",
-                value: Some(offset.as_str()),
-            })
-            .insert(Header {
-                key: "dlq-service",
-                value: Some(self.service),
-            })
-            .insert(Header {
-                key: "dlq-group",
-                value: Some(self.group.as_str()),
-            })
-            .insert(Header {
-                key: "dlq-at",
-                value: Some(at.as_str()),
-            });
+            .insert(Header { key: "dlq-reason", value: Some(reason) })
+            .insert(Header { key: "dlq-topic", value: Some(m.topic.as_str()) })
+            .insert(Header { key: "dlq-partition", value: Some(partition.as_str()) })
+            .insert(Header { key: "dlq-offset", value: Some(offset.as_str()) })
+            .insert(Header { key: "dlq-service", value: Some(self.service) })
+            .insert(Header { key: "dlq-group", value: Some(self.group.as_str()) })
+            .insert(Header { key: "dlq-at", value: Some(at.as_str()) });
         let topic = self.dlq.topics().dead_letter();
         let mut attempt = 0;
         loop {
-            match self
-                .dlq
-                .send(
-                    &topic,
-                    m.key.as_deref(),
-                    m.payload.as_deref().unwrap_or_default(),
-                    headers.clone(),
-                )
-                .await
-            {
+            match self.dlq.send(&topic, m.key.as_deref(), m.payload.as_deref().unwrap_or_default(), headers.clone()).await {
                 Ok(_) => return true,
                 Err(e) => {
                     attempt += 1;

@@ -28,9 +28,7 @@ pub struct EventProducer {
 
 impl std::fmt::Debug for EventProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventProducer")
-            .field("topics", &self.topics)
-            .finish()
+        f.debug_struct("EventProducer").field("topics", &self.topics).finish()
     }
 }
 
@@ -49,10 +47,7 @@ impl EventProducer {
             .set("linger.ms", "5")
             .set("message.timeout.ms", "30000")
             .create()?;
-        Ok(EventProducer {
-            inner,
-            topics: Topics::new(cfg),
-        })
+        Ok(EventProducer { inner, topics: Topics::new(cfg) })
     }
 
     pub fn topics(&self) -> &Topics {
@@ -66,52 +61,22 @@ impl EventProducer {
         let key = event.ticket_id.to_string();
         let id = event.id.to_string();
         let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "event-type",
-                value: Some(event.kind.name()),
-            })
-            .insert(Header {
-                key: "event-id",
-                value: Some(id.as_str()),
-            });
+            .insert(Header { key: "event-type", value: Some(event.kind.name()) })
+            .insert(Header { key: "event-id", value: Some(id.as_str()) });
         if let Some(tp) = telemetry::current_traceparent() {
-            headers = headers.insert(Header {
-                key: "traceparent",
-                value: Some(tp.as_str()),
-            });
+            headers = headers.insert(Header { key: "traceparent", value: Some(tp.as_str()) });
         }
-        self.send(
-            &self.topics.events(),
-            Some(key.as_bytes()),
-            &payload,
-            headers,
-        )
-        .await
+        self.send(&self.topics.events(), Some(key.as_bytes()), &payload, headers).await
     }
 
     /// Publishes raw bytes to any topic, waiting for the acknowledgement.
-    pub async fn send(
-        &self,
-        topic: &str,
-        key: Option<&[u8]>,
-        payload: &[u8],
-        headers: OwnedHeaders,
-    ) -> Result<Position> {
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
-            .payload(payload)
-            .headers(headers);
+    pub async fn send(&self, topic: &str, key: Option<&[u8]>, payload: &[u8], headers: OwnedHeaders) -> Result<Position> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload).headers(headers);
         if let Some(key) = key {
             record = record.key(key);
         }
-        let delivery = self
-            .inner
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| e)?;
-        Ok(Position {
-            partition: delivery.partition,
-            offset: delivery.offset,
-        })
+        let delivery = self.inner.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e)?;
+        Ok(Position { partition: delivery.partition, offset: delivery.offset })
     }
 
     /// Waits for everything in flight to be delivered (on shutdown).
@@ -143,19 +108,12 @@ pub fn scan_topic(cfg: &KafkaConfig, topic: &str, mut each: impl FnMut(Scanned))
     use std::time::Instant;
 
     let consumer: BaseConsumer = client_config(cfg)
-        .set(
-            "group.id",
-            format!("{}scan-{}", cfg.group_prefix, std::process::id()),
-        )
+        .set("group.id", format!("{}scan-{}", cfg.group_prefix, std::process::id()))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
     let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = meta
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions: Vec<i32> = meta.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
     let mut tpl = rdkafka::TopicPartitionList::new();
     let mut ends = HashMap::new();
     for p in partitions {
@@ -179,21 +137,11 @@ pub fn scan_topic(cfg: &KafkaConfig, topic: &str, mut each: impl FnMut(Scanned))
                     .headers()
                     .map(|h| {
                         h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_owned(),
-                                    h.value
-                                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                                        .unwrap_or_default(),
-                                )
-                            })
+                            .map(|h| (h.key.to_owned(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()))
                             .collect()
                     })
                     .unwrap_or_default();
-                if ends
-                    .get(&m.partition())
-                    .is_some_and(|end| m.offset() < *end)
-                {
+                if ends.get(&m.partition()).is_some_and(|end| m.offset() < *end) {
                     read += 1;
                     each(Scanned {
                         partition: m.partition(),
@@ -203,19 +151,13 @@ pub fn scan_topic(cfg: &KafkaConfig, topic: &str, mut each: impl FnMut(Scanned))
                         headers,
                     });
                 }
-                if ends
-                    .get(&m.partition())
-                    .is_some_and(|end| m.offset() + 1 >= *end)
-                {
+                if ends.get(&m.partition()).is_some_and(|end| m.offset() + 1 >= *end) {
                     ends.remove(&m.partition());
                 }
             }
             Some(Err(e)) => return Err(e.into()),
             None if last_progress.elapsed() > Duration::from_secs(30) => {
-                return Err(crate::Error::Topic {
-                    topic: topic.to_owned(),
-                    reason: "no progress reading the topic for 30 s".into(),
-                });
+                return Err(crate::Error::Topic { topic: topic.to_owned(), reason: "no progress reading the topic for 30 s".into() });
             }
             None => {}
         }

@@ -30,11 +30,7 @@ impl RedisConn {
         if cfg.cluster_nodes.is_empty() {
             return Ok(RedisConn::Single(connect(cfg).await?));
         }
-        let nodes: Vec<&str> = cfg
-            .cluster_nodes
-            .iter()
-            .map(|n| n.expose().as_str())
-            .collect();
+        let nodes: Vec<&str> = cfg.cluster_nodes.iter().map(|n| n.expose().as_str()).collect();
         let client = redis::cluster::ClusterClient::builder(nodes)
             .connection_timeout(Duration::from_secs(5))
             .response_timeout(Duration::from_secs(10))
@@ -51,12 +47,7 @@ impl ConnectionLike for RedisConn {
         }
     }
 
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
+    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
         match self {
             RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),

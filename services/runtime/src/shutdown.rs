@@ -21,17 +21,15 @@ impl Shutdown {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]
             {
-                let mut term =
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
-                        Ok(t) => t,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot listen for SIGTERM");
-                            let _ = ctrl_c.await;
-                            fire.trigger();
-                            return;
-                        }
-                    };
+                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        fire.trigger();
+                        return;
+                    }
+                };
                 tokio::select! {
                     _ = ctrl_c => {}
                     _ = term.recv() => {}
@@ -93,10 +91,7 @@ where
 }
 
 /// Waits for tasks to finish, at most `deadline` in all.
-pub async fn drain<E: std::fmt::Display>(
-    tasks: Vec<tokio::task::JoinHandle<Result<(), E>>>,
-    deadline: Duration,
-) {
+pub async fn drain<E: std::fmt::Display>(tasks: Vec<tokio::task::JoinHandle<Result<(), E>>>, deadline: Duration) {
     let all = futures::future::join_all(tasks);
     match tokio::time::timeout(deadline, all).await {
         Ok(results) => {
@@ -108,9 +103,6 @@ pub async fn drain<E: std::fmt::Display>(
                 }
             }
         }
-        Err(_) => tracing::warn!(
-            deadline_s = deadline.as_secs(),
-            "tasks did not drain in time"
-        ),
+        Err(_) => tracing::warn!(deadline_s = deadline.as_secs(), "tasks did not drain in time"),
     }
 }

@@ -67,9 +67,7 @@ pub struct TicketStore {
 
 impl std::fmt::Debug for TicketStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TicketStore")
-            .field("prefix", &self.prefix)
-            .finish()
+        f.debug_struct("TicketStore").field("prefix", &self.prefix).finish()
     }
 }
 
@@ -80,17 +78,11 @@ return 0";
 
 impl TicketStore {
     pub async fn connect(cfg: &RedisConfig) -> Result<Self> {
-        Ok(TicketStore {
-            redis: crate::redis_client::connect(cfg).await?,
-            prefix: cfg.key_prefix.clone(),
-        })
+        Ok(TicketStore { redis: crate::redis_client::connect(cfg).await?, prefix: cfg.key_prefix.clone() })
     }
 
     pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
-        TicketStore {
-            redis,
-            prefix: prefix.to_owned(),
-        }
+        TicketStore { redis, prefix: prefix.to_owned() }
     }
 
     pub fn redis(&self) -> ConnectionManager {
@@ -116,10 +108,7 @@ impl TicketStore {
 
     pub async fn get(&self, id: &TicketId) -> Result<Option<Projection>> {
         let raw: Option<String> = self.redis.clone().get(self.ticket_key(id)).await?;
-        raw.map(|r| {
-            serde_json::from_str(&r).map_err(|e| Error::Corrupt(id.to_string(), e.to_string()))
-        })
-        .transpose()
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| Error::Corrupt(id.to_string(), e.to_string()))).transpose()
     }
 
     /// By ticket number or ticket id.
@@ -145,18 +134,10 @@ impl TicketStore {
     /// partition), or why not.
     pub async fn get_caught_up(&self, id: &TicketId, offset: i64) -> Result<CaughtUp> {
         if let Some(p) = self.get(id).await? {
-            return Ok(if p.offset >= offset {
-                CaughtUp::Ready(Box::new(p))
-            } else {
-                CaughtUp::Behind
-            });
+            return Ok(if p.offset >= offset { CaughtUp::Ready(Box::new(p)) } else { CaughtUp::Behind });
         }
         let orphan: Option<i64> = self.redis.clone().get(self.orphan_key(id)).await?;
-        Ok(if orphan.is_some_and(|o| o >= offset) {
-            CaughtUp::Orphan
-        } else {
-            CaughtUp::Behind
-        })
+        Ok(if orphan.is_some_and(|o| o >= offset) { CaughtUp::Orphan } else { CaughtUp::Behind })
     }
 
     /// Applies one event at its Kafka position. Idempotent.
@@ -196,21 +177,13 @@ impl TicketStore {
             }
             None => match Ticket::open(event) {
                 Ok(ticket) => (
-                    Projection {
-                        ticket,
-                        partition,
-                        offset,
-                        applied: VecDeque::from([event.id]),
-                        history: vec![entry(None)],
-                    },
+                    Projection { ticket, partition, offset, applied: VecDeque::from([event.id]), history: vec![entry(None)] },
                     Applied::Applied,
                 ),
                 Err(e) => {
                     // Remember that this ticket is unknown up to here, so
                     // readers waiting for it stop waiting.
-                    let _: () = redis
-                        .set_ex(self.orphan_key(&event.ticket_id), offset, 24 * 3600)
-                        .await?;
+                    let _: () = redis.set_ex(self.orphan_key(&event.ticket_id), offset, 24 * 3600).await?;
                     return Ok(Applied::Refused(e.to_string()));
                 }
             },
@@ -220,10 +193,7 @@ impl TicketStore {
             let _: () = redis::pipe()
                 .atomic()
                 .set(&key, json)
-                .set(
-                    self.number_key(number.as_str()),
-                    event.ticket_id.to_string(),
-                )
+                .set(self.number_key(number.as_str()), event.ticket_id.to_string())
                 .query_async(&mut redis)
                 .await?;
             // Keep the number counter ahead of every number issued, so a

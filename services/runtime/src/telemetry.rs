@@ -47,11 +47,8 @@ pub fn init_for_tests() {
 }
 
 fn install(service: &str, cfg: &TelemetryConfig, for_tests: bool) -> Result<TelemetryGuard> {
-    let mut builder = SdkTracerProvider::builder().with_resource(
-        opentelemetry_sdk::Resource::builder()
-            .with_service_name(service.to_owned())
-            .build(),
-    );
+    let mut builder =
+        SdkTracerProvider::builder().with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service.to_owned()).build());
     if let Some(endpoint) = cfg.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
         use opentelemetry_otlp::WithExportConfig;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -68,32 +65,19 @@ fn install(service: &str, cfg: &TelemetryConfig, for_tests: bool) -> Result<Tele
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         // The log filter applies to logs only: spans at info and above always
         // reach OpenTelemetry, so a quiet RUST_LOG never breaks a trace.
-        let filter = EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new(if for_tests { "warn" } else { "info" }));
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(if for_tests { "warn" } else { "info" }));
         // A subscriber may already be installed (tests); that is fine.
         let _ = if for_tests {
-            let fmt = tracing_subscriber::fmt::layer()
-                .with_test_writer()
-                .with_filter(filter);
-            let otel = tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(LevelFilter::INFO);
-            tracing_subscriber::registry()
-                .with(fmt)
-                .with(otel)
-                .try_init()
+            let fmt = tracing_subscriber::fmt::layer().with_test_writer().with_filter(filter);
+            let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO);
+            tracing_subscriber::registry().with(fmt).with(otel).try_init()
         } else {
             let fmt = tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_filter(filter);
-            let otel = tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(LevelFilter::INFO);
-            tracing_subscriber::registry()
-                .with(fmt)
-                .with(otel)
-                .try_init()
+            let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO);
+            tracing_subscriber::registry().with(fmt).with(otel).try_init()
         };
     }
     Ok(TelemetryGuard(()))
@@ -141,20 +125,13 @@ pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
 /// `traceparent` metadata. Use with `Server::builder().trace_fn(grpc_span)`.
 pub fn grpc_span(req: &tonic::codegen::http::Request<()>) -> tracing::Span {
     let span = tracing::info_span!("grpc", path = %req.uri().path());
-    set_parent(
-        &span,
-        req.headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok()),
-    );
+    set_parent(&span, req.headers().get("traceparent").and_then(|v| v.to_str().ok()));
     span
 }
 
 /// Client side of gRPC: an interceptor that sends the current span's
 /// `traceparent`.
-pub fn inject_grpc(
-    mut req: tonic::Request<()>,
-) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+pub fn inject_grpc(mut req: tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status> {
     if let Some(tp) = current_traceparent()
         && let Ok(v) = tp.parse()
     {

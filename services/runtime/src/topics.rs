@@ -26,9 +26,7 @@ pub struct Topics {
 
 impl Topics {
     pub fn new(cfg: &KafkaConfig) -> Self {
-        Topics {
-            prefix: cfg.topic_prefix.clone(),
-        }
+        Topics { prefix: cfg.topic_prefix.clone() }
     }
 
     pub fn name(&self, base: &str) -> String {
@@ -56,9 +54,7 @@ pub async fn ensure(cfg: &KafkaConfig) -> Result<()> {
     let new: Vec<NewTopic<'_>> = ALL
         .iter()
         .zip(&names)
-        .map(|((_, partitions), name)| {
-            NewTopic::new(name, *partitions, TopicReplication::Fixed(cfg.replication))
-        })
+        .map(|((_, partitions), name)| NewTopic::new(name, *partitions, TopicReplication::Fixed(cfg.replication)))
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10)));
     for result in admin.create_topics(&new, &opts).await? {
@@ -68,10 +64,7 @@ pub async fn ensure(cfg: &KafkaConfig) -> Result<()> {
                 tracing::debug!(topic = %name, "topic exists")
             }
             Err((topic, code)) => {
-                return Err(Error::Topic {
-                    topic,
-                    reason: code.to_string(),
-                });
+                return Err(Error::Topic { topic, reason: code.to_string() });
             }
         }
     }

@@ -39,11 +39,7 @@ pub struct EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings {
-            claim_ttl_ms: 5_000,
-            claim_batch: 512,
-            max_idle_ms: 1_000,
-        }
+        EngineSettings { claim_ttl_ms: 5_000, claim_batch: 512, max_idle_ms: 1_000 }
     }
 }
 
@@ -76,35 +72,15 @@ fn millis(t: time::OffsetDateTime) -> i64 {
 }
 
 impl<C: Conn, S: Sink> Engine<C, S> {
-    pub fn new(
-        store: TimerStore<C>,
-        sink: Arc<S>,
-        clock: Arc<dyn Clock>,
-        wake: Arc<Notify>,
-        settings: EngineSettings,
-    ) -> Self {
-        Engine {
-            store,
-            sink,
-            clock,
-            wake,
-            settings,
-        }
+    pub fn new(store: TimerStore<C>, sink: Arc<S>, clock: Arc<dyn Clock>, wake: Arc<Notify>, settings: EngineSettings) -> Self {
+        Engine { store, sink, clock, wake, settings }
     }
 
     /// Claims and fires everything due now in every shard, once.
     pub async fn round(&self) -> Result<Round> {
         let now = millis(self.clock.now());
         let shards = (0..self.store.shards()).map(|s| async move {
-            let due = self
-                .store
-                .claim(
-                    s,
-                    now,
-                    self.settings.claim_ttl_ms,
-                    self.settings.claim_batch,
-                )
-                .await?;
+            let due = self.store.claim(s, now, self.settings.claim_ttl_ms, self.settings.claim_batch).await?;
             let n = due.len();
             if n == 0 {
                 return Ok::<_, crate::Error>((0, false));
@@ -114,10 +90,7 @@ impl<C: Conn, S: Sink> Engine<C, S> {
             self.store.ack(s, &acked).await?;
             Ok((n, n >= self.settings.claim_batch))
         });
-        let mut round = Round {
-            fired: 0,
-            more: false,
-        };
+        let mut round = Round { fired: 0, more: false };
         for r in futures::future::join_all(shards).await {
             let (n, more) = r?;
             round.fired += n;
@@ -129,9 +102,7 @@ impl<C: Conn, S: Sink> Engine<C, S> {
     /// The earliest due time over all shards, and whether every shard still
     /// has its data.
     async fn next(&self) -> Result<(Option<i64>, bool)> {
-        let all =
-            futures::future::join_all((0..self.store.shards()).map(|s| self.store.next_due(s)))
-                .await;
+        let all = futures::future::join_all((0..self.store.shards()).map(|s| self.store.next_due(s))).await;
         let mut next: Option<i64> = None;
         let mut alive = true;
         for r in all {
@@ -153,9 +124,7 @@ impl<C: Conn, S: Sink> Engine<C, S> {
                     Ok((_, false)) => return Ok(Stopped::DataLost),
                     Ok((Some(next), true)) => {
                         let now = millis(self.clock.now());
-                        Duration::from_millis(
-                            (next - now).clamp(0, self.settings.max_idle_ms as i64) as u64,
-                        )
+                        Duration::from_millis((next - now).clamp(0, self.settings.max_idle_ms as i64) as u64)
                     }
                     Ok((None, true)) => Duration::from_millis(self.settings.max_idle_ms),
                     Err(e) => {

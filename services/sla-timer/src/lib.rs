@@ -19,10 +19,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::Instrument;
 use whistle_domain::event::ExtensionDecision;
-use whistle_domain::{
-    Actor, Clock, Deadline, Event, EventKind, OverdueLevel, SystemClock, TicketId, TimerKey,
-    TimerKind, UnitCode,
-};
+use whistle_domain::{Actor, Clock, Deadline, Event, EventKind, OverdueLevel, SystemClock, TicketId, TimerKey, TimerKind, UnitCode};
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
 use whistle_runtime::redis_client::RedisConn;
 use whistle_runtime::shutdown::{drain, spawn_supervised};
@@ -54,11 +51,7 @@ pub struct TimerSettings {
 
 impl Default for TimerSettings {
     fn default() -> Self {
-        TimerSettings {
-            group: "sla-timer".into(),
-            shards: 8,
-            engine: EngineSettings::default(),
-        }
+        TimerSettings { group: "sla-timer".into(), shards: 8, engine: EngineSettings::default() }
     }
 }
 
@@ -94,19 +87,10 @@ pub(crate) fn kind_index(k: TimerKind) -> usize {
 pub fn timers_for(d: &Deadline) -> Vec<Arm> {
     let mut v = Vec::with_capacity(3);
     if let Some(w) = d.warn_at {
-        v.push(Arm {
-            kind: TimerKind::Warning,
-            due_ms: millis(w),
-        });
+        v.push(Arm { kind: TimerKind::Warning, due_ms: millis(w) });
     }
-    v.push(Arm {
-        kind: TimerKind::FirstOverdue,
-        due_ms: millis(d.due_at),
-    });
-    v.push(Arm {
-        kind: TimerKind::SecondOverdue,
-        due_ms: millis(d.second_due_at),
-    });
+    v.push(Arm { kind: TimerKind::FirstOverdue, due_ms: millis(d.due_at) });
+    v.push(Arm { kind: TimerKind::SecondOverdue, due_ms: millis(d.second_due_at) });
     v
 }
 
@@ -114,35 +98,16 @@ pub fn timers_for(d: &Deadline) -> Vec<Arm> {
 /// (ticket, deadline version, kind), so a timer handed out twice after a crash
 /// produces the same event and consumers drop the copy.
 pub fn event_for(d: &Due, now: time::OffsetDateTime) -> Event {
-    let key = TimerKey {
-        ticket: d.ticket,
-        deadline_version: d.record.version,
-        kind: d.kind,
-    };
-    let due_at = time::OffsetDateTime::from_unix_timestamp_nanos(
-        i128::from(d.record.deadline_ms) * 1_000_000,
-    )
-    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let overdue = |level| EventKind::Overdue {
-        level,
-        deadline_version: d.record.version,
-        due_at,
-        unit: d.record.unit.clone(),
-    };
+    let key = TimerKey { ticket: d.ticket, deadline_version: d.record.version, kind: d.kind };
+    let due_at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.record.deadline_ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let overdue = |level| EventKind::Overdue { level, deadline_version: d.record.version, due_at, unit: d.record.unit.clone() };
     let kind = match d.kind {
-        TimerKind::Warning => EventKind::DeadlineWarning {
-            deadline_version: d.record.version,
-        },
+        TimerKind::Warning => EventKind::DeadlineWarning { deadline_version: d.record.version },
         TimerKind::FirstOverdue => overdue(OverdueLevel::First),
         TimerKind::SecondOverdue => overdue(OverdueLevel::Second),
     };
-    Event {
-        id: key.fired_event_id(),
-        ticket_id: d.ticket,
-        occurred_at: now,
-        actor: Actor::system("sla-timer"),
-        kind,
-    }
+    Event { id: key.fired_event_id(), ticket_id: d.ticket, occurred_at: now, actor: Actor::system("sla-timer"), kind }
 }
 
 /// The service's sink: publishes each timer's event to Kafka.
@@ -192,12 +157,7 @@ impl SlaTimer {
         let producer = EventProducer::new(&config.kafka)?;
         let conn = RedisConn::connect(&config.redis).await?;
         let store = TimerStore::new(conn, &config.redis.key_prefix, config.sla_timer.shards);
-        Ok(SlaTimer {
-            config,
-            store,
-            producer,
-            clock,
-        })
+        Ok(SlaTimer { config, store, producer, clock })
     }
 
     pub fn store(&self) -> &TimerStore<RedisConn> {
@@ -235,36 +195,21 @@ impl SlaTimer {
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let topics = Topics::new(&self.config.kafka);
         let wake = Arc::new(Notify::new());
-        let sink = Arc::new(KafkaSink {
-            producer: self.producer.clone(),
-            clock: self.clock.clone(),
-        });
-        let engine = Arc::new(Engine::new(
-            self.store.clone(),
-            sink,
-            self.clock.clone(),
-            wake.clone(),
-            self.config.sla_timer.engine.clone(),
-        ));
+        let sink = Arc::new(KafkaSink { producer: self.producer.clone(), clock: self.clock.clone() });
+        let engine =
+            Arc::new(Engine::new(self.store.clone(), sink, self.clock.clone(), wake.clone(), self.config.sla_timer.engine.clone()));
         while !shutdown.is_triggered() {
             if self.lost_data().await? {
                 self.rebuild().await?;
             }
             let epoch = shutdown.child();
-            let arming = Arc::new(Arming {
-                store: self.store.clone(),
-                wake: wake.clone(),
-            });
+            let arming = Arc::new(Arming { store: self.store.clone(), wake: wake.clone() });
             let consumer = spawn_supervised(
                 "arming",
                 &epoch,
                 consumer::run(
                     self.config.kafka.clone(),
-                    ConsumerSettings::new(
-                        "sla-timer",
-                        self.config.sla_timer.group.clone(),
-                        vec![topics.events()],
-                    ),
+                    ConsumerSettings::new("sla-timer", self.config.sla_timer.group.clone(), vec![topics.events()]),
                     arming,
                     self.producer.clone(),
                     epoch.clone(),
@@ -275,9 +220,7 @@ impl SlaTimer {
                 let epoch = epoch.clone();
                 tokio::spawn(async move { engine.run(&epoch).await })
             };
-            let outcome = stopped
-                .await
-                .map_err(|e| whistle_runtime::Error::Config(format!("firing task: {e}")))?;
+            let outcome = stopped.await.map_err(|e| whistle_runtime::Error::Config(format!("firing task: {e}")))?;
             epoch.trigger();
             drain(vec![consumer], Duration::from_secs(15)).await;
             match outcome? {
@@ -304,10 +247,7 @@ impl Arming {
             deadline_ms: millis(deadline.due_at),
             traceparent: whistle_runtime::telemetry::current_traceparent(),
         };
-        let n = self
-            .store
-            .arm(&ticket, &record, &timers_for(deadline), [false; 3])
-            .await?;
+        let n = self.store.arm(&ticket, &record, &timers_for(deadline), [false; 3]).await?;
         tracing::debug!(ticket = %ticket, armed = n, "timers armed");
         self.wake.notify_waiters();
         Ok(())
@@ -319,23 +259,16 @@ impl Handler for Arming {
         let event = msg.event()?;
         let ticket = event.ticket_id;
         match &event.kind {
-            EventKind::Dispatched { deadline, unit, .. } => {
-                self.arm(ticket, deadline, unit.clone()).await?
-            }
-            EventKind::Reopened { deadline, .. }
-            | EventKind::ExtensionDecided(ExtensionDecision::Granted { deadline, .. }) => {
+            EventKind::Dispatched { deadline, unit, .. } => self.arm(ticket, deadline, unit.clone()).await?,
+            EventKind::Reopened { deadline, .. } | EventKind::ExtensionDecided(ExtensionDecision::Granted { deadline, .. }) => {
                 match self.store.record_unit(&ticket).await? {
                     Some(unit) => self.arm(ticket, deadline, unit).await?,
                     None => {
-                        return Err(HandleError::Poison(format!(
-                            "no assignment known for ticket {ticket}; cannot arm its new deadline"
-                        )));
+                        return Err(HandleError::Poison(format!("no assignment known for ticket {ticket}; cannot arm its new deadline")));
                     }
                 }
             }
-            EventKind::Completed { .. }
-            | EventKind::Returned { .. }
-            | EventKind::Whistled { .. } => {
+            EventKind::Completed { .. } | EventKind::Returned { .. } | EventKind::Whistled { .. } => {
                 let n = self.store.cancel(&ticket, false).await?;
                 tracing::debug!(ticket = %ticket, cancelled = n, "timers cancelled");
             }

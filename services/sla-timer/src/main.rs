@@ -1,13 +1,22 @@
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-/// Whistle SLA timer: overdue reminders, exactly once per deadline.
+/// Whistle SLA timer: the warning, first and second overdue of every deadline.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
     /// TOML config file (sections [kafka], [redis], [telemetry], [sla_timer]).
-    #[arg(long, env = "WHISTLE_CONFIG")]
+    #[arg(long, env = "WHISTLE_CONFIG", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Rebuild every open timer from Kafka now, print how many, and exit.
+    /// (A running instance does this by itself when Redis lost its data.)
+    Rebuild,
 }
 
 #[tokio::main]
@@ -15,8 +24,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config: whistle_sla_timer::Config = whistle_runtime::config::load(args.config.as_deref())?;
     let _telemetry = whistle_runtime::telemetry::init("sla-timer", &config.telemetry)?;
-    let shutdown = whistle_runtime::Shutdown::on_signals();
     let timer = whistle_sla_timer::SlaTimer::build(config).await?;
-    timer.run(shutdown).await?;
+    match args.command {
+        Some(Command::Rebuild) => {
+            let r = timer.rebuild().await?;
+            println!("rebuilt {} timers of {} open tickets ({} tickets, {} events read)", r.timers, r.open, r.tickets, r.events);
+        }
+        None => timer.run(whistle_runtime::Shutdown::on_signals()).await?,
+    }
     Ok(())
 }

@@ -47,19 +47,14 @@ pub async fn rebuild<C: Conn>(kafka: &KafkaConfig, store: &TimerStore<C>) -> Res
             let Ok(e) = whistle_proto::decode_event(&m.payload) else {
                 return;
             };
-            let tp = m
-                .headers
-                .iter()
-                .find(|(k, _)| k == "traceparent")
-                .map(|(_, v)| v.clone());
+            let tp = m.headers.iter().find(|(k, _)| k == "traceparent").map(|(_, v)| v.clone());
             let f = folds.entry(e.ticket_id).or_default();
             match e.kind {
                 EventKind::Dispatched { unit, deadline, .. } => {
                     f.unit = Some(unit);
                     f.set(deadline, tp);
                 }
-                EventKind::Reopened { deadline, .. }
-                | EventKind::ExtensionDecided(ExtensionDecision::Granted { deadline, .. }) => {
+                EventKind::Reopened { deadline, .. } | EventKind::ExtensionDecided(ExtensionDecision::Granted { deadline, .. }) => {
                     f.set(deadline, tp)
                 }
                 EventKind::DeadlineWarning { deadline_version } => {
@@ -67,11 +62,7 @@ pub async fn rebuild<C: Conn>(kafka: &KafkaConfig, store: &TimerStore<C>) -> Res
                         f.fired[0] = true;
                     }
                 }
-                EventKind::Overdue {
-                    level,
-                    deadline_version,
-                    ..
-                } => {
+                EventKind::Overdue { level, deadline_version, .. } => {
                     if f.deadline.is_some_and(|d| d.version == deadline_version) {
                         match level {
                             OverdueLevel::First => f.fired[1] = true,
@@ -79,9 +70,7 @@ pub async fn rebuild<C: Conn>(kafka: &KafkaConfig, store: &TimerStore<C>) -> Res
                         }
                     }
                 }
-                EventKind::Completed { .. }
-                | EventKind::Returned { .. }
-                | EventKind::Whistled { .. } => f.deadline = None,
+                EventKind::Completed { .. } | EventKind::Returned { .. } | EventKind::Whistled { .. } => f.deadline = None,
                 EventKind::Closed { .. } => {
                     folds.remove(&e.ticket_id);
                 }
@@ -102,26 +91,14 @@ pub async fn rebuild<C: Conn>(kafka: &KafkaConfig, store: &TimerStore<C>) -> Res
     .await
     .map_err(|e| whistle_runtime::Error::Config(format!("rebuild task failed: {e}")))??;
 
-    let mut report = Report {
-        events,
-        tickets: folds.len(),
-        ..Report::default()
-    };
+    let mut report = Report { events, tickets: folds.len(), ..Report::default() };
     for (ticket, f) in folds {
         let (Some(deadline), Some(unit)) = (f.deadline, f.unit) else {
             continue;
         };
-        let record = Record {
-            version: deadline.version,
-            unit,
-            deadline_ms: crate::millis(deadline.due_at),
-            traceparent: f.traceparent,
-        };
+        let record = Record { version: deadline.version, unit, deadline_ms: crate::millis(deadline.due_at), traceparent: f.traceparent };
         let timers = timers_for(&deadline);
-        let unfired = timers
-            .iter()
-            .filter(|t| !f.fired[crate::kind_index(t.kind)])
-            .count() as u64;
+        let unfired = timers.iter().filter(|t| !f.fired[crate::kind_index(t.kind)]).count() as u64;
         store.arm(&ticket, &record, &timers, f.fired).await?;
         report.open += 1;
         report.timers += unfired;

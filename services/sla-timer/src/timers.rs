@@ -1,4 +1,4 @@
-//! Timers in Redis, built for speed and for Redis Cluster.
+//! Timers in Redis, built for speed, for memory, and for Redis Cluster.
 //!
 //! Tickets are spread over `shards`; all keys of a shard share the hash tag
 //! `{w:<shard>}`, so every script touches one slot. Per shard:
@@ -7,16 +7,20 @@
 //!   `w` warning, `1` first overdue, `2` second overdue); score = due ms
 //! - `claimed`  sorted set: the same members; score = claim expiry ms. A claim
 //!   not acknowledged in time (its instance died) is claimed again.
-//! - `tickets`  hash: ticket id (16 bytes) -> `version|fired|unit|deadline_ms|traceparent`,
-//!   one record per ticket for all its timers: the current deadline version
-//!   (32 hex), which timers of that version fired (`w12` flags as `0`/`1`),
-//!   and what the events need
+//! - `r:<bucket>` small hashes, ticket id (16 bytes) -> record, one record per
+//!   ticket for all its timers. Records are spread over `record_buckets`
+//!   buckets so each hash stays small enough for Redis's compact (listpack)
+//!   encoding. A record is binary: deadline version (16 bytes), which timers
+//!   of that version fired (1 byte, bits w=1 1=2 2=4, as a digit), the
+//!   deadline in ms (6 bytes, big-endian), the unit code, and optionally a
+//!   0 byte and the trace context (25 bytes).
 //! - `alive`    a marker; if it is missing, Redis lost its data and the timers
 //!   are rebuilt from Kafka
 //!
 //! Arm, cancel, claim and acknowledge are one script call (one round trip)
-//! each. A timer of a superseded version is removed when the new version is
-//! armed; a fired timer is never armed again for the same version.
+//! each; arming many tickets pipelines the calls. A timer of a superseded
+//! version is removed when the new version is armed; a fired timer is never
+//! armed again for the same version.
 
 use redis::aio::ConnectionLike;
 use whistle_domain::{EventId, TicketId, TimerKind, UnitCode};
@@ -58,12 +62,72 @@ fn ticket_from(b: &[u8]) -> Option<TicketId> {
     <[u8; 16]>::try_from(b).ok().map(TicketId::from_bytes)
 }
 
-fn version_hex(v: &EventId) -> String {
-    v.simple()
+/// Record buckets per shard.
+pub const RECORD_BUCKETS: u16 = 1024;
+
+fn bucket_of(t: &TicketId) -> u16 {
+    let b = t.as_bytes();
+    u16::from_be_bytes([b[12], b[13]]) % RECORD_BUCKETS
 }
 
-fn version_from(hex: &str) -> Option<EventId> {
-    EventId::parse(hex).ok()
+/// `00-<trace 32 hex>-<span 16 hex>-<flags 2 hex>` as 25 bytes.
+fn compact_traceparent(tp: &str) -> Option<[u8; 25]> {
+    let mut parts = tp.split('-');
+    let (Some("00"), Some(trace), Some(span), Some(flags), None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let hex = |s: &str, out: &mut [u8]| -> Option<()> {
+        if s.len() != out.len() * 2 {
+            return None;
+        }
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+        }
+        Some(())
+    };
+    let mut b = [0u8; 25];
+    hex(trace, &mut b[..16])?;
+    hex(span, &mut b[16..24])?;
+    hex(flags, &mut b[24..])?;
+    Some(b)
+}
+
+fn expand_traceparent(b: &[u8]) -> Option<String> {
+    if b.len() != 25 {
+        return None;
+    }
+    let h = |s: &[u8]| s.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    Some(format!("00-{}-{}-{}", h(&b[..16]), h(&b[16..24]), h(&b[24..])))
+}
+
+/// The record's bytes after the version and fired flag.
+fn record_tail(r: &Record) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64);
+    v.extend_from_slice(&r.deadline_ms.to_be_bytes()[2..]);
+    v.extend_from_slice(r.unit.as_str().as_bytes());
+    if let Some(tp) = r.traceparent.as_deref().and_then(compact_traceparent) {
+        v.push(0);
+        v.extend_from_slice(&tp);
+    }
+    v
+}
+
+fn parse_record(rec: &[u8]) -> Option<Record> {
+    if rec.len() < 16 + 1 + 6 + 1 {
+        return None;
+    }
+    let version = EventId::from_bytes(rec[..16].try_into().ok()?);
+    let mut ms = [0u8; 8];
+    ms[2..].copy_from_slice(&rec[17..23]);
+    let deadline_ms = i64::from_be_bytes(ms);
+    let rest = &rec[23..];
+    let (unit, tp) = match rest.iter().position(|b| *b == 0) {
+        Some(i) => (&rest[..i], expand_traceparent(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let unit = UnitCode::parse(std::str::from_utf8(unit).ok()?).ok()?;
+    Some(Record { version, unit, deadline_ms, traceparent: tp })
 }
 
 /// What one ticket's timers need to produce their events.
@@ -92,31 +156,32 @@ pub struct Due {
 }
 
 const ARM: &str = r"
--- KEYS: due, claimed, tickets; ARGV: ticket(16B), version(32), rest, fired-if-new(3), then kind, due pairs
+-- KEYS: due, claimed, record bucket; ARGV: ticket(16B), version(16B), tail, fired-if-new (digit), then kind, due pairs
 local rec = redis.call('HGET', KEYS[3], ARGV[1])
 local fired = ARGV[4]
-if rec and string.sub(rec, 1, 32) == ARGV[2] then
-  fired = string.sub(rec, 34, 36)
-else
+if rec and string.sub(rec, 1, 16) == ARGV[2] then
+  fired = string.sub(rec, 17, 17)
+elseif rec then
   for _, k in ipairs({'w', '1', '2'}) do
     redis.call('ZREM', KEYS[1], ARGV[1] .. k)
     redis.call('ZREM', KEYS[2], ARGV[1] .. k)
   end
 end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. '|' .. fired .. '|' .. ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. fired .. ARGV[3])
+local f = tonumber(fired)
 local n = 0
 for i = 5, #ARGV, 2 do
   local k = ARGV[i]
-  local idx = (k == 'w' and 1) or (k == '1' and 2) or 3
+  local bit = (k == 'w' and 1) or (k == '1' and 2) or 4
   local m = ARGV[1] .. k
-  if string.sub(fired, idx, idx) == '0' and not redis.call('ZSCORE', KEYS[2], m) then
+  if math.floor(f / bit) % 2 == 0 and not (rec and redis.call('ZSCORE', KEYS[2], m)) then
     n = n + redis.call('ZADD', KEYS[1], ARGV[i + 1], m)
   end
 end
 return n";
 
 const CANCEL: &str = r"
--- KEYS: due, claimed, tickets; ARGV: ticket(16B), forget(0/1)
+-- KEYS: due, claimed, record bucket; ARGV: ticket(16B), forget(0/1)
 -- Removes the ticket's timers. The record keeps the unit (a reopened ticket
 -- goes back to it) unless forget=1; its version is voided so nothing fires.
 local n = 0
@@ -127,22 +192,27 @@ if ARGV[2] == '1' then
   redis.call('HDEL', KEYS[3], ARGV[1])
 else
   local rec = redis.call('HGET', KEYS[3], ARGV[1])
-  if rec then redis.call('HSET', KEYS[3], ARGV[1], string.rep('0', 32) .. string.sub(rec, 33)) end
+  if rec then redis.call('HSET', KEYS[3], ARGV[1], string.rep('\0', 16) .. string.sub(rec, 17)) end
 end
 return n";
 
 const CLAIM: &str = r"
--- KEYS: due, claimed, tickets; ARGV: now, claim ttl, max
+-- KEYS: due, claimed; ARGV: now, claim ttl, max, record key prefix, buckets
 -- Returns {member, due, record, ...}: claims that expired (an instance died
 -- before acknowledging) and timers due by now.
 local now = tonumber(ARGV[1])
 local until_ = now + tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
+local buckets = tonumber(ARGV[5])
+local function record(m)
+  local b = (string.byte(m, 13) * 256 + string.byte(m, 14)) % buckets
+  return redis.call('HGET', ARGV[4] .. b, string.sub(m, 1, 16))
+end
 local out = {}
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)
 for _, m in ipairs(expired) do
   redis.call('ZADD', KEYS[2], until_, m)
-  local rec = redis.call('HGET', KEYS[3], string.sub(m, 1, 16))
+  local rec = record(m)
   if rec then
     table.insert(out, m); table.insert(out, tostring(now)); table.insert(out, rec)
   else
@@ -162,7 +232,7 @@ if left > 0 then
     redis.call('ZREM', KEYS[1], unpack(members))
     redis.call('ZADD', KEYS[2], unpack(adds))
     for i = 1, #due, 2 do
-      local rec = redis.call('HGET', KEYS[3], string.sub(due[i], 1, 16))
+      local rec = record(due[i])
       if rec then
         table.insert(out, due[i]); table.insert(out, due[i + 1]); table.insert(out, rec)
       else
@@ -174,20 +244,24 @@ end
 return out";
 
 const ACK: &str = r"
--- KEYS: claimed, tickets; ARGV: (member, version) pairs
+-- KEYS: claimed; ARGV: record key prefix, buckets, then (member, version) pairs
 -- The timers' events are durable: forget the claims, mark them fired.
-for i = 1, #ARGV, 2 do
+local buckets = tonumber(ARGV[2])
+for i = 3, #ARGV, 2 do
   local m = ARGV[i]
   redis.call('ZREM', KEYS[1], m)
   local t = string.sub(m, 1, 16)
-  local rec = redis.call('HGET', KEYS[2], t)
-  if rec and string.sub(rec, 1, 32) == ARGV[i + 1] then
+  local key = ARGV[1] .. ((string.byte(m, 13) * 256 + string.byte(m, 14)) % buckets)
+  local rec = redis.call('HGET', key, t)
+  if rec and string.sub(rec, 1, 16) == ARGV[i + 1] then
     local k = string.sub(m, 17, 17)
-    local idx = 33 + ((k == 'w' and 1) or (k == '1' and 2) or 3)
-    redis.call('HSET', KEYS[2], t, string.sub(rec, 1, idx - 1) .. '1' .. string.sub(rec, idx + 1))
+    local bit = (k == 'w' and 1) or (k == '1' and 2) or 4
+    local f = tonumber(string.sub(rec, 17, 17))
+    if math.floor(f / bit) % 2 == 0 then f = f + bit end
+    redis.call('HSET', key, t, string.sub(rec, 1, 16) .. tostring(f) .. string.sub(rec, 18))
   end
 end
-return #ARGV / 2";
+return (#ARGV - 2) / 2";
 
 const NEXT: &str = r"
 -- KEYS: due, claimed, alive; returns {earliest ms or -1, alive 0/1}
@@ -238,42 +312,78 @@ impl<C: Conn> TimerStore<C> {
         format!("{}{{w:{shard}}}:{name}", self.prefix)
     }
 
+    fn record_prefix(&self, shard: u16) -> String {
+        self.key(shard, "r:")
+    }
+
+    fn record_key(&self, ticket: &TicketId) -> String {
+        format!("{}{}", self.record_prefix(self.shard_of(ticket)), bucket_of(ticket))
+    }
+
     /// Every key the store uses, for tests and the benchmark.
     pub fn keys(&self) -> Vec<String> {
         (0..self.shards)
-            .flat_map(|s| ["due", "claimed", "tickets", "alive"].map(|n| self.key(s, n)))
+            .flat_map(|s| {
+                let mut k: Vec<String> = ["due", "claimed", "alive"].map(|n| self.key(s, n)).to_vec();
+                k.extend((0..RECORD_BUCKETS).map(|b| format!("{}{b}", self.record_prefix(s))));
+                k
+            })
             .collect()
+    }
+
+    /// Keys and arguments of the ARM script for one ticket.
+    fn arm_call(&self, ticket: &TicketId, record: &Record, timers: &[Arm], fired: [bool; 3]) -> ([String; 3], Vec<Vec<u8>>) {
+        let s = self.shard_of(ticket);
+        let fired = u8::from(fired[0]) + 2 * u8::from(fired[1]) + 4 * u8::from(fired[2]);
+        let keys = [self.key(s, "due"), self.key(s, "claimed"), self.record_key(ticket)];
+        let mut args =
+            vec![ticket_bytes(ticket).to_vec(), record.version.as_bytes().to_vec(), record_tail(record), fired.to_string().into_bytes()];
+        for t in timers {
+            args.push(vec![kind_byte(t.kind)]);
+            args.push(t.due_ms.to_string().into_bytes());
+        }
+        (keys, args)
     }
 
     /// Arms the timers of a ticket's deadline version. A new version replaces
     /// the old one's timers; for the same version, timers that fired or are
     /// claimed are left alone. `fired` says which of a *new* version's timers
     /// already fired (a rebuild from Kafka), as `[warning, first, second]`.
-    pub async fn arm(
-        &self,
-        ticket: &TicketId,
-        record: &Record,
-        timers: &[Arm],
-        fired: [bool; 3],
-    ) -> Result<u32> {
-        let s = self.shard_of(ticket);
-        let rest = format!(
-            "{}|{}|{}",
-            record.unit,
-            record.deadline_ms,
-            record.traceparent.as_deref().unwrap_or("")
-        );
-        let fired: String = fired.iter().map(|f| if *f { '1' } else { '0' }).collect();
-        let mut inv = self.arm.key(self.key(s, "due"));
-        inv.key(self.key(s, "claimed")).key(self.key(s, "tickets"));
-        inv.arg(&ticket_bytes(ticket)[..])
-            .arg(version_hex(&record.version))
-            .arg(rest)
-            .arg(fired);
-        for t in timers {
-            inv.arg(&[kind_byte(t.kind)][..]).arg(t.due_ms);
+    pub async fn arm(&self, ticket: &TicketId, record: &Record, timers: &[Arm], fired: [bool; 3]) -> Result<u32> {
+        let (keys, args) = self.arm_call(ticket, record, timers, fired);
+        let mut inv = self.arm.prepare_invoke();
+        for k in keys {
+            inv.key(k);
+        }
+        for a in args {
+            inv.arg(a);
         }
         Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// Arms many tickets' timers, pipelined: one round trip per shard.
+    pub async fn arm_many(&self, items: &[(TicketId, Record, Vec<Arm>)]) -> Result<u32> {
+        let Some((t0, r0, a0)) = items.first() else { return Ok(0) };
+        // The first call loads the script if the server does not have it yet.
+        let mut n = self.arm(t0, r0, a0, [false; 3]).await?;
+        let mut by_shard: std::collections::BTreeMap<u16, redis::Pipeline> = std::collections::BTreeMap::new();
+        for (t, r, a) in &items[1..] {
+            let (keys, args) = self.arm_call(t, r, a, [false; 3]);
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(self.arm.get_hash()).arg(keys.len()).arg(&keys[..]);
+            for a in args {
+                c.arg(a);
+            }
+            by_shard.entry(self.shard_of(t)).or_default().add_command(c);
+        }
+        let calls = by_shard.into_values().map(|p| {
+            let mut c = self.conn.clone();
+            async move { p.query_async::<Vec<u32>>(&mut c).await }
+        });
+        for r in futures::future::join_all(calls).await {
+            n += r?.into_iter().sum::<u32>();
+        }
+        Ok(n)
     }
 
     /// Removes a ticket's timers (completed, returned, whistled). With
@@ -284,7 +394,7 @@ impl<C: Conn> TimerStore<C> {
             .cancel
             .key(self.key(s, "due"))
             .key(self.key(s, "claimed"))
-            .key(self.key(s, "tickets"))
+            .key(self.record_key(ticket))
             .arg(&ticket_bytes(ticket)[..])
             .arg(if forget { "1" } else { "0" })
             .invoke_async(&mut self.conn.clone())
@@ -293,32 +403,23 @@ impl<C: Conn> TimerStore<C> {
 
     /// The unit of the ticket's last assignment, if known.
     pub async fn record_unit(&self, ticket: &TicketId) -> Result<Option<UnitCode>> {
-        let s = self.shard_of(ticket);
-        let rec: Option<String> = redis::cmd("HGET")
-            .arg(self.key(s, "tickets"))
-            .arg(&ticket_bytes(ticket)[..])
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(rec.and_then(|r| r.split('|').nth(2).and_then(|u| UnitCode::parse(u).ok())))
+        let rec: Option<Vec<u8>> =
+            redis::cmd("HGET").arg(self.record_key(ticket)).arg(&ticket_bytes(ticket)[..]).query_async(&mut self.conn.clone()).await?;
+        Ok(rec.and_then(|r| parse_record(&r)).map(|r| r.unit))
     }
 
     /// Claims up to `max` timers of one shard due at `now_ms` (or whose claim
     /// expired), for `ttl_ms`.
-    pub async fn claim(
-        &self,
-        shard: u16,
-        now_ms: i64,
-        ttl_ms: i64,
-        max: usize,
-    ) -> Result<Vec<Due>> {
+    pub async fn claim(&self, shard: u16, now_ms: i64, ttl_ms: i64, max: usize) -> Result<Vec<Due>> {
         let raw: Vec<Vec<u8>> = self
             .claim
             .key(self.key(shard, "due"))
             .key(self.key(shard, "claimed"))
-            .key(self.key(shard, "tickets"))
             .arg(now_ms)
             .arg(ttl_ms)
             .arg(max)
+            .arg(self.record_prefix(shard))
+            .arg(RECORD_BUCKETS)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let mut out = Vec::with_capacity(raw.len() / 3);
@@ -337,10 +438,9 @@ impl<C: Conn> TimerStore<C> {
             return Ok(());
         }
         let mut inv = self.ack.key(self.key(shard, "claimed"));
-        inv.key(self.key(shard, "tickets"));
+        inv.arg(self.record_prefix(shard)).arg(RECORD_BUCKETS);
         for d in done {
-            inv.arg(member(&d.ticket, d.kind))
-                .arg(version_hex(&d.record.version));
+            inv.arg(member(&d.ticket, d.kind)).arg(&d.record.version.as_bytes()[..]);
         }
         let _: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(())
@@ -362,11 +462,7 @@ impl<C: Conn> TimerStore<C> {
     /// Marks every shard as holding its timers (after a rebuild).
     pub async fn mark_alive(&self) -> Result<()> {
         for s in 0..self.shards {
-            let _: () = redis::cmd("SET")
-                .arg(self.key(s, "alive"))
-                .arg(1)
-                .query_async(&mut self.conn.clone())
-                .await?;
+            let _: () = redis::cmd("SET").arg(self.key(s, "alive")).arg(1).query_async(&mut self.conn.clone()).await?;
         }
         Ok(())
     }
@@ -376,10 +472,7 @@ impl<C: Conn> TimerStore<C> {
         let mut n = 0;
         for s in 0..self.shards {
             for name in ["due", "claimed"] {
-                let c: u64 = redis::cmd("ZCARD")
-                    .arg(self.key(s, name))
-                    .query_async(&mut self.conn.clone())
-                    .await?;
+                let c: u64 = redis::cmd("ZCARD").arg(self.key(s, name)).query_async(&mut self.conn.clone()).await?;
                 n += c;
             }
         }
@@ -391,16 +484,9 @@ impl<C: Conn> TimerStore<C> {
     pub async fn due_of(&self, ticket: &TicketId) -> Result<Vec<(TimerKind, i64)>> {
         let s = self.shard_of(ticket);
         let mut out = Vec::new();
-        for k in [
-            TimerKind::Warning,
-            TimerKind::FirstOverdue,
-            TimerKind::SecondOverdue,
-        ] {
-            let score: Option<f64> = redis::cmd("ZSCORE")
-                .arg(self.key(s, "due"))
-                .arg(member(ticket, k))
-                .query_async(&mut self.conn.clone())
-                .await?;
+        for k in [TimerKind::Warning, TimerKind::FirstOverdue, TimerKind::SecondOverdue] {
+            let score: Option<f64> =
+                redis::cmd("ZSCORE").arg(self.key(s, "due")).arg(member(ticket, k)).query_async(&mut self.conn.clone()).await?;
             if let Some(ms) = score {
                 out.push((k, ms as i64));
             }
@@ -412,17 +498,10 @@ impl<C: Conn> TimerStore<C> {
     pub async fn timers_of(&self, ticket: &TicketId) -> Result<Vec<TimerKind>> {
         let s = self.shard_of(ticket);
         let mut kinds = Vec::new();
-        for k in [
-            TimerKind::Warning,
-            TimerKind::FirstOverdue,
-            TimerKind::SecondOverdue,
-        ] {
+        for k in [TimerKind::Warning, TimerKind::FirstOverdue, TimerKind::SecondOverdue] {
             for name in ["due", "claimed"] {
-                let score: Option<f64> = redis::cmd("ZSCORE")
-                    .arg(self.key(s, name))
-                    .arg(member(ticket, k))
-                    .query_async(&mut self.conn.clone())
-                    .await?;
+                let score: Option<f64> =
+                    redis::cmd("ZSCORE").arg(self.key(s, name)).arg(member(ticket, k)).query_async(&mut self.conn.clone()).await?;
                 if score.is_some() {
                     kinds.push(k);
                 }
@@ -439,24 +518,7 @@ fn parse_due(m: &[u8], due: &[u8], rec: &[u8]) -> Option<Due> {
     let ticket = ticket_from(&m[..16])?;
     let kind = kind_of(m[16])?;
     let due_ms: i64 = std::str::from_utf8(due).ok()?.parse::<f64>().ok()? as i64;
-    let rec = std::str::from_utf8(rec).ok()?;
-    let mut parts = rec.splitn(5, '|');
-    let version = version_from(parts.next()?)?;
-    let _fired = parts.next()?;
-    let unit = UnitCode::parse(parts.next()?).ok()?;
-    let deadline_ms = parts.next()?.parse().ok()?;
-    let traceparent = parts.next().filter(|t| !t.is_empty()).map(str::to_owned);
-    Some(Due {
-        ticket,
-        kind,
-        due_ms,
-        record: Record {
-            version,
-            unit,
-            deadline_ms,
-            traceparent,
-        },
-    })
+    Some(Due { ticket, kind, due_ms, record: parse_record(rec)? })
 }
 
 #[cfg(test)]
@@ -466,20 +528,26 @@ mod tests {
     #[test]
     fn members_and_records_parse_back() {
         let t = TicketId::new();
-        let v = EventId::new();
+        let r = Record {
+            version: EventId::new(),
+            unit: UnitCode::parse("city-water").unwrap(),
+            deadline_ms: 1_764_000_000_000,
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        };
         let m = member(&t, TimerKind::SecondOverdue);
         assert_eq!(m.len(), 17);
-        let rec = format!(
-            "{}|010|city-water|1764000000000|00-abc-def-01",
-            version_hex(&v)
-        );
-        let d = parse_due(&m, b"1764000000123", rec.as_bytes()).unwrap();
-        assert_eq!(d.ticket, t);
-        assert_eq!(d.kind, TimerKind::SecondOverdue);
-        assert_eq!(d.due_ms, 1_764_000_000_123);
-        assert_eq!(d.record.version, v);
-        assert_eq!(d.record.unit.as_str(), "city-water");
-        assert_eq!(d.record.traceparent.as_deref(), Some("00-abc-def-01"));
-        assert!(parse_due(&m[..10], b"1", rec.as_bytes()).is_none());
+        let mut rec = r.version.as_bytes().to_vec();
+        rec.push(b'3');
+        rec.extend(record_tail(&r));
+        assert!(rec.len() <= 64, "fits Redis's compact hash encoding: {}", rec.len());
+        let d = parse_due(&m, b"1764000000123", &rec).unwrap();
+        assert_eq!((d.ticket, d.kind, d.due_ms), (t, TimerKind::SecondOverdue, 1_764_000_000_123));
+        assert_eq!(d.record, r);
+        assert!(parse_due(&m[..10], b"1", &rec).is_none());
+        let plain = Record { traceparent: None, ..r.clone() };
+        let mut rec = plain.version.as_bytes().to_vec();
+        rec.push(b'0');
+        rec.extend(record_tail(&plain));
+        assert_eq!(parse_record(&rec), Some(plain));
     }
 }

@@ -8,20 +8,10 @@ use whistle_proto::v1::{self as pb, desk_client::DeskClient, intake_client::Inta
 #[command(version, about = "Command-line client for Whistle")]
 struct Cli {
     /// Intake gRPC endpoint.
-    #[arg(
-        long,
-        env = "WHISTLE_INTAKE",
-        default_value = "http://127.0.0.1:50051",
-        global = true
-    )]
+    #[arg(long, env = "WHISTLE_INTAKE", default_value = "http://127.0.0.1:50051", global = true)]
     intake: String,
     /// Desk gRPC endpoint of a platform's dispatcher.
-    #[arg(
-        long,
-        env = "WHISTLE_DESK",
-        default_value = "http://127.0.0.1:50052",
-        global = true
-    )]
+    #[arg(long, env = "WHISTLE_DESK", default_value = "http://127.0.0.1:50052", global = true)]
     desk: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -74,10 +64,7 @@ fn ts(t: &Option<whistle_proto::prost_types::Timestamp>) -> String {
         .and_then(|t| whistle_proto::to_datetime(t).ok())
         .and_then(|t| {
             let t = t.to_offset(time::macros::offset!(+8));
-            t.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second] +08:00"
-            ))
-            .ok()
+            t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] +08:00")).ok()
         })
         .unwrap_or_default()
 }
@@ -86,21 +73,9 @@ fn ts(t: &Option<whistle_proto::prost_types::Timestamp>) -> String {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Submit {
-            text,
-            channel,
-            external_id,
-            address,
-            lat,
-            lon,
-            name,
-            phone,
-            email,
-            language,
-        } => {
-            let mut c = IntakeClient::connect(cli.intake.clone())
-                .await
-                .with_context(|| format!("cannot reach intake at {}", cli.intake))?;
+        Command::Submit { text, channel, external_id, address, lat, lon, name, phone, email, language } => {
+            let mut c =
+                IntakeClient::connect(cli.intake.clone()).await.with_context(|| format!("cannot reach intake at {}", cli.intake))?;
             let r = c
                 .submit_request(pb::SubmitRequestRequest {
                     channel,
@@ -118,34 +93,15 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(status)?
                 .into_inner();
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ticket_id": r.ticket_id, "ticket_number": r.ticket_number, "duplicate": r.duplicate})
-                );
+                println!("{}", serde_json::json!({"ticket_id": r.ticket_id, "ticket_number": r.ticket_number, "duplicate": r.duplicate}));
             } else {
-                println!(
-                    "ticket number {}{}",
-                    r.ticket_number,
-                    if r.duplicate {
-                        " (already registered)"
-                    } else {
-                        ""
-                    }
-                );
+                println!("ticket number {}{}", r.ticket_number, if r.duplicate { " (already registered)" } else { "" });
             }
         }
         Command::Ticket { ticket } => {
-            let mut c = IntakeClient::connect(cli.intake.clone())
-                .await
-                .with_context(|| format!("cannot reach intake at {}", cli.intake))?;
-            let t = c
-                .get_ticket(pb::GetTicketRequest {
-                    ticket,
-                    ..Default::default()
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
+            let mut c =
+                IntakeClient::connect(cli.intake.clone()).await.with_context(|| format!("cannot reach intake at {}", cli.intake))?;
+            let t = c.get_ticket(pb::GetTicketRequest { ticket, ..Default::default() }).await.map_err(status)?.into_inner();
             let j = t.jurisdiction.clone().unwrap_or_default();
             let rows = [
                 ("number", t.ticket_number.clone()),
@@ -169,10 +125,8 @@ async fn main() -> anyhow::Result<()> {
                 ("text", t.text.clone()),
             ];
             if cli.json {
-                let map: serde_json::Map<String, serde_json::Value> = rows
-                    .iter()
-                    .map(|(k, v)| (k.replace(' ', "_"), serde_json::Value::String(v.clone())))
-                    .collect();
+                let map: serde_json::Map<String, serde_json::Value> =
+                    rows.iter().map(|(k, v)| (k.replace(' ', "_"), serde_json::Value::String(v.clone()))).collect();
                 println!("{}", serde_json::Value::Object(map));
             } else {
                 for (k, v) in rows {
@@ -180,28 +134,11 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Complete {
-            ticket,
-            unit,
-            result,
-        } => {
-            let mut c = DeskClient::connect(cli.desk.clone())
-                .await
-                .with_context(|| format!("cannot reach the desk at {}", cli.desk))?;
-            let r = c
-                .complete(pb::CompleteRequest {
-                    ticket,
-                    unit,
-                    result,
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
+        Command::Complete { ticket, unit, result } => {
+            let mut c = DeskClient::connect(cli.desk.clone()).await.with_context(|| format!("cannot reach the desk at {}", cli.desk))?;
+            let r = c.complete(pb::CompleteRequest { ticket, unit, result }).await.map_err(status)?.into_inner();
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ticket_id": r.ticket_id, "event_id": r.event_id})
-                );
+                println!("{}", serde_json::json!({"ticket_id": r.ticket_id, "event_id": r.event_id}));
             } else {
                 println!("completed ticket {}", r.ticket_id);
             }
