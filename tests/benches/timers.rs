@@ -63,25 +63,27 @@ fn record() -> Record {
     Record { version: EventId::new(), unit: UnitCode::parse("city-water").unwrap(), deadline_ms: now_ms(), traceparent: None }
 }
 
-/// Arms one timer per ticket for `n` tickets, `concurrency` calls in flight.
-async fn schedule(store: &Store, n: usize, due: impl Fn(usize) -> i64 + Send + Sync + 'static, concurrency: usize) -> (Vec<TicketId>, f64) {
+/// Arms one timer per ticket for `n` tickets, in pipelined batches of 1000
+/// with 16 batches in flight (as the BullMQ side uses `addBulk`).
+async fn schedule(store: &Store, n: usize, due: impl Fn(usize) -> i64 + Send + Sync + 'static, _concurrency: usize) -> (Vec<TicketId>, f64) {
     let due = Arc::new(due);
     let tickets: Vec<TicketId> = (0..n).map(|_| TicketId::new()).collect();
     let started = Instant::now();
-    let chunks: Vec<Vec<(usize, TicketId)>> =
-        tickets.iter().copied().enumerate().collect::<Vec<_>>().chunks(n.div_ceil(concurrency).max(1)).map(<[_]>::to_vec).collect();
-    let tasks: Vec<_> = chunks
-        .into_iter()
-        .map(|chunk| {
-            let store = store.clone();
-            let due = due.clone();
-            tokio::spawn(async move {
-                for (i, t) in chunk {
-                    store.arm(&t, &record(), &[Arm { kind: TimerKind::FirstOverdue, due_ms: due(i) }], [false; 3]).await.unwrap();
-                }
-            })
-        })
+    let batches: Vec<Vec<(TicketId, Record, Vec<Arm>)>> = tickets
+        .chunks(1000)
+        .enumerate()
+        .map(|(b, chunk)| chunk.iter().enumerate().map(|(i, t)| (*t, record(), vec![Arm { kind: TimerKind::FirstOverdue, due_ms: due(b * 1000 + i) }])).collect())
         .collect();
+    let sem = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut tasks = Vec::new();
+    for batch in batches {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.arm_many(&batch).await.unwrap();
+            drop(permit);
+        }));
+    }
     for t in tasks {
         t.await.unwrap();
     }

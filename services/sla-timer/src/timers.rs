@@ -48,18 +48,19 @@ fn kind_of(b: u8) -> Option<TimerKind> {
     }
 }
 
+/// Bytes of the ticket id that name it in the sorted sets and record hashes
+/// (88 random bits); the other 5 live in the record. Short members keep each
+/// sorted-set entry in a smaller allocation.
+const ID_LEN: usize = 11;
+
+fn field(t: &TicketId) -> &[u8] {
+    &t.as_bytes()[..ID_LEN]
+}
+
 fn member(ticket: &TicketId, kind: TimerKind) -> Vec<u8> {
-    let mut m = ticket_bytes(ticket).to_vec();
+    let mut m = field(ticket).to_vec();
     m.push(kind_byte(kind));
     m
-}
-
-fn ticket_bytes(t: &TicketId) -> [u8; 16] {
-    *t.as_bytes()
-}
-
-fn ticket_from(b: &[u8]) -> Option<TicketId> {
-    <[u8; 16]>::try_from(b).ok().map(TicketId::from_bytes)
 }
 
 /// Record buckets per shard.
@@ -67,7 +68,7 @@ pub const RECORD_BUCKETS: u16 = 1024;
 
 fn bucket_of(t: &TicketId) -> u16 {
     let b = t.as_bytes();
-    u16::from_be_bytes([b[12], b[13]]) % RECORD_BUCKETS
+    u16::from_be_bytes([b[9], b[10]]) % RECORD_BUCKETS
 }
 
 /// `00-<trace 32 hex>-<span 16 hex>-<flags 2 hex>` as 25 bytes.
@@ -101,9 +102,11 @@ fn expand_traceparent(b: &[u8]) -> Option<String> {
     Some(format!("00-{}-{}-{}", h(&b[..16]), h(&b[16..24]), h(&b[24..])))
 }
 
-/// The record's bytes after the version and fired flag.
-fn record_tail(r: &Record) -> Vec<u8> {
+/// The record's bytes after the version and fired flag: the rest of the
+/// ticket id, the deadline, the unit, the trace context.
+fn record_tail(t: &TicketId, r: &Record) -> Vec<u8> {
     let mut v = Vec::with_capacity(64);
+    v.extend_from_slice(&t.as_bytes()[ID_LEN..]);
     v.extend_from_slice(&r.deadline_ms.to_be_bytes()[2..]);
     v.extend_from_slice(r.unit.as_str().as_bytes());
     if let Some(tp) = r.traceparent.as_deref().and_then(compact_traceparent) {
@@ -113,21 +116,24 @@ fn record_tail(r: &Record) -> Vec<u8> {
     v
 }
 
-fn parse_record(rec: &[u8]) -> Option<Record> {
-    if rec.len() < 16 + 1 + 6 + 1 {
+/// A record and the tail of its ticket id.
+fn parse_record(rec: &[u8]) -> Option<(Record, [u8; 16 - ID_LEN])> {
+    if rec.len() < 16 + 1 + (16 - ID_LEN) + 6 + 1 {
         return None;
     }
     let version = EventId::from_bytes(rec[..16].try_into().ok()?);
+    let id_tail: [u8; 16 - ID_LEN] = rec[17..17 + 16 - ID_LEN].try_into().ok()?;
+    let at = 17 + 16 - ID_LEN;
     let mut ms = [0u8; 8];
-    ms[2..].copy_from_slice(&rec[17..23]);
+    ms[2..].copy_from_slice(&rec[at..at + 6]);
     let deadline_ms = i64::from_be_bytes(ms);
-    let rest = &rec[23..];
+    let rest = &rec[at + 6..];
     let (unit, tp) = match rest.iter().position(|b| *b == 0) {
         Some(i) => (&rest[..i], expand_traceparent(&rest[i + 1..])),
         None => (rest, None),
     };
     let unit = UnitCode::parse(std::str::from_utf8(unit).ok()?).ok()?;
-    Some(Record { version, unit, deadline_ms, traceparent: tp })
+    Some((Record { version, unit, deadline_ms, traceparent: tp }, id_tail))
 }
 
 /// What one ticket's timers need to produce their events.
@@ -156,27 +162,36 @@ pub struct Due {
 }
 
 const ARM: &str = r"
--- KEYS: due, claimed, record bucket; ARGV: ticket(16B), version(16B), tail, fired-if-new (digit), then kind, due pairs
-local rec = redis.call('HGET', KEYS[3], ARGV[1])
-local fired = ARGV[4]
-if rec and string.sub(rec, 1, 16) == ARGV[2] then
-  fired = string.sub(rec, 17, 17)
-elseif rec then
-  for _, k in ipairs({'w', '1', '2'}) do
-    redis.call('ZREM', KEYS[1], ARGV[1] .. k)
-    redis.call('ZREM', KEYS[2], ARGV[1] .. k)
-  end
-end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. fired .. ARGV[3])
-local f = tonumber(fired)
+-- KEYS: due, claimed; ARGV: record key prefix, buckets, then per ticket:
+--   id(11B), version(16B), tail, fired-if-new (digit), count, count x (kind, due)
+-- Returns how many timers were newly armed.
+local buckets = tonumber(ARGV[2])
 local n = 0
-for i = 5, #ARGV, 2 do
-  local k = ARGV[i]
-  local bit = (k == 'w' and 1) or (k == '1' and 2) or 4
-  local m = ARGV[1] .. k
-  if math.floor(f / bit) % 2 == 0 and not (rec and redis.call('ZSCORE', KEYS[2], m)) then
-    n = n + redis.call('ZADD', KEYS[1], ARGV[i + 1], m)
+local i = 3
+while i <= #ARGV do
+  local t, v, tail, cnt = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 4])
+  local key = ARGV[1] .. ((string.byte(t, 10) * 256 + string.byte(t, 11)) % buckets)
+  local rec = redis.call('HGET', key, t)
+  local fired = ARGV[i + 3]
+  if rec and string.sub(rec, 1, 16) == v then
+    fired = string.sub(rec, 17, 17)
+  elseif rec then
+    for _, k in ipairs({'w', '1', '2'}) do
+      redis.call('ZREM', KEYS[1], t .. k)
+      redis.call('ZREM', KEYS[2], t .. k)
+    end
   end
+  redis.call('HSET', key, t, v .. fired .. tail)
+  local f = tonumber(fired)
+  for j = 0, cnt - 1 do
+    local k = ARGV[i + 5 + 2 * j]
+    local bit = (k == 'w' and 1) or (k == '1' and 2) or 4
+    local m = t .. k
+    if math.floor(f / bit) % 2 == 0 and not (rec and redis.call('ZSCORE', KEYS[2], m)) then
+      n = n + redis.call('ZADD', KEYS[1], ARGV[i + 6 + 2 * j], m)
+    end
+  end
+  i = i + 5 + 2 * cnt
 end
 return n";
 
@@ -205,8 +220,8 @@ local until_ = now + tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
 local buckets = tonumber(ARGV[5])
 local function record(m)
-  local b = (string.byte(m, 13) * 256 + string.byte(m, 14)) % buckets
-  return redis.call('HGET', ARGV[4] .. b, string.sub(m, 1, 16))
+  local b = (string.byte(m, 10) * 256 + string.byte(m, 11)) % buckets
+  return redis.call('HGET', ARGV[4] .. b, string.sub(m, 1, 11))
 end
 local out = {}
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)
@@ -250,11 +265,11 @@ local buckets = tonumber(ARGV[2])
 for i = 3, #ARGV, 2 do
   local m = ARGV[i]
   redis.call('ZREM', KEYS[1], m)
-  local t = string.sub(m, 1, 16)
-  local key = ARGV[1] .. ((string.byte(m, 13) * 256 + string.byte(m, 14)) % buckets)
+  local t = string.sub(m, 1, 11)
+  local key = ARGV[1] .. ((string.byte(m, 10) * 256 + string.byte(m, 11)) % buckets)
   local rec = redis.call('HGET', key, t)
   if rec and string.sub(rec, 1, 16) == ARGV[i + 1] then
-    local k = string.sub(m, 17, 17)
+    local k = string.sub(m, 12, 12)
     local bit = (k == 'w' and 1) or (k == '1' and 2) or 4
     local f = tonumber(string.sub(rec, 17, 17))
     if math.floor(f / bit) % 2 == 0 then f = f + bit end
@@ -304,7 +319,7 @@ impl<C: Conn> TimerStore<C> {
     }
 
     pub fn shard_of(&self, ticket: &TicketId) -> u16 {
-        let b = ticket_bytes(ticket);
+        let b = ticket.as_bytes();
         u16::from_be_bytes([b[14], b[15]]) % self.shards
     }
 
@@ -331,18 +346,27 @@ impl<C: Conn> TimerStore<C> {
             .collect()
     }
 
-    /// Keys and arguments of the ARM script for one ticket.
-    fn arm_call(&self, ticket: &TicketId, record: &Record, timers: &[Arm], fired: [bool; 3]) -> ([String; 3], Vec<Vec<u8>>) {
-        let s = self.shard_of(ticket);
+    /// The ARM script's arguments for one ticket.
+    fn arm_args(&self, ticket: &TicketId, record: &Record, timers: &[Arm], fired: [bool; 3], args: &mut Vec<Vec<u8>>) {
         let fired = u8::from(fired[0]) + 2 * u8::from(fired[1]) + 4 * u8::from(fired[2]);
-        let keys = [self.key(s, "due"), self.key(s, "claimed"), self.record_key(ticket)];
-        let mut args =
-            vec![ticket_bytes(ticket).to_vec(), record.version.as_bytes().to_vec(), record_tail(record), fired.to_string().into_bytes()];
+        args.push(field(ticket).to_vec());
+        args.push(record.version.as_bytes().to_vec());
+        args.push(record_tail(ticket, record));
+        args.push(fired.to_string().into_bytes());
+        args.push(timers.len().to_string().into_bytes());
         for t in timers {
             args.push(vec![kind_byte(t.kind)]);
             args.push(t.due_ms.to_string().into_bytes());
         }
-        (keys, args)
+    }
+
+    async fn arm_shard(&self, shard: u16, args: Vec<Vec<u8>>) -> Result<u32> {
+        let mut inv = self.arm.key(self.key(shard, "due"));
+        inv.key(self.key(shard, "claimed")).arg(self.record_prefix(shard)).arg(RECORD_BUCKETS);
+        for a in args {
+            inv.arg(a);
+        }
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
     }
 
     /// Arms the timers of a ticket's deadline version. A new version replaces
@@ -350,38 +374,21 @@ impl<C: Conn> TimerStore<C> {
     /// claimed are left alone. `fired` says which of a *new* version's timers
     /// already fired (a rebuild from Kafka), as `[warning, first, second]`.
     pub async fn arm(&self, ticket: &TicketId, record: &Record, timers: &[Arm], fired: [bool; 3]) -> Result<u32> {
-        let (keys, args) = self.arm_call(ticket, record, timers, fired);
-        let mut inv = self.arm.prepare_invoke();
-        for k in keys {
-            inv.key(k);
-        }
-        for a in args {
-            inv.arg(a);
-        }
-        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+        let mut args = Vec::with_capacity(5 + 2 * timers.len());
+        self.arm_args(ticket, record, timers, fired, &mut args);
+        self.arm_shard(self.shard_of(ticket), args).await
     }
 
-    /// Arms many tickets' timers, pipelined: one round trip per shard.
+    /// Arms many tickets' timers: one script call per shard.
     pub async fn arm_many(&self, items: &[(TicketId, Record, Vec<Arm>)]) -> Result<u32> {
-        let Some((t0, r0, a0)) = items.first() else { return Ok(0) };
-        // The first call loads the script if the server does not have it yet.
-        let mut n = self.arm(t0, r0, a0, [false; 3]).await?;
-        let mut by_shard: std::collections::BTreeMap<u16, redis::Pipeline> = std::collections::BTreeMap::new();
-        for (t, r, a) in &items[1..] {
-            let (keys, args) = self.arm_call(t, r, a, [false; 3]);
-            let mut c = redis::cmd("EVALSHA");
-            c.arg(self.arm.get_hash()).arg(keys.len()).arg(&keys[..]);
-            for a in args {
-                c.arg(a);
-            }
-            by_shard.entry(self.shard_of(t)).or_default().add_command(c);
+        let mut by_shard: std::collections::BTreeMap<u16, Vec<Vec<u8>>> = std::collections::BTreeMap::new();
+        for (t, r, a) in items {
+            self.arm_args(t, r, a, [false; 3], by_shard.entry(self.shard_of(t)).or_default());
         }
-        let calls = by_shard.into_values().map(|p| {
-            let mut c = self.conn.clone();
-            async move { p.query_async::<Vec<u32>>(&mut c).await }
-        });
+        let calls = by_shard.into_iter().map(|(s, args)| self.arm_shard(s, args));
+        let mut n = 0;
         for r in futures::future::join_all(calls).await {
-            n += r?.into_iter().sum::<u32>();
+            n += r?;
         }
         Ok(n)
     }
@@ -395,7 +402,7 @@ impl<C: Conn> TimerStore<C> {
             .key(self.key(s, "due"))
             .key(self.key(s, "claimed"))
             .key(self.record_key(ticket))
-            .arg(&ticket_bytes(ticket)[..])
+            .arg(field(ticket))
             .arg(if forget { "1" } else { "0" })
             .invoke_async(&mut self.conn.clone())
             .await?)
@@ -404,8 +411,8 @@ impl<C: Conn> TimerStore<C> {
     /// The unit of the ticket's last assignment, if known.
     pub async fn record_unit(&self, ticket: &TicketId) -> Result<Option<UnitCode>> {
         let rec: Option<Vec<u8>> =
-            redis::cmd("HGET").arg(self.record_key(ticket)).arg(&ticket_bytes(ticket)[..]).query_async(&mut self.conn.clone()).await?;
-        Ok(rec.and_then(|r| parse_record(&r)).map(|r| r.unit))
+            redis::cmd("HGET").arg(self.record_key(ticket)).arg(field(ticket)).query_async(&mut self.conn.clone()).await?;
+        Ok(rec.and_then(|r| parse_record(&r)).map(|(r, _)| r.unit))
     }
 
     /// Claims up to `max` timers of one shard due at `now_ms` (or whose claim
@@ -512,13 +519,16 @@ impl<C: Conn> TimerStore<C> {
 }
 
 fn parse_due(m: &[u8], due: &[u8], rec: &[u8]) -> Option<Due> {
-    if m.len() != 17 {
+    if m.len() != ID_LEN + 1 {
         return None;
     }
-    let ticket = ticket_from(&m[..16])?;
-    let kind = kind_of(m[16])?;
+    let kind = kind_of(m[ID_LEN])?;
     let due_ms: i64 = std::str::from_utf8(due).ok()?.parse::<f64>().ok()? as i64;
-    Some(Due { ticket, kind, due_ms, record: parse_record(rec)? })
+    let (record, id_tail) = parse_record(rec)?;
+    let mut id = [0u8; 16];
+    id[..ID_LEN].copy_from_slice(&m[..ID_LEN]);
+    id[ID_LEN..].copy_from_slice(&id_tail);
+    Some(Due { ticket: TicketId::from_bytes(id), kind, due_ms, record })
 }
 
 #[cfg(test)]
@@ -535,10 +545,10 @@ mod tests {
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         };
         let m = member(&t, TimerKind::SecondOverdue);
-        assert_eq!(m.len(), 17);
+        assert_eq!(m.len(), 12);
         let mut rec = r.version.as_bytes().to_vec();
         rec.push(b'3');
-        rec.extend(record_tail(&r));
+        rec.extend(record_tail(&t, &r));
         assert!(rec.len() <= 64, "fits Redis's compact hash encoding: {}", rec.len());
         let d = parse_due(&m, b"1764000000123", &rec).unwrap();
         assert_eq!((d.ticket, d.kind, d.due_ms), (t, TimerKind::SecondOverdue, 1_764_000_000_123));
@@ -547,7 +557,7 @@ mod tests {
         let plain = Record { traceparent: None, ..r.clone() };
         let mut rec = plain.version.as_bytes().to_vec();
         rec.push(b'0');
-        rec.extend(record_tail(&plain));
-        assert_eq!(parse_record(&rec), Some(plain));
+        rec.extend(record_tail(&t, &plain));
+        assert_eq!(parse_record(&rec).map(|(r, _)| r), Some(plain));
     }
 }
