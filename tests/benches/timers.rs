@@ -65,14 +65,25 @@ fn record() -> Record {
 
 /// Arms one timer per ticket for `n` tickets, in pipelined batches of 1000
 /// with 16 batches in flight (as the BullMQ side uses `addBulk`).
-async fn schedule(store: &Store, n: usize, due: impl Fn(usize) -> i64 + Send + Sync + 'static, _concurrency: usize) -> (Vec<TicketId>, f64) {
+async fn schedule(
+    store: &Store,
+    n: usize,
+    due: impl Fn(usize) -> i64 + Send + Sync + 'static,
+    _concurrency: usize,
+) -> (Vec<TicketId>, f64) {
     let due = Arc::new(due);
     let tickets: Vec<TicketId> = (0..n).map(|_| TicketId::new()).collect();
     let started = Instant::now();
     let batches: Vec<Vec<(TicketId, Record, Vec<Arm>)>> = tickets
         .chunks(1000)
         .enumerate()
-        .map(|(b, chunk)| chunk.iter().enumerate().map(|(i, t)| (*t, record(), vec![Arm { kind: TimerKind::FirstOverdue, due_ms: due(b * 1000 + i) }])).collect())
+        .map(|(b, chunk)| {
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (*t, record(), vec![Arm { kind: TimerKind::FirstOverdue, due_ms: due(b * 1000 + i) }]))
+                .collect()
+        })
         .collect();
     let sem = Arc::new(tokio::sync::Semaphore::new(16));
     let mut tasks = Vec::new();

@@ -10,17 +10,16 @@
 //! - `r:<bucket>` small hashes, ticket id (16 bytes) -> record, one record per
 //!   ticket for all its timers. Records are spread over `record_buckets`
 //!   buckets so each hash stays small enough for Redis's compact (listpack)
-//!   encoding. A record is binary: deadline version (16 bytes), which timers
-//!   of that version fired (1 byte, bits w=1 1=2 2=4, as a digit), the
-//!   deadline in ms (6 bytes, big-endian), the unit code, and optionally a
-//!   0 byte and the trace context (25 bytes).
+//!   encoding. A record is binary: deadline version (16 bytes), the last 5
+//!   bytes of the ticket id, the deadline in ms (6 bytes, big-endian), the
+//!   unit code, and optionally a 0 byte and the trace context (25 bytes).
 //! - `alive`    a marker; if it is missing, Redis lost its data and the timers
 //!   are rebuilt from Kafka
 //!
 //! Arm, cancel, claim and acknowledge are one script call (one round trip)
-//! each; arming many tickets pipelines the calls. A timer of a superseded
-//! version is removed when the new version is armed; a fired timer is never
-//! armed again for the same version.
+//! each; arming many tickets is one call per shard. A timer of a superseded
+//! version is removed when the new version is armed; arming a version the
+//! record already holds does nothing, so a fired timer is never armed again.
 
 use redis::aio::ConnectionLike;
 use whistle_domain::{EventId, TicketId, TimerKind, UnitCode};
@@ -102,7 +101,7 @@ fn expand_traceparent(b: &[u8]) -> Option<String> {
     Some(format!("00-{}-{}-{}", h(&b[..16]), h(&b[16..24]), h(&b[24..])))
 }
 
-/// The record's bytes after the version and fired flag: the rest of the
+/// The record's bytes after the version: the rest of the
 /// ticket id, the deadline, the unit, the trace context.
 fn record_tail(t: &TicketId, r: &Record) -> Vec<u8> {
     let mut v = Vec::with_capacity(64);
@@ -118,12 +117,12 @@ fn record_tail(t: &TicketId, r: &Record) -> Vec<u8> {
 
 /// A record and the tail of its ticket id.
 fn parse_record(rec: &[u8]) -> Option<(Record, [u8; 16 - ID_LEN])> {
-    if rec.len() < 16 + 1 + (16 - ID_LEN) + 6 + 1 {
+    if rec.len() < 16 + (16 - ID_LEN) + 6 + 1 {
         return None;
     }
     let version = EventId::from_bytes(rec[..16].try_into().ok()?);
-    let id_tail: [u8; 16 - ID_LEN] = rec[17..17 + 16 - ID_LEN].try_into().ok()?;
-    let at = 17 + 16 - ID_LEN;
+    let id_tail: [u8; 16 - ID_LEN] = rec[16..32 - ID_LEN].try_into().ok()?;
+    let at = 32 - ID_LEN;
     let mut ms = [0u8; 8];
     ms[2..].copy_from_slice(&rec[at..at + 6]);
     let deadline_ms = i64::from_be_bytes(ms);
@@ -163,33 +162,35 @@ pub struct Due {
 
 const ARM: &str = r"
 -- KEYS: due, claimed; ARGV: record key prefix, buckets, then per ticket:
---   id(11B), version(16B), tail, fired-if-new (digit), count, count x (kind, due)
--- Returns how many timers were newly armed.
+--   id(11B), version(16B), tail, already-fired bits (digit), count, count x (kind, due)
+-- A ticket whose record already holds this version is left alone: its timers
+-- were armed then, and any that are gone have fired. Returns how many timers
+-- were newly armed.
 local buckets = tonumber(ARGV[2])
 local n = 0
 local i = 3
 while i <= #ARGV do
   local t, v, tail, cnt = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 4])
   local key = ARGV[1] .. ((string.byte(t, 10) * 256 + string.byte(t, 11)) % buckets)
-  local rec = redis.call('HGET', key, t)
-  local fired = ARGV[i + 3]
-  if rec and string.sub(rec, 1, 16) == v then
-    fired = string.sub(rec, 17, 17)
-  elseif rec then
-    for _, k in ipairs({'w', '1', '2'}) do
-      redis.call('ZREM', KEYS[1], t .. k)
-      redis.call('ZREM', KEYS[2], t .. k)
-    end
+  local arm = redis.call('HSETNX', key, t, v .. tail) == 1
+  if not arm and string.sub(redis.call('HGET', key, t), 1, 16) ~= v then
+    redis.call('ZREM', KEYS[1], t .. 'w', t .. '1', t .. '2')
+    redis.call('ZREM', KEYS[2], t .. 'w', t .. '1', t .. '2')
+    redis.call('HSET', key, t, v .. tail)
+    arm = true
   end
-  redis.call('HSET', key, t, v .. fired .. tail)
-  local f = tonumber(fired)
-  for j = 0, cnt - 1 do
-    local k = ARGV[i + 5 + 2 * j]
-    local bit = (k == 'w' and 1) or (k == '1' and 2) or 4
-    local m = t .. k
-    if math.floor(f / bit) % 2 == 0 and not (rec and redis.call('ZSCORE', KEYS[2], m)) then
-      n = n + redis.call('ZADD', KEYS[1], ARGV[i + 6 + 2 * j], m)
+  if arm then
+    local fired = tonumber(ARGV[i + 3])
+    local adds = {}
+    for j = 0, cnt - 1 do
+      local k = ARGV[i + 5 + 2 * j]
+      local bit = (k == 'w' and 1) or (k == '1' and 2) or 4
+      if math.floor(fired / bit) % 2 == 0 then
+        adds[#adds + 1] = ARGV[i + 6 + 2 * j]
+        adds[#adds + 1] = t .. k
+      end
     end
+    if #adds > 0 then n = n + redis.call('ZADD', KEYS[1], unpack(adds)) end
   end
   i = i + 5 + 2 * cnt
 end
@@ -259,24 +260,9 @@ end
 return out";
 
 const ACK: &str = r"
--- KEYS: claimed; ARGV: record key prefix, buckets, then (member, version) pairs
--- The timers' events are durable: forget the claims, mark them fired.
-local buckets = tonumber(ARGV[2])
-for i = 3, #ARGV, 2 do
-  local m = ARGV[i]
-  redis.call('ZREM', KEYS[1], m)
-  local t = string.sub(m, 1, 11)
-  local key = ARGV[1] .. ((string.byte(m, 10) * 256 + string.byte(m, 11)) % buckets)
-  local rec = redis.call('HGET', key, t)
-  if rec and string.sub(rec, 1, 16) == ARGV[i + 1] then
-    local k = string.sub(m, 12, 12)
-    local bit = (k == 'w' and 1) or (k == '1' and 2) or 4
-    local f = tonumber(string.sub(rec, 17, 17))
-    if math.floor(f / bit) % 2 == 0 then f = f + bit end
-    redis.call('HSET', key, t, string.sub(rec, 1, 16) .. tostring(f) .. string.sub(rec, 18))
-  end
-end
-return (#ARGV - 2) / 2";
+-- KEYS: claimed; ARGV: members. The timers' events are durable: release the
+-- claims. (A fired timer is never armed again: its version's record stays.)
+return redis.call('ZREM', KEYS[1], unpack(ARGV))";
 
 const NEXT: &str = r"
 -- KEYS: due, claimed, alive; returns {earliest ms or -1, alive 0/1}
@@ -445,9 +431,8 @@ impl<C: Conn> TimerStore<C> {
             return Ok(());
         }
         let mut inv = self.ack.key(self.key(shard, "claimed"));
-        inv.arg(self.record_prefix(shard)).arg(RECORD_BUCKETS);
         for d in done {
-            inv.arg(member(&d.ticket, d.kind)).arg(&d.record.version.as_bytes()[..]);
+            inv.arg(member(&d.ticket, d.kind));
         }
         let _: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(())
@@ -547,7 +532,6 @@ mod tests {
         let m = member(&t, TimerKind::SecondOverdue);
         assert_eq!(m.len(), 12);
         let mut rec = r.version.as_bytes().to_vec();
-        rec.push(b'3');
         rec.extend(record_tail(&t, &r));
         assert!(rec.len() <= 64, "fits Redis's compact hash encoding: {}", rec.len());
         let d = parse_due(&m, b"1764000000123", &rec).unwrap();
@@ -556,7 +540,6 @@ mod tests {
         assert!(parse_due(&m[..10], b"1", &rec).is_none());
         let plain = Record { traceparent: None, ..r.clone() };
         let mut rec = plain.version.as_bytes().to_vec();
-        rec.push(b'0');
         rec.extend(record_tail(&t, &plain));
         assert_eq!(parse_record(&rec).map(|(r, _)| r), Some(plain));
     }
