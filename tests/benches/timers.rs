@@ -64,7 +64,7 @@ fn record() -> Record {
 }
 
 /// Arms one timer per ticket for `n` tickets, in pipelined batches of 1000
-/// with 16 batches in flight (as the BullMQ side uses `addBulk`).
+/// with 32 batches in flight (as the BullMQ side uses `addBulk`).
 async fn schedule(
     store: &Store,
     n: usize,
@@ -85,7 +85,7 @@ async fn schedule(
                 .collect()
         })
         .collect();
-    let sem = Arc::new(tokio::sync::Semaphore::new(16));
+    let sem = Arc::new(tokio::sync::Semaphore::new(32));
     let mut tasks = Vec::new();
     for batch in batches {
         let permit = sem.clone().acquire_owned().await.unwrap();

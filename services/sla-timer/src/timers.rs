@@ -161,39 +161,44 @@ pub struct Due {
 }
 
 const ARM: &str = r"
--- KEYS: due, claimed; ARGV: record key prefix, buckets, then per ticket:
---   id(11B), version(16B), tail, already-fired bits (digit), count, count x (kind, due)
--- A ticket whose record already holds this version is left alone: its timers
--- were armed then, and any that are gone have fired. Returns how many timers
--- were newly armed.
-local buckets = tonumber(ARGV[2])
+-- KEYS: due, claimed; ARGV, per ticket: record key, id(11B), record, already-fired
+-- bits (digit), count, count x (due, member). The record starts with the
+-- deadline version (16 bytes). A ticket whose record already holds this
+-- version is left alone: its timers were armed then, and any that are gone
+-- have fired. Returns how many timers were newly armed.
+local call, sub = redis.call, string.sub
+local due, claimed = KEYS[1], KEYS[2]
 local n = 0
-local i = 3
+local i = 1
+local adds = {}
 while i <= #ARGV do
-  local t, v, tail, cnt = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 4])
-  local key = ARGV[1] .. ((string.byte(t, 10) * 256 + string.byte(t, 11)) % buckets)
-  local arm = redis.call('HSETNX', key, t, v .. tail) == 1
-  if not arm and string.sub(redis.call('HGET', key, t), 1, 16) ~= v then
-    redis.call('ZREM', KEYS[1], t .. 'w', t .. '1', t .. '2')
-    redis.call('ZREM', KEYS[2], t .. 'w', t .. '1', t .. '2')
-    redis.call('HSET', key, t, v .. tail)
+  local key, t, rec, fired, cnt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local arm = call('HSETNX', key, t, rec) == 1
+  if not arm and sub(call('HGET', key, t), 1, 16) ~= sub(rec, 1, 16) then
+    call('ZREM', due, t .. 'w', t .. '1', t .. '2')
+    call('ZREM', claimed, t .. 'w', t .. '1', t .. '2')
+    call('HSET', key, t, rec)
     arm = true
   end
   if arm then
-    local fired = tonumber(ARGV[i + 3])
-    local adds = {}
+    local f = tonumber(fired)
     for j = 0, cnt - 1 do
-      local k = ARGV[i + 5 + 2 * j]
+      local m = ARGV[i + 6 + 2 * j]
+      local k = sub(m, 12, 12)
       local bit = (k == 'w' and 1) or (k == '1' and 2) or 4
-      if math.floor(fired / bit) % 2 == 0 then
-        adds[#adds + 1] = ARGV[i + 6 + 2 * j]
-        adds[#adds + 1] = t .. k
+      if f == 0 or math.floor(f / bit) % 2 == 0 then
+        adds[#adds + 1] = ARGV[i + 5 + 2 * j]
+        adds[#adds + 1] = m
       end
     end
-    if #adds > 0 then n = n + redis.call('ZADD', KEYS[1], unpack(adds)) end
+    if #adds >= 4000 then
+      n = n + call('ZADD', due, unpack(adds))
+      adds = {}
+    end
   end
   i = i + 5 + 2 * cnt
 end
+if #adds > 0 then n = n + call('ZADD', due, unpack(adds)) end
 return n";
 
 const CANCEL: &str = r"
@@ -335,20 +340,22 @@ impl<C: Conn> TimerStore<C> {
     /// The ARM script's arguments for one ticket.
     fn arm_args(&self, ticket: &TicketId, record: &Record, timers: &[Arm], fired: [bool; 3], args: &mut Vec<Vec<u8>>) {
         let fired = u8::from(fired[0]) + 2 * u8::from(fired[1]) + 4 * u8::from(fired[2]);
+        let mut value = record.version.as_bytes().to_vec();
+        value.extend(record_tail(ticket, record));
+        args.push(self.record_key(ticket).into_bytes());
         args.push(field(ticket).to_vec());
-        args.push(record.version.as_bytes().to_vec());
-        args.push(record_tail(ticket, record));
+        args.push(value);
         args.push(fired.to_string().into_bytes());
         args.push(timers.len().to_string().into_bytes());
         for t in timers {
-            args.push(vec![kind_byte(t.kind)]);
             args.push(t.due_ms.to_string().into_bytes());
+            args.push(member(ticket, t.kind));
         }
     }
 
     async fn arm_shard(&self, shard: u16, args: Vec<Vec<u8>>) -> Result<u32> {
         let mut inv = self.arm.key(self.key(shard, "due"));
-        inv.key(self.key(shard, "claimed")).arg(self.record_prefix(shard)).arg(RECORD_BUCKETS);
+        inv.key(self.key(shard, "claimed"));
         for a in args {
             inv.arg(a);
         }

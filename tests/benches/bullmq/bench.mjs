@@ -43,7 +43,7 @@ for (const size of sizes) {
   for (let i = 0; i < size; i += 1000) {
     const n = Math.min(1000, size - i);
     inflight.push(queue.addBulk(Array.from({ length: n }, (_, j) => ({ name: 't', data: { i: i + j }, opts: { delay: far + ((i + j) % 600000), removeOnComplete: true, removeOnFail: true } }))).then((jobs) => { for (const j of jobs) ids.push(j.id); }));
-    if (inflight.length >= 16) { await Promise.all(inflight); inflight.length = 0; }
+    if (inflight.length >= 32) { await Promise.all(inflight); inflight.length = 0; }
   }
   await Promise.all(inflight);
   const schedules = size / ((performance.now() - t0) / 1000);
