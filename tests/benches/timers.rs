@@ -54,6 +54,14 @@ impl Sink for Counter {
     }
 }
 
+/// Removes what a phase left in Redis, so the next phase starts clean.
+async fn drop_keys(c: &mut redis::aio::ConnectionManager, pattern: &str) {
+    let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(c).await.unwrap_or_default();
+    for chunk in keys.chunks(1000) {
+        let _: () = redis::cmd("UNLINK").arg(chunk).query_async(c).await.unwrap();
+    }
+}
+
 async fn used_memory(c: &mut redis::aio::ConnectionManager) -> i64 {
     let info: String = redis::cmd("INFO").arg("memory").query_async(c).await.unwrap();
     info.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
@@ -112,8 +120,8 @@ struct Figures {
     fires_with_kafka: f64,
 }
 
-async fn ours(sizes: &[usize], lateness_n: usize, lateness_rate: f64) -> Figures {
-    let cfg = RedisConfig { url: Secret::new(infra().redis_url.clone()), key_prefix: unique_prefix("bench-timers"), ..Default::default() };
+async fn ours(redis_url: &str, sizes: &[usize], lateness_n: usize, lateness_rate: f64) -> Figures {
+    let cfg = RedisConfig { url: Secret::new(redis_url.to_owned()), key_prefix: unique_prefix("bench-timers"), ..Default::default() };
     let mut admin = whistle_runtime::redis_client::connect(&cfg).await.unwrap();
     let mut f = Figures::default();
     for &size in sizes {
@@ -198,6 +206,7 @@ async fn ours(sizes: &[usize], lateness_n: usize, lateness_rate: f64) -> Figures
         }
         let fires = left as f64 / started.elapsed().as_secs_f64();
         eprintln!("ours  {size:>8} outstanding: {fires:.0} fires/s");
+        drop_keys(&mut admin, &format!("{}{size}:*", cfg.key_prefix)).await;
         if size == *sizes.iter().max().unwrap() {
             f.fires = fires;
         }
@@ -226,12 +235,12 @@ async fn ours(sizes: &[usize], lateness_n: usize, lateness_rate: f64) -> Figures
     stop.trigger();
     let _ = run.await;
     eprintln!("ours  recovery after kill -9 with 1000 in flight: {:.2} s (claim ttl 5 s)", f.recovery_s);
-    f.fires_with_kafka = with_kafka().await;
+    f.fires_with_kafka = with_kafka(redis_url).await;
     f
 }
 
 /// Fires/s when each fire also publishes its overdue event to Kafka (acks=all).
-async fn with_kafka() -> f64 {
+async fn with_kafka(redis_url: &str) -> f64 {
     let n: usize = std::env::var("TIMER_BENCH_KAFKA_N").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
     let prefix = unique_prefix("bench-kafka");
     let kafka = whistle_runtime::KafkaConfig {
@@ -243,7 +252,7 @@ async fn with_kafka() -> f64 {
     whistle_runtime::topics::ensure(&kafka).await.unwrap();
     let cfg = whistle_sla_timer::Config {
         kafka,
-        redis: RedisConfig { url: Secret::new(infra().redis_url.clone()), key_prefix: prefix.clone(), ..Default::default() },
+        redis: RedisConfig { url: Secret::new(redis_url.to_owned()), key_prefix: prefix.clone(), ..Default::default() },
         ..Default::default()
     };
     let clock = ManualClock::new(time::OffsetDateTime::now_utc());
@@ -295,7 +304,7 @@ impl Sink for KafkaCounting {
 }
 
 /// Runs the BullMQ side (Node.js) against the same redis-server.
-fn bullmq(sizes: &[usize], lateness_n: usize, lateness_rate: f64) -> Option<Figures> {
+fn bullmq(redis_url: &str, sizes: &[usize], lateness_n: usize, lateness_rate: f64) -> Option<Figures> {
     if std::env::var("BULLMQ").as_deref() == Ok("0") {
         return None;
     }
@@ -305,7 +314,7 @@ fn bullmq(sizes: &[usize], lateness_n: usize, lateness_rate: f64) -> Option<Figu
         .env("SIZES", sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(","))
         .env("LATENESS_N", lateness_n.to_string())
         .env("LATENESS_RATE", lateness_rate.to_string())
-        .env("REDIS_URL", &infra().redis_url)
+        .env("REDIS_URL", redis_url)
         .stderr(std::process::Stdio::inherit())
         .output()
         .ok()?;
@@ -344,19 +353,33 @@ async fn main() {
         .collect();
     let lateness_n = 3000;
     let lateness_rate = 1000.0;
-    let mut admin =
-        whistle_runtime::redis_client::connect(&RedisConfig { url: Secret::new(infra().redis_url.clone()), ..Default::default() })
-            .await
-            .unwrap();
+    // One redis-server of its own for both sides: no persistence, so neither
+    // side is slowed by the other's AOF rewrites, and nothing is left behind.
+    let _ = infra();
+    let port: u16 = std::env::var("BENCH_REDIS_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(6390);
+    let mut server = std::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start redis-server for the benchmark");
+    let redis_url = format!("redis://127.0.0.1:{port}/0");
+    let mut admin = loop {
+        match whistle_runtime::redis_client::connect(&RedisConfig { url: Secret::new(redis_url.clone()), ..Default::default() }).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
     let hz: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("hz").query_async(&mut admin).await.unwrap_or_default();
-    let ours = ours(&sizes, lateness_n, lateness_rate).await;
-    let theirs = bullmq(&sizes, lateness_n, lateness_rate);
+    let ours = ours(&redis_url, &sizes, lateness_n, lateness_rate).await;
+    let theirs = bullmq(&redis_url, &sizes, lateness_n, lateness_rate);
+    let _ = server.kill();
+    let _ = server.wait();
     let largest = *sizes.iter().max().unwrap();
 
     println!();
     println!(
-        "timer engines on one redis-server ({}; hz {}), {} cores",
-        infra().redis_url,
+        "timer engines on one redis-server ({}, no persistence; hz {}), {} cores",
+        redis_url,
         hz.get(1).map_or("?", String::as_str),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );

@@ -63,7 +63,7 @@ fn member(ticket: &TicketId, kind: TimerKind) -> Vec<u8> {
 }
 
 /// Record buckets per shard.
-pub const RECORD_BUCKETS: u16 = 1024;
+pub const RECORD_BUCKETS: u16 = 2048;
 
 fn bucket_of(t: &TicketId) -> u16 {
     let b = t.as_bytes();
@@ -161,18 +161,18 @@ pub struct Due {
 }
 
 const ARM: &str = r"
--- KEYS: due, claimed; ARGV, per ticket: record key, id(11B), record, already-fired
--- bits (digit), count, count x (due, member). The record starts with the
--- deadline version (16 bytes). A ticket whose record already holds this
--- version is left alone: its timers were armed then, and any that are gone
--- have fired. Returns how many timers were newly armed.
+-- KEYS: due, claimed; ARGV, per ticket: record key, id(11B), record, spec,
+-- then (due, member) pairs. The record starts with the deadline version (16
+-- bytes). spec is the number of pairs, followed by the bits of the timers that
+-- already fired (w=1, 1=2, 2=4) when arming from a rebuild. A ticket whose
+-- record already holds this version is left alone: its timers were armed
+-- then, and any that are gone have fired. Returns how many timers were armed.
 local call, sub = redis.call, string.sub
 local due, claimed = KEYS[1], KEYS[2]
-local n = 0
-local i = 1
-local adds = {}
+local n, i, adds = 0, 1, {}
 while i <= #ARGV do
-  local key, t, rec, fired, cnt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local key, t, rec, spec = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local cnt = tonumber(sub(spec, 1, 1))
   local arm = call('HSETNX', key, t, rec) == 1
   if not arm and sub(call('HGET', key, t), 1, 16) ~= sub(rec, 1, 16) then
     call('ZREM', due, t .. 'w', t .. '1', t .. '2')
@@ -181,14 +181,18 @@ while i <= #ARGV do
     arm = true
   end
   if arm then
-    local f = tonumber(fired)
-    for j = 0, cnt - 1 do
-      local m = ARGV[i + 6 + 2 * j]
-      local k = sub(m, 12, 12)
-      local bit = (k == 'w' and 1) or (k == '1' and 2) or 4
-      if f == 0 or math.floor(f / bit) % 2 == 0 then
-        adds[#adds + 1] = ARGV[i + 5 + 2 * j]
-        adds[#adds + 1] = m
+    if #spec == 1 then
+      for j = i + 4, i + 3 + 2 * cnt do adds[#adds + 1] = ARGV[j] end
+    else
+      local f = tonumber(sub(spec, 2))
+      for j = 0, cnt - 1 do
+        local m = ARGV[i + 5 + 2 * j]
+        local k = sub(m, 12, 12)
+        local bit = (k == 'w' and 1) or (k == '1' and 2) or 4
+        if math.floor(f / bit) % 2 == 0 then
+          adds[#adds + 1] = ARGV[i + 4 + 2 * j]
+          adds[#adds + 1] = m
+        end
       end
     end
     if #adds >= 4000 then
@@ -196,7 +200,7 @@ while i <= #ARGV do
       adds = {}
     end
   end
-  i = i + 5 + 2 * cnt
+  i = i + 4 + 2 * cnt
 end
 if #adds > 0 then n = n + call('ZADD', due, unpack(adds)) end
 return n";
@@ -345,8 +349,8 @@ impl<C: Conn> TimerStore<C> {
         args.push(self.record_key(ticket).into_bytes());
         args.push(field(ticket).to_vec());
         args.push(value);
-        args.push(fired.to_string().into_bytes());
-        args.push(timers.len().to_string().into_bytes());
+        // Pairs, then the fired bits only when some fired (a rebuild).
+        args.push(if fired == 0 { timers.len().to_string() } else { format!("{}{fired}", timers.len()) }.into_bytes());
         for t in timers {
             args.push(t.due_ms.to_string().into_bytes());
             args.push(member(ticket, t.kind));
