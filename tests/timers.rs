@@ -148,8 +148,7 @@ async fn a_timer_claimed_by_an_instance_that_died_fires_again_once() {
         }
     }
     assert_eq!(total, 500);
-    let fired = fired.fired.lock().unwrap();
-    let mut got: Vec<TicketId> = fired.iter().map(|d| d.ticket).collect();
+    let mut got: Vec<TicketId> = fired.fired.lock().unwrap().iter().map(|d| d.ticket).collect();
     got.sort();
     tickets.sort();
     assert_eq!(got, tickets);
@@ -183,8 +182,7 @@ async fn cancel_and_supersede<C: Conn>(store: TimerStore<C>) {
 
     clock.set(T0 + time::Duration::seconds(12));
     while e.round().await.unwrap().fired > 0 {}
-    let fired = fired.fired.lock().unwrap();
-    let sup: Vec<&Due> = fired.iter().filter(|d| d.ticket == superseded).collect();
+    let sup: Vec<Due> = fired.fired.lock().unwrap().iter().filter(|d| d.ticket == superseded).cloned().collect();
     assert_eq!(sup.len(), 2);
     assert!(sup.iter().all(|d| d.record.version == v_new));
     assert_eq!(store.outstanding().await.unwrap(), 0);
