@@ -166,3 +166,20 @@ impl Dispatcher {
         Ok(served?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_local_config_loads_with_its_holiday_calendar() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/whistle.toml");
+        let config: Config = whistle_runtime::config::load(Some(&file)).unwrap();
+        let cal = config.calendar.calendar().unwrap();
+        assert!(!cal.is_working_day(time::macros::date!(2026 - 10 - 05)), "National Day");
+        assert!(cal.is_working_day(time::macros::date!(2026 - 10 - 10)), "make-up Saturday");
+        assert!(!cal.is_working_day(time::macros::date!(2027 - 10 - 01)));
+        assert_eq!(config.policy, DeadlinePolicy::default(), "the file spells out the default policy");
+        assert_eq!(config.dispatcher.platform, "city");
+    }
+}
