@@ -107,22 +107,42 @@ impl City {
         let mut counties = HashSet::new();
         for c in &config.counties {
             if !counties.insert(c.code.as_str()) {
-                return Err(Error::invalid("counties", format!("duplicate county code {:?}", c.code)));
+                return Err(Error::City {
+                    entry: "counties",
+                    code: c.code.clone(),
+                    duplicate: true,
+                    reason: format!("duplicate county code {:?}", c.code),
+                });
             }
         }
         let mut streets = HashSet::new();
         for s in &config.streets {
             if !streets.insert(s.code.as_str()) {
-                return Err(Error::invalid("streets", format!("duplicate street code {:?}", s.code)));
+                return Err(Error::City {
+                    entry: "streets",
+                    code: s.code.clone(),
+                    duplicate: true,
+                    reason: format!("duplicate street code {:?}", s.code),
+                });
             }
             if !counties.contains(s.county.as_str()) {
-                return Err(Error::invalid("streets", format!("street {:?} names unknown county {:?}", s.code, s.county)));
+                return Err(Error::City {
+                    entry: "streets",
+                    code: s.code.clone(),
+                    duplicate: false,
+                    reason: format!("street {:?} names unknown county {:?}", s.code, s.county),
+                });
             }
         }
         let mut units = HashMap::new();
         for (i, u) in config.units.iter().enumerate() {
             if units.insert(u.code.clone(), i).is_some() {
-                return Err(Error::invalid("units", format!("duplicate unit code {:?}", u.code.as_str())));
+                return Err(Error::City {
+                    entry: "units",
+                    code: u.code.to_string(),
+                    duplicate: true,
+                    reason: format!("duplicate unit code {:?}", u.code.as_str()),
+                });
             }
             let known = match &u.platform {
                 PlatformId::City => true,
@@ -130,7 +150,12 @@ impl City {
                 PlatformId::Street(s) => streets.contains(s.as_str()),
             };
             if !known {
-                return Err(Error::invalid("units", format!("unit {:?} belongs to unknown platform {}", u.code.as_str(), u.platform)));
+                return Err(Error::City {
+                    entry: "units",
+                    code: u.code.to_string(),
+                    duplicate: false,
+                    reason: format!("unit {:?} belongs to unknown platform {}", u.code.as_str(), u.platform),
+                });
             }
         }
         for l in &config.leaders {
@@ -140,7 +165,12 @@ impl City {
                 PlatformId::Street(s) => streets.contains(s.as_str()),
             };
             if !known {
-                return Err(Error::invalid("leaders", format!("leader {:?} is in charge of unknown platform {}", l.code, l.platform)));
+                return Err(Error::City {
+                    entry: "leaders",
+                    code: l.code.clone(),
+                    duplicate: false,
+                    reason: format!("leader {:?} is in charge of unknown platform {}", l.code, l.platform),
+                });
             }
         }
         for (cat, unit) in config.routing.city.iter().map(|(c, u)| (c.as_str(), u)).chain([("default", &config.routing.default_unit)]) {

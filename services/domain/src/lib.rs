@@ -29,6 +29,10 @@ pub enum Error {
     /// A field of a request or config value is invalid.
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    /// A city configuration entry is wrong. `code` names the entry (the
+    /// second one for a duplicate), so a loader can point at its line.
+    #[error("{entry}: {reason}")]
+    City { entry: &'static str, code: String, duplicate: bool, reason: String },
     /// The ticket's state does not allow this event.
     #[error("ticket {ticket} is {state}; cannot apply {event}: {rule}")]
     Transition { ticket: TicketId, state: &'static str, event: &'static str, rule: &'static str },
@@ -43,6 +47,7 @@ impl Error {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             Error::Invalid { field, .. } => Some(field),
+            Error::City { entry, .. } => Some(entry),
             Error::Transition { .. } => None,
         }
     }
