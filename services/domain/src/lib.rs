@@ -3,6 +3,7 @@
 //! how deadlines are counted. Plain data and pure functions only: no I/O, no
 //! clocks other than the injected [`Clock`].
 
+pub mod access;
 pub mod calendar;
 pub mod city;
 pub mod clock;
