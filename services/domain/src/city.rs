@@ -134,6 +134,11 @@ impl City {
                 });
             }
         }
+        let known = |p: &PlatformId| match p {
+            PlatformId::City => true,
+            PlatformId::County(c) => counties.contains(c.as_str()),
+            PlatformId::Street(s) => streets.contains(s.as_str()),
+        };
         let mut units = HashMap::new();
         for (i, u) in config.units.iter().enumerate() {
             if units.insert(u.code.clone(), i).is_some() {
@@ -144,12 +149,7 @@ impl City {
                     reason: format!("duplicate unit code {:?}", u.code.as_str()),
                 });
             }
-            let known = match &u.platform {
-                PlatformId::City => true,
-                PlatformId::County(c) => counties.contains(c.as_str()),
-                PlatformId::Street(s) => streets.contains(s.as_str()),
-            };
-            if !known {
+            if !known(&u.platform) {
                 return Err(Error::City {
                     entry: "units",
                     code: u.code.to_string(),
@@ -159,12 +159,7 @@ impl City {
             }
         }
         for l in &config.leaders {
-            let known = match &l.platform {
-                PlatformId::City => true,
-                PlatformId::County(c) => counties.contains(c.as_str()),
-                PlatformId::Street(s) => streets.contains(s.as_str()),
-            };
-            if !known {
+            if !known(&l.platform) {
                 return Err(Error::City {
                     entry: "leaders",
                     code: l.code.clone(),

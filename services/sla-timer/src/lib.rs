@@ -94,6 +94,57 @@ pub fn timers_for(d: &Deadline) -> Vec<Arm> {
     v
 }
 
+/// What an event does to a ticket's timers: the one place that maps the
+/// lifecycle onto timers, for the live consumer and for the rebuild alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect<'a> {
+    /// A new deadline version: arm its timers. `unit` is `None` when the
+    /// event does not name it (extension, rework: the same unit keeps it).
+    Arm {
+        deadline: &'a Deadline,
+        unit: Option<&'a UnitCode>,
+    },
+    /// The timer of this kind and version fired.
+    Fired {
+        kind: TimerKind,
+        version: whistle_domain::EventId,
+    },
+    /// Out of the unit's hands: no timers.
+    Cancel,
+    /// Closed: forget the ticket.
+    Forget,
+    None,
+}
+
+pub fn effect(kind: &EventKind) -> Effect<'_> {
+    match kind {
+        EventKind::Dispatched { deadline, unit, .. } => Effect::Arm { deadline, unit: Some(unit) },
+        EventKind::Reopened { deadline, .. } | EventKind::ExtensionDecided(ExtensionDecision::Granted { deadline, .. }) => {
+            Effect::Arm { deadline, unit: None }
+        }
+        EventKind::DeadlineWarning { deadline_version } => Effect::Fired { kind: TimerKind::Warning, version: *deadline_version },
+        EventKind::Overdue { level, deadline_version, .. } => Effect::Fired {
+            kind: match level {
+                OverdueLevel::First => TimerKind::FirstOverdue,
+                OverdueLevel::Second => TimerKind::SecondOverdue,
+            },
+            version: *deadline_version,
+        },
+        EventKind::Completed { .. } | EventKind::Returned { .. } | EventKind::Whistled { .. } => Effect::Cancel,
+        EventKind::Closed { .. } => Effect::Forget,
+        EventKind::Received { .. }
+        | EventKind::Classified { .. }
+        | EventKind::Answered { .. }
+        | EventKind::Delegated { .. }
+        | EventKind::Acknowledged
+        | EventKind::ReportedIn { .. }
+        | EventKind::ExtensionRequested { .. }
+        | EventKind::ExtensionDecided(ExtensionDecision::Refused { .. })
+        | EventKind::Supervised { .. }
+        | EventKind::RevisitRecorded { .. } => Effect::None,
+    }
+}
+
 /// The event a due timer produces. Its id derives from the timer's identity
 /// (ticket, deadline version, kind), so a timer handed out twice after a crash
 /// produces the same event and consumers drop the copy.
@@ -258,35 +309,20 @@ impl Handler for Arming {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let event = msg.event()?;
         let ticket = event.ticket_id;
-        match &event.kind {
-            EventKind::Dispatched { deadline, unit, .. } => self.arm(ticket, deadline, unit.clone()).await?,
-            EventKind::Reopened { deadline, .. } | EventKind::ExtensionDecided(ExtensionDecision::Granted { deadline, .. }) => {
-                match self.store.record_unit(&ticket).await? {
-                    Some(unit) => self.arm(ticket, deadline, unit).await?,
-                    None => {
-                        return Err(HandleError::Poison(format!("no assignment known for ticket {ticket}; cannot arm its new deadline")));
-                    }
-                }
-            }
-            EventKind::Completed { .. } | EventKind::Returned { .. } | EventKind::Whistled { .. } => {
+        match effect(&event.kind) {
+            Effect::Arm { deadline, unit: Some(unit) } => self.arm(ticket, deadline, unit.clone()).await?,
+            Effect::Arm { deadline, unit: None } => match self.store.record_unit(&ticket).await? {
+                Some(unit) => self.arm(ticket, deadline, unit).await?,
+                None => return Err(HandleError::Poison(format!("no assignment known for ticket {ticket}; cannot arm its new deadline"))),
+            },
+            Effect::Cancel => {
                 let n = self.store.cancel(&ticket, false).await?;
                 tracing::debug!(ticket = %ticket, cancelled = n, "timers cancelled");
             }
-            EventKind::Closed { .. } => {
+            Effect::Forget => {
                 self.store.cancel(&ticket, true).await?;
             }
-            EventKind::Received { .. }
-            | EventKind::Classified { .. }
-            | EventKind::Answered { .. }
-            | EventKind::Delegated { .. }
-            | EventKind::Acknowledged
-            | EventKind::ReportedIn { .. }
-            | EventKind::ExtensionRequested { .. }
-            | EventKind::ExtensionDecided(ExtensionDecision::Refused { .. })
-            | EventKind::DeadlineWarning { .. }
-            | EventKind::Overdue { .. }
-            | EventKind::Supervised { .. }
-            | EventKind::RevisitRecorded { .. } => {}
+            Effect::Fired { .. } | Effect::None => {}
         }
         Ok(())
     }

@@ -3,12 +3,11 @@
 //! timers already fired, and arm the rest.
 
 use std::collections::HashMap;
-use whistle_domain::event::ExtensionDecision;
-use whistle_domain::{Deadline, EventKind, OverdueLevel, TicketId, UnitCode};
+use whistle_domain::{Deadline, TicketId, UnitCode};
 use whistle_runtime::{KafkaConfig, Topics};
 
 use crate::timers::{Conn, Record, TimerStore};
-use crate::{Result, timers_for};
+use crate::{Effect, Result, effect, timers_for};
 
 /// What a rebuild found and did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,41 +48,23 @@ pub async fn rebuild<C: Conn>(kafka: &KafkaConfig, store: &TimerStore<C>) -> Res
             };
             let tp = m.headers.iter().find(|(k, _)| k == "traceparent").map(|(_, v)| v.clone());
             let f = folds.entry(e.ticket_id).or_default();
-            match e.kind {
-                EventKind::Dispatched { unit, deadline, .. } => {
-                    f.unit = Some(unit);
-                    f.set(deadline, tp);
+            match effect(&e.kind) {
+                Effect::Arm { deadline, unit } => {
+                    if let Some(unit) = unit {
+                        f.unit = Some(unit.clone());
+                    }
+                    f.set(*deadline, tp);
                 }
-                EventKind::Reopened { deadline, .. } | EventKind::ExtensionDecided(ExtensionDecision::Granted { deadline, .. }) => {
-                    f.set(deadline, tp)
-                }
-                EventKind::DeadlineWarning { deadline_version } => {
-                    if f.deadline.is_some_and(|d| d.version == deadline_version) {
-                        f.fired[0] = true;
+                Effect::Fired { kind, version } => {
+                    if f.deadline.is_some_and(|d| d.version == version) {
+                        f.fired[crate::kind_index(kind)] = true;
                     }
                 }
-                EventKind::Overdue { level, deadline_version, .. } => {
-                    if f.deadline.is_some_and(|d| d.version == deadline_version) {
-                        match level {
-                            OverdueLevel::First => f.fired[1] = true,
-                            OverdueLevel::Second => f.fired[2] = true,
-                        }
-                    }
-                }
-                EventKind::Completed { .. } | EventKind::Returned { .. } | EventKind::Whistled { .. } => f.deadline = None,
-                EventKind::Closed { .. } => {
+                Effect::Cancel => f.deadline = None,
+                Effect::Forget => {
                     folds.remove(&e.ticket_id);
                 }
-                EventKind::Received { .. }
-                | EventKind::Classified { .. }
-                | EventKind::Answered { .. }
-                | EventKind::Delegated { .. }
-                | EventKind::Acknowledged
-                | EventKind::ReportedIn { .. }
-                | EventKind::ExtensionRequested { .. }
-                | EventKind::ExtensionDecided(ExtensionDecision::Refused { .. })
-                | EventKind::Supervised { .. }
-                | EventKind::RevisitRecorded { .. } => {}
+                Effect::None => {}
             }
         })?;
         Ok::<_, whistle_runtime::Error>((events, folds))
