@@ -64,12 +64,34 @@ async fn a_request_reaches_the_right_unit_and_everyone_is_told_once() {
     assert!(text.contains("138****8000") && !text.contains("13800138000") && !text.contains("张三"), "{text}");
 
     // Completion: only the assignee, only once.
-    let mut desk = p.desk().await;
-    let wrong = desk
+    let mut desk = p.desk_as("unit:city-water").await;
+    let anonymous = p
+        .desk_with_token(None)
+        .await
+        .complete(pb::CompleteRequest { ticket: water.ticket_number.clone(), unit: String::new(), result: "done".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+    let wrong = p
+        .desk_as("unit:city-ecology")
+        .await
         .complete(pb::CompleteRequest { ticket: water.ticket_number.clone(), unit: "city-ecology".into(), result: "done".into() })
         .await
         .unwrap_err();
     assert_eq!(wrong.code(), Code::PermissionDenied, "{wrong:?}");
+    assert!(wrong.message().contains("only the unit the ticket is assigned to"), "{}", wrong.message());
+    let posing = desk
+        .complete(pb::CompleteRequest { ticket: water.ticket_number.clone(), unit: "city-ecology".into(), result: "done".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(posing.code(), Code::PermissionDenied, "a unit's token cannot speak for another unit");
+    let desk_op = p
+        .desk_as("city")
+        .await
+        .complete(pb::CompleteRequest { ticket: water.ticket_number.clone(), unit: String::new(), result: "done".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(desk_op.code(), Code::PermissionDenied, "completion is the unit's, not the platform desk's");
     let missing = desk
         .complete(pb::CompleteRequest { ticket: "20990101000001".into(), unit: "city-water".into(), result: "x".into() })
         .await
@@ -115,7 +137,7 @@ async fn the_overdue_reminder_fires_once_and_completion_cancels_it() {
     let late_view = assigned(&p, &late.ticket_number).await;
     assigned(&p, &early.ticket_number).await;
 
-    p.desk()
+    p.desk_as("unit:city-water")
         .await
         .complete(pb::CompleteRequest { ticket: early.ticket_number.clone(), unit: "city-water".into(), result: "修好了".into() })
         .await

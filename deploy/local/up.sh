@@ -56,7 +56,7 @@ Whistle is running.
 Submit a request and follow it:
   target/debug/whistlectl submit "楼上漏水，已经三天了" --address "东城区景山街道3号楼" --phone 13800138000
   target/debug/whistlectl ticket <ticket number>
-  target/debug/whistlectl complete <ticket number> --unit city-water --result "已更换水管"
+  WHISTLE_TOKEN=demo-city-water target/debug/whistlectl complete <ticket number> --result "已更换水管"
   tail -f $WHISTLE_DATA/logs/webhook-sink.log
 
 Stop it with: make stop

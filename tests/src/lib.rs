@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 use whistle_domain::{Clock, DeadlinePolicy, Event, ManualClock, TicketId};
 use whistle_proto::v1::{self as pb, desk_client::DeskClient, intake_client::IntakeClient};
@@ -206,6 +207,13 @@ impl Platform {
         };
         config.dispatcher.listen = ([127, 0, 0, 1], 0).into();
         config.dispatcher.city_file = city_file();
+        config.dispatcher.tokens = DESK_CALLERS
+            .iter()
+            .map(|c| whistle_dispatcher::auth::TokenEntry {
+                caller: (*c).to_owned(),
+                sha256: whistle_dispatcher::auth::hash_token(&token_for(c)),
+            })
+            .collect();
         let svc = whistle_dispatcher::Dispatcher::build_with_clock(config, self.clock_arc()).await.expect("build dispatcher");
         self.desk_addr = svc.local_addr();
         self.spawn("dispatcher", |s| async move { svc.run(s).await.expect("dispatcher") });
@@ -256,8 +264,14 @@ impl Platform {
         IntakeClient::connect(format!("http://{}", self.intake_addr)).await.expect("connect intake")
     }
 
-    pub async fn desk(&self) -> DeskClient<Channel> {
-        DeskClient::connect(format!("http://{}", self.desk_addr)).await.expect("connect desk")
+    /// A desk client holding the token of `caller` (`unit:<code>`, `city`, ...).
+    pub async fn desk_as(&self, caller: &str) -> DeskClient<InterceptedService<Channel, whistle_proto::Bearer>> {
+        self.desk_with_token(Some(&token_for(caller))).await
+    }
+
+    pub async fn desk_with_token(&self, token: Option<&str>) -> DeskClient<InterceptedService<Channel, whistle_proto::Bearer>> {
+        let channel = Channel::from_shared(format!("http://{}", self.desk_addr)).expect("uri").connect().await.expect("connect desk");
+        DeskClient::with_interceptor(channel, whistle_proto::Bearer::new(token).expect("token"))
     }
 
     pub fn topics(&self) -> Topics {
@@ -423,6 +437,15 @@ fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Raw> {
     .expect("read topic");
     out.sort_by_key(|r| (r.partition, r.offset));
     out
+}
+
+/// The desk callers the test platform has tokens for.
+pub const DESK_CALLERS: &[&str] =
+    &["city", "unit:city-water", "unit:city-ecology", "unit:city-heating", "unit:city-management", "unit:city-housing"];
+
+/// The test token of a desk caller.
+pub fn token_for(caller: &str) -> String {
+    format!("test-token-{caller}")
 }
 
 /// A request with the usual fields filled.

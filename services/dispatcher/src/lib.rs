@@ -4,6 +4,7 @@
 //! with a deadline from the deadline policy and working-day calendar, and
 //! publishes `dispatched`. Its desk API (gRPC) lets units report completion.
 
+pub mod auth;
 mod desk;
 pub mod routing;
 
@@ -66,6 +67,8 @@ pub struct DispatcherSettings {
     /// Consumer group; the platform is appended, so instances of one
     /// platform share the work and platforms do not.
     pub group: String,
+    /// Desk tokens, hashed: `{ caller = "unit:city-water", sha256 = "<hex>" }`.
+    pub tokens: Vec<auth::TokenEntry>,
 }
 
 impl Default for DispatcherSettings {
@@ -75,6 +78,7 @@ impl Default for DispatcherSettings {
             listen: ([127, 0, 0, 1], 50052).into(),
             city_file: "deploy/config/demo-city.toml".into(),
             group: "dispatcher".into(),
+            tokens: Vec::new(),
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct Dispatcher {
     store: TicketStore,
     producer: EventProducer,
     clock: Arc<dyn Clock>,
+    tokens: auth::Tokens,
+    city: Arc<whistle_domain::city::City>,
 }
 
 impl Dispatcher {
@@ -116,16 +122,18 @@ impl Dispatcher {
             )));
         }
         let calendar = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?;
+        let tokens = auth::Tokens::new(&config.dispatcher.tokens).map_err(Error::Config)?;
         let city = whistle_runtime::city::load(&config.dispatcher.city_file)?;
         if config.kafka.create_topics {
             whistle_runtime::topics::ensure(&config.kafka).await?;
         }
         let producer = EventProducer::new(&config.kafka)?;
         let store = TicketStore::connect(&config.redis).await?;
-        let router = Arc::new(routing::Router::new(city, config.policy.clone(), calendar, producer.clone(), clock.clone()));
+        let city = Arc::new(city);
+        let router = Arc::new(routing::Router::new(city.clone(), config.policy.clone(), calendar, producer.clone(), clock.clone()));
         let addr = config.dispatcher.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
-        Ok(Dispatcher { config, platform, listener, router, store, producer, clock })
+        Ok(Dispatcher { config, platform, listener, router, store, producer, clock, tokens, city })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -137,7 +145,7 @@ impl Dispatcher {
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let Dispatcher { config, platform, listener, router, store, producer, clock } = self;
+        let Dispatcher { config, platform, listener, router, store, producer, clock, tokens, city } = self;
         let topics = Topics::new(&config.kafka);
         let group = format!("{}-{}", config.dispatcher.group, platform.to_string().replace(':', "-"));
         let routing = spawn_supervised(
@@ -151,7 +159,7 @@ impl Dispatcher {
                 shutdown.clone(),
             ),
         );
-        let desk = desk::DeskService::new(platform, store, producer.clone(), clock);
+        let desk = desk::DeskService::new(platform, store, producer.clone(), clock, tokens, city);
         let served = tonic::transport::Server::builder()
             .trace_fn(whistle_runtime::telemetry::grpc_span)
             .add_service(whistle_proto::v1::desk_server::DeskServer::new(desk))
@@ -181,5 +189,6 @@ mod tests {
         assert!(!cal.is_working_day(time::macros::date!(2027 - 10 - 01)));
         assert_eq!(config.policy, DeadlinePolicy::default(), "the file spells out the default policy");
         assert_eq!(config.dispatcher.platform, "city");
+        auth::Tokens::new(&config.dispatcher.tokens).unwrap();
     }
 }

@@ -10,7 +10,7 @@ use whistle_runtime::EventProducer;
 use whistle_runtime::consumer::{HandleError, Handler, Incoming};
 
 pub struct Router {
-    city: City,
+    city: Arc<City>,
     policy: DeadlinePolicy,
     calendar: WorkCalendar,
     producer: EventProducer,
@@ -18,7 +18,7 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(city: City, policy: DeadlinePolicy, calendar: WorkCalendar, producer: EventProducer, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(city: Arc<City>, policy: DeadlinePolicy, calendar: WorkCalendar, producer: EventProducer, clock: Arc<dyn Clock>) -> Self {
         Router { city, policy, calendar, producer, clock }
     }
 

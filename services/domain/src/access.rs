@@ -111,11 +111,8 @@ pub fn authorize(
                 }
             }
             DeskAction::Acknowledge | DeskAction::Return | DeskAction::RequestExtension | DeskAction::Complete => {
-                if assignee == Some(u) && ticket.state.open_assignment().is_some() {
-                    Ok(())
-                } else {
-                    deny("only the unit the ticket is assigned to acts on it")
-                }
+                // Whether the state allows it is the lifecycle's call.
+                if assignee == Some(u) { Ok(()) } else { deny("only the unit the ticket is assigned to acts on it") }
             }
             DeskAction::ReportIn => {
                 if ticket.state.open_assignment().is_some() && holder.is_some() && unit_platform(u).as_ref() == holder {

@@ -28,3 +28,33 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Client side of desk authentication: sends `authorization: Bearer <token>`
+/// with every call.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    /// `None` sends no token (the server answers `UNAUTHENTICATED`).
+    pub fn new(token: Option<&str>) -> Result<Self, String> {
+        token
+            .map(|t| format!("Bearer {}", t.trim()).parse().map_err(|_| "the token must be printable ASCII".to_owned()))
+            .transpose()
+            .map(Bearer)
+    }
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer([secret])")
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}

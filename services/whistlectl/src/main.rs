@@ -16,6 +16,12 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Desk token (bound to a platform or a unit).
+    #[arg(long, env = "WHISTLE_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Read the desk token from this file.
+    #[arg(long, env = "WHISTLE_TOKEN_FILE", global = true)]
+    token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,10 +55,11 @@ enum Command {
     },
     /// Show a ticket by number or id.
     Ticket { ticket: String },
-    /// Report a ticket completed, as the unit it is assigned to.
+    /// Report a ticket completed, as the unit it is assigned to (the token's unit).
     Complete {
         ticket: String,
-        #[arg(long)]
+        /// Optional: must be the token's unit.
+        #[arg(long, default_value = "")]
         unit: String,
         #[arg(long)]
         result: String,
@@ -135,7 +142,18 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Complete { ticket, unit, result } => {
-            let mut c = DeskClient::connect(cli.desk.clone()).await.with_context(|| format!("cannot reach the desk at {}", cli.desk))?;
+            let token = match (&cli.token, &cli.token_file) {
+                (Some(t), _) => Some(t.clone()),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(f).with_context(|| format!("cannot read the token file {}", f.display()))?.trim().to_owned(),
+                ),
+                (None, None) => None,
+            };
+            let channel = tonic::transport::Channel::from_shared(cli.desk.clone())?
+                .connect()
+                .await
+                .with_context(|| format!("cannot reach the desk at {}", cli.desk))?;
+            let mut c = DeskClient::with_interceptor(channel, whistle_proto::Bearer::new(token.as_deref()).map_err(anyhow::Error::msg)?);
             let r = c.complete(pb::CompleteRequest { ticket, unit, result }).await.map_err(status)?.into_inner();
             if cli.json {
                 println!("{}", serde_json::json!({"ticket_id": r.ticket_id, "event_id": r.event_id}));
