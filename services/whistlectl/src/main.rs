@@ -77,8 +77,14 @@ fn ts(t: &Option<whistle_proto::prost_types::Timestamp>) -> String {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() {
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Submit { text, channel, external_id, address, lat, lon, name, phone, email, language } => {
             let mut c =
