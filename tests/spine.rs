@@ -369,3 +369,30 @@ async fn external_systems_publish_into_the_intake_topic() {
     assert_eq!(received, 1);
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_state_lost_from_redis_is_rebuilt_from_kafka() {
+    let p = Platform::start("projection").await;
+    let mut req = request("水管漏水", "东城区景山");
+    (req.channel, req.external_id) = ("app".into(), "app-42".into());
+    let first = submit(&p, req.clone()).await;
+    assigned(&p, &first.ticket_number).await;
+    p.wipe_projection().await;
+
+    // The projection comes back from the topic, numbers keep counting up,
+    // and the old ticket still moves on.
+    let v = assigned(&p, &first.ticket_number).await;
+    assert_eq!(v.unit, "city-water");
+    let again = submit(&p, req).await;
+    assert_eq!((again.ticket_number.as_str(), again.duplicate), (first.ticket_number.as_str(), true), "resubmission still recognised");
+    let second = submit(&p, request("又漏水了", "东城区景山")).await;
+    assert!(second.ticket_number > first.ticket_number, "{} after {}", second.ticket_number, first.ticket_number);
+    p.desk_as("unit:city-water")
+        .await
+        .complete(pb::CompleteRequest { ticket: first.ticket_number.clone(), unit: String::new(), result: "修好了".into() })
+        .await
+        .expect("complete after the rebuild");
+    p.wait_ticket(&first.ticket_number, WAIT, |v| v.state == "completed").await;
+    assert_eq!(p.webhook.wait_for(1, WAIT, is("ticket_completed", &first.ticket_number)).await.len(), 1);
+    p.shutdown().await;
+}

@@ -369,6 +369,19 @@ impl Platform {
         let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut c).await.expect("del");
     }
 
+    /// Deletes the ticket projection and the number counters: Redis "lost"
+    /// what intake keeps there.
+    pub async fn wipe_projection(&self) {
+        let client = redis::Client::open(self.redis.url.expose().as_str()).expect("redis");
+        let mut c = client.get_multiplexed_async_connection().await.expect("redis connect");
+        for pattern in ["ticket:*", "ticket-number:*", "ticket-seq:*", "projection:*", "request:*"] {
+            let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}{pattern}", self.prefix)).query_async(&mut c).await.expect("keys");
+            if !keys.is_empty() {
+                let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut c).await.expect("del");
+            }
+        }
+    }
+
     /// Waits until the sla-timer has run a firing round at the clock's
     /// current time for the shard holding `ticket`: arms a probe timer due
     /// now in that shard and waits for its event on Kafka. Whatever of

@@ -98,6 +98,18 @@ impl Intake {
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let Intake { config, listener, registrar, store, producer } = self;
         let topics = Topics::new(&config.kafka);
+        // Redis may have lost the projection: rebuild it from Kafka before
+        // projecting anything new, and again whenever its marker disappears.
+        rebuild_if_lost(&store, &config.kafka).await?;
+        let watch = spawn_supervised("projection-watch", &shutdown, {
+            let (store, kafka, shutdown) = (store.clone(), config.kafka.clone(), shutdown.clone());
+            async move {
+                while whistle_runtime::shutdown::sleep_or_shutdown(Duration::from_secs(2), &shutdown).await {
+                    rebuild_if_lost(&store, &kafka).await?;
+                }
+                Ok::<_, whistle_runtime::Error>(())
+            }
+        });
         let projector = spawn_supervised(
             "projector",
             &shutdown,
@@ -130,9 +142,18 @@ impl Intake {
             });
         let served = server.await;
         shutdown.trigger();
-        drain(vec![projector, intake_topic], Duration::from_secs(15)).await;
+        drain(vec![projector, intake_topic, watch], Duration::from_secs(15)).await;
         producer.flush(Duration::from_secs(5));
         served?;
         Ok(())
     }
+}
+
+async fn rebuild_if_lost(store: &TicketStore, kafka: &KafkaConfig) -> whistle_runtime::Result<()> {
+    if !store.alive().await? {
+        let started = std::time::Instant::now();
+        let events = store.rebuild(kafka).await?;
+        tracing::info!(events, ms = started.elapsed().as_millis() as u64, "ticket projection rebuilt from kafka");
+    }
+    Ok(())
 }

@@ -12,8 +12,6 @@ use whistle_runtime::{EventProducer, TicketStore};
 /// How long a claim on (channel, external id) lives if its holder dies before
 /// the event is durable.
 const CLAIM_SECONDS: u64 = 60;
-/// How long a (channel, external id) is remembered.
-const REMEMBER_SECONDS: u64 = 90 * 24 * 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registered {
@@ -50,7 +48,7 @@ impl Registrar {
     }
 
     fn request_key(&self, channel: &str, external_id: &str) -> String {
-        format!("{}request:{channel}:{external_id}", self.store.prefix())
+        self.store.request_key(channel, external_id)
     }
 
     /// The ticket registered for (channel, external id), once durable.
@@ -132,7 +130,7 @@ impl Registrar {
             // a resubmission could register again, so it is retried once.
             let value = format!("done {id} {number}");
             for _ in 0..2 {
-                let r: Result<(), _> = redis.set_ex(key, &value, REMEMBER_SECONDS).await;
+                let r: Result<(), _> = redis.set_ex(key, &value, whistle_runtime::store::REQUEST_TTL_SECONDS).await;
                 match r {
                     Ok(()) => break,
                     Err(e) => {

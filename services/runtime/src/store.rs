@@ -14,6 +14,9 @@ use whistle_domain::{Actor, Event, EventId, EventKind, Ticket, TicketId};
 
 use crate::{Error, RedisConfig, Result};
 
+/// How long a (channel, external id) is remembered.
+pub const REQUEST_TTL_SECONDS: u64 = 90 * 24 * 3600;
+
 /// How many recent event ids a ticket remembers, to drop redeliveries.
 const REMEMBERED_EVENTS: usize = 128;
 
@@ -140,6 +143,44 @@ impl TicketStore {
         Ok(if orphan.is_some_and(|o| o >= offset) { CaughtUp::Orphan } else { CaughtUp::Behind })
     }
 
+    /// Where intake remembers a (channel, external id) it registered:
+    /// `pending <id> <number>` while publishing, `done <id> <number>` after.
+    pub fn request_key(&self, channel: &str, external_id: &str) -> String {
+        format!("{}request:{channel}:{external_id}", self.prefix)
+    }
+
+    fn alive_key(&self) -> String {
+        format!("{}projection:alive", self.prefix)
+    }
+
+    /// False when Redis lost the projection (flushed, restarted empty).
+    pub async fn alive(&self) -> Result<bool> {
+        Ok(self.redis.clone().exists(self.alive_key()).await?)
+    }
+
+    /// Rebuilds every ticket's projection (and the ticket-number counters)
+    /// by replaying the events topic from the start; returns how many events
+    /// were read. Safe beside the live projector: applying is idempotent per
+    /// Kafka position.
+    pub async fn rebuild(&self, kafka: &crate::KafkaConfig) -> Result<u64> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(i32, i64, Event)>(1024);
+        let cfg = kafka.clone();
+        let topic = crate::Topics::new(kafka).events();
+        let reader = tokio::task::spawn_blocking(move || {
+            crate::kafka::scan_topic(&cfg, &topic, |m| {
+                if let Ok(e) = whistle_proto::decode_event(&m.payload) {
+                    let _ = tx.blocking_send((m.partition, m.offset, e));
+                }
+            })
+        });
+        while let Some((partition, offset, event)) = rx.recv().await {
+            self.apply(&event, partition, offset).await?;
+        }
+        let read = reader.await.map_err(|e| Error::Config(format!("projection rebuild task: {e}")))??;
+        let _: () = self.redis.clone().set(self.alive_key(), 1).await?;
+        Ok(read)
+    }
+
     /// Applies one event at its Kafka position. Idempotent.
     pub async fn apply(&self, event: &Event, partition: i32, offset: i64) -> Result<Applied> {
         let mut redis = self.redis.clone();
@@ -189,13 +230,19 @@ impl TicketStore {
             },
         };
         let json = serde_json::to_string(&projection)?;
-        if let EventKind::Received { number, .. } = &event.kind {
-            let _: () = redis::pipe()
-                .atomic()
-                .set(&key, json)
-                .set(self.number_key(number.as_str()), event.ticket_id.to_string())
-                .query_async(&mut redis)
-                .await?;
+        if let EventKind::Received { number, request } = &event.kind {
+            let mut pipe = redis::pipe();
+            pipe.atomic().set(&key, json).set(self.number_key(number.as_str()), event.ticket_id.to_string());
+            if let Some(ext) = &request.external_id {
+                // Intake's idempotency record, so a resubmission after a
+                // rebuild still finds the ticket.
+                pipe.set_ex(
+                    self.request_key(request.channel.as_str(), ext),
+                    format!("done {} {number}", event.ticket_id),
+                    REQUEST_TTL_SECONDS,
+                );
+            }
+            let _: () = pipe.query_async(&mut redis).await?;
             // Keep the number counter ahead of every number issued, so a
             // rebuilt Redis never issues a number twice.
             let _: i64 = redis::Script::new(BUMP_SEQUENCE)
