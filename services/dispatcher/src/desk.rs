@@ -1,20 +1,23 @@
 //! The desk API of a platform. Every call is authenticated (a token bound to
-//! a platform or a unit) and authorized by the domain's access rules; status
-//! codes are mapped here, in one place.
+//! a platform or a unit), authorized by the domain's access rules, checked
+//! against the ticket's lifecycle, and recorded as an event with its actor
+//! and time (the audit trail). Status codes are mapped here, in one place.
 
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use whistle_domain::access::{Caller, DeskAction, authorize};
-use whistle_domain::city::City;
-use whistle_domain::{Actor, Clock, Event, EventId, EventKind, PlatformId, UnitCode};
+use whistle_domain::event::ExtensionDecision;
+use whistle_domain::{Actor, Clock, Deadline, Event, EventId, EventKind, PlatformId, UnitCode};
 use whistle_proto::v1::{self as pb, desk_server::Desk};
-use whistle_runtime::store::Projection;
+use whistle_proto::{timestamp, to_datetime};
+use whistle_runtime::store::{CaughtUp, Projection};
 use whistle_runtime::{EventProducer, TicketStore};
 
 use crate::auth::Tokens;
+use crate::routing::Router;
 
-/// Longest result text a unit may report.
-const MAX_RESULT_CHARS: usize = 2000;
+/// Longest result or reason text.
+const MAX_TEXT_CHARS: usize = 2000;
 
 pub struct DeskService {
     platform: PlatformId,
@@ -22,7 +25,22 @@ pub struct DeskService {
     producer: EventProducer,
     clock: Arc<dyn Clock>,
     tokens: Tokens,
-    city: Arc<City>,
+    router: Arc<Router>,
+}
+
+fn invalid(e: whistle_domain::Error) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn text(field: &'static str, s: &str) -> Result<String, Status> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(invalid(whistle_domain::Error::invalid(field, "must not be empty")));
+    }
+    if s.chars().count() > MAX_TEXT_CHARS {
+        return Err(invalid(whistle_domain::Error::invalid(field, format!("longer than {MAX_TEXT_CHARS} characters"))));
+    }
+    Ok(s.to_owned())
 }
 
 impl DeskService {
@@ -32,9 +50,9 @@ impl DeskService {
         producer: EventProducer,
         clock: Arc<dyn Clock>,
         tokens: Tokens,
-        city: Arc<City>,
+        router: Arc<Router>,
     ) -> Self {
-        DeskService { platform, store, producer, clock, tokens, city }
+        DeskService { platform, store, producer, clock, tokens, router }
     }
 
     async fn ticket(&self, key: &str) -> Result<Projection, Status> {
@@ -47,15 +65,71 @@ impl DeskService {
 
     /// Refuses, and logs, a call the access rules deny.
     fn check(&self, caller: &Caller, action: DeskAction, p: &Projection) -> Result<(), Status> {
-        authorize(caller, action, &p.ticket, |u| self.city.unit(u).map(|u| u.platform.clone())).map_err(|d| {
+        authorize(caller, action, &p.ticket, |u| self.router.city().unit(u).map(|u| u.platform.clone())).map_err(|d| {
             tracing::warn!(caller = %caller, ticket = %p.ticket.id, action = action.as_str(), rule = d.rule, "desk call denied");
             Status::permission_denied(d.to_string())
         })
     }
-}
 
-fn invalid(e: whistle_domain::Error) -> Status {
-    Status::invalid_argument(e.to_string())
+    /// Authorizes, checks the lifecycle allows it, and records the event.
+    async fn act(
+        &self,
+        caller: &Caller,
+        action: DeskAction,
+        p: &Projection,
+        id: EventId,
+        kind: EventKind,
+    ) -> Result<Response<pb::ActionResponse>, Status> {
+        self.check(caller, action, p)?;
+        if let Some(holder) = p.ticket.state.platform()
+            && *holder != self.platform
+        {
+            return Err(Status::permission_denied(format!(
+                "ticket {} is held by platform {holder}, not {}",
+                p.ticket.number, self.platform
+            )));
+        }
+        let actor = match caller {
+            Caller::Unit(u) => Actor::unit(u),
+            Caller::Platform(pl) => Actor::operator(&format!("desk:{pl}")),
+        };
+        let event = Event { id, ticket_id: p.ticket.id, occurred_at: self.clock.now(), actor, kind };
+        let mut next = p.ticket.clone();
+        next.apply(&event).map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let at = self
+            .producer
+            .publish(&event)
+            .await
+            .map_err(|e| Status::unavailable(format!("could not record the {}: {e}", action.as_str())))?;
+        tracing::info!(ticket = %p.ticket.id, caller = %caller, event = event.kind.name(), "desk action");
+        self.visible(&p.ticket.id, at.offset).await;
+        Ok(Response::new(pb::ActionResponse { ticket_id: p.ticket.id.to_string(), event_id: event.id.to_string() }))
+    }
+
+    /// Read your writes: answer once the ticket's projection shows the event,
+    /// so the next call (and `GetTicket`) sees it. The event is durable
+    /// either way; after 5 s the answer goes out regardless.
+    async fn visible(&self, ticket: &whistle_domain::TicketId, offset: i64) {
+        let started = std::time::Instant::now();
+        let mut wait = std::time::Duration::from_millis(2);
+        while started.elapsed() < std::time::Duration::from_secs(5) {
+            match self.store.get_caught_up(ticket, offset).await {
+                Ok(CaughtUp::Ready(_)) | Ok(CaughtUp::Orphan) => return,
+                Ok(CaughtUp::Behind) => {}
+                Err(e) => {
+                    tracing::warn!(ticket = %ticket, error = %e, "cannot read the projection");
+                    return;
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_millis(50));
+        }
+        tracing::warn!(ticket = %ticket, offset, "the projection is behind; answering anyway");
+    }
+
+    fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
 }
 
 #[tonic::async_trait]
@@ -63,13 +137,7 @@ impl Desk for DeskService {
     async fn complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<pb::ActionResponse>, Status> {
         let caller = self.tokens.caller(req.metadata())?;
         let r = req.into_inner();
-        let result = r.result.trim();
-        if result.is_empty() {
-            return Err(invalid(whistle_domain::Error::invalid("result", "must not be empty")));
-        }
-        if result.chars().count() > MAX_RESULT_CHARS {
-            return Err(invalid(whistle_domain::Error::invalid("result", format!("longer than {MAX_RESULT_CHARS} characters"))));
-        }
+        let result = text("result", &r.result)?;
         let Caller::Unit(unit) = &caller else {
             return Err(Status::permission_denied(format!("{caller} may not complete tickets: this is a responsible unit's action")));
         };
@@ -77,27 +145,135 @@ impl Desk for DeskService {
             return Err(Status::permission_denied(format!("the token is for {caller}, not unit {}", r.unit)));
         }
         let p = self.ticket(&r.ticket).await?;
-        self.check(&caller, DeskAction::Complete, &p)?;
-        if let Some(a) = p.ticket.state.open_assignment()
-            && a.platform != self.platform
-        {
-            return Err(Status::permission_denied(format!(
-                "ticket {} is held by platform {}, not {}",
-                p.ticket.number, a.platform, self.platform
+        self.act(&caller, DeskAction::Complete, &p, EventId::new(), EventKind::Completed { result }).await
+    }
+
+    async fn acknowledge(&self, req: Request<pb::TicketRef>) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        let p = self.ticket(&req.into_inner().ticket).await?;
+        self.act(&caller, DeskAction::Acknowledge, &p, EventId::new(), EventKind::Acknowledged).await
+    }
+
+    async fn r#return(&self, req: Request<pb::ReasonRequest>) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        let r = req.into_inner();
+        let reason = text("reason", &r.reason)?;
+        let p = self.ticket(&r.ticket).await?;
+        self.check(&caller, DeskAction::Return, &p)?;
+        if let Some(a) = p.ticket.state.open_assignment() {
+            let window = self.router.policy().return_window;
+            let closes = self.router.calendar().add(a.assigned_at, window);
+            if self.now() > closes {
+                return Err(Status::failed_precondition(format!(
+                    "ticket {} can no longer be returned: the return window ({window}) closed at {closes}",
+                    p.ticket.number
+                )));
+            }
+        }
+        self.act(&caller, DeskAction::Return, &p, EventId::new(), EventKind::Returned { reason }).await
+    }
+
+    async fn dispatch(&self, req: Request<pb::DispatchRequest>) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        let r = req.into_inner();
+        let unit_code = UnitCode::parse(&r.unit).map_err(invalid)?;
+        let unit = self
+            .router
+            .city()
+            .unit(&unit_code)
+            .ok_or_else(|| invalid(whistle_domain::Error::invalid("unit", format!("unknown unit {unit_code}"))))?;
+        if unit.platform != self.platform {
+            return Err(invalid(whistle_domain::Error::invalid(
+                "unit",
+                format!("unit {unit_code} belongs to platform {}, not {}", unit.platform, self.platform),
             )));
         }
-        let event = Event {
-            id: EventId::new(),
-            ticket_id: p.ticket.id,
-            occurred_at: self.clock.now(),
-            actor: Actor::unit(unit),
-            kind: EventKind::Completed { result: result.to_owned() },
+        let p = self.ticket(&r.ticket).await?;
+        let urgency = p
+            .ticket
+            .classification
+            .as_ref()
+            .map(|c| c.urgency)
+            .ok_or_else(|| Status::failed_precondition("the ticket is not classified yet"))?;
+        let id = EventId::new();
+        let deadline = self.router.deadline(urgency, self.now(), id);
+        let kind = EventKind::Dispatched { platform: self.platform.clone(), unit: unit_code, deadline, automatic: false };
+        self.act(&caller, DeskAction::Dispatch, &p, id, kind).await
+    }
+
+    async fn request_extension(&self, req: Request<pb::ExtensionRequest>) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        let r = req.into_inner();
+        let reason = text("reason", &r.reason)?;
+        let requested_due = r
+            .requested_due_at
+            .as_ref()
+            .ok_or_else(|| invalid(whistle_domain::Error::invalid("requested_due_at", "is required")))
+            .and_then(|t| to_datetime(t).map_err(|e| invalid(whistle_domain::Error::invalid("requested_due_at", e.to_string()))))?;
+        let p = self.ticket(&r.ticket).await?;
+        self.act(&caller, DeskAction::RequestExtension, &p, EventId::new(), EventKind::ExtensionRequested { reason, requested_due }).await
+    }
+
+    async fn decide_extension(&self, req: Request<pb::ExtensionDecision>) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        let r = req.into_inner();
+        let p = self.ticket(&r.ticket).await?;
+        let id = EventId::new();
+        let note = r.note.trim().to_owned();
+        let decision = if r.grant {
+            let due_at = r
+                .due_at
+                .as_ref()
+                .ok_or_else(|| invalid(whistle_domain::Error::invalid("due_at", "is required to grant an extension")))
+                .and_then(|t| to_datetime(t).map_err(|e| invalid(whistle_domain::Error::invalid("due_at", e.to_string()))))?;
+            let current = p
+                .ticket
+                .state
+                .open_assignment()
+                .map(|a| a.deadline)
+                .ok_or_else(|| Status::failed_precondition("the ticket is not in a unit's hands"))?;
+            let policy = self.router.policy();
+            let latest = self.router.calendar().add(current.due_at, policy.max_extension);
+            if due_at <= current.due_at || due_at > latest {
+                return Err(invalid(whistle_domain::Error::invalid(
+                    "due_at",
+                    format!("must be after the current deadline {} and at most {} ({} more)", current.due_at, latest, policy.max_extension),
+                )));
+            }
+            let urgency = p.ticket.classification.as_ref().map_or(whistle_domain::Urgency::Ordinary, |c| c.urgency);
+            let second_due_at = self.router.calendar().add(due_at, policy.span_for(urgency));
+            let deadline = Deadline { due_at, second_due_at, warn_at: None, span: due_at - self.now(), version: id };
+            ExtensionDecision::Granted { deadline, note }
+        } else {
+            ExtensionDecision::Refused { note }
         };
-        // The lifecycle decides whether completion is allowed now.
-        let mut check = p.ticket.clone();
-        check.apply(&event).map_err(|e| Status::failed_precondition(e.to_string()))?;
-        self.producer.publish(&event).await.map_err(|e| Status::unavailable(format!("could not record the completion: {e}")))?;
-        tracing::info!(ticket = %p.ticket.id, unit = %unit, "completed");
-        Ok(Response::new(pb::ActionResponse { ticket_id: p.ticket.id.to_string(), event_id: event.id.to_string() }))
+        self.act(&caller, DeskAction::DecideExtension, &p, id, EventKind::ExtensionDecided(decision)).await
+    }
+
+    async fn supervise(&self, req: Request<pb::ReasonRequest>) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        let r = req.into_inner();
+        let reason = text("reason", &r.reason)?;
+        let p = self.ticket(&r.ticket).await?;
+        self.act(&caller, DeskAction::Supervise, &p, EventId::new(), EventKind::Supervised { reason }).await
+    }
+
+    async fn history(&self, req: Request<pb::TicketRef>) -> Result<Response<pb::HistoryResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        let p = self.ticket(&req.into_inner().ticket).await?;
+        self.check(&caller, DeskAction::Read, &p)?;
+        let entries = p
+            .history
+            .iter()
+            .map(|h| pb::HistoryEntry {
+                event_id: h.event_id.to_string(),
+                event: h.event.clone(),
+                at: Some(timestamp(h.at)),
+                actor_kind: h.actor.kind.as_str().to_owned(),
+                actor_id: h.actor.id.clone(),
+                refused: h.refused.clone().unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(pb::HistoryResponse { ticket_id: p.ticket.id.to_string(), entries }))
     }
 }

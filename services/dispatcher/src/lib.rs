@@ -106,7 +106,6 @@ pub struct Dispatcher {
     producer: EventProducer,
     clock: Arc<dyn Clock>,
     tokens: auth::Tokens,
-    city: Arc<whistle_domain::city::City>,
 }
 
 impl Dispatcher {
@@ -133,7 +132,7 @@ impl Dispatcher {
         let router = Arc::new(routing::Router::new(city.clone(), config.policy.clone(), calendar, producer.clone(), clock.clone()));
         let addr = config.dispatcher.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
-        Ok(Dispatcher { config, platform, listener, router, store, producer, clock, tokens, city })
+        Ok(Dispatcher { config, platform, listener, router, store, producer, clock, tokens })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -145,7 +144,7 @@ impl Dispatcher {
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let Dispatcher { config, platform, listener, router, store, producer, clock, tokens, city } = self;
+        let Dispatcher { config, platform, listener, router, store, producer, clock, tokens } = self;
         let topics = Topics::new(&config.kafka);
         let group = format!("{}-{}", config.dispatcher.group, platform.to_string().replace(':', "-"));
         let routing = spawn_supervised(
@@ -154,12 +153,12 @@ impl Dispatcher {
             consumer::run(
                 config.kafka.clone(),
                 ConsumerSettings::new("dispatcher", group, vec![topics.events()]),
-                router,
+                router.clone(),
                 producer.clone(),
                 shutdown.clone(),
             ),
         );
-        let desk = desk::DeskService::new(platform, store, producer.clone(), clock, tokens, city);
+        let desk = desk::DeskService::new(platform, store, producer.clone(), clock, tokens, router.clone());
         let served = tonic::transport::Server::builder()
             .trace_fn(whistle_runtime::telemetry::grpc_span)
             .add_service(whistle_proto::v1::desk_server::DeskServer::new(desk))

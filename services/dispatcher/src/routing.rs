@@ -22,6 +22,18 @@ impl Router {
         Router { city, policy, calendar, producer, clock }
     }
 
+    pub fn policy(&self) -> &DeadlinePolicy {
+        &self.policy
+    }
+
+    pub fn calendar(&self) -> &WorkCalendar {
+        &self.calendar
+    }
+
+    pub fn city(&self) -> &City {
+        &self.city
+    }
+
     /// The unit that handles a category at the city platform.
     pub fn unit_for(&self, category: Category) -> &UnitCode {
         self.city.config.routing.city.get(&category).unwrap_or(&self.city.config.routing.default_unit)
