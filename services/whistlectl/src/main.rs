@@ -26,7 +26,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Clone)]
 enum Command {
     /// Submit a citizen's request; prints the ticket number.
     Submit {
@@ -55,6 +55,47 @@ enum Command {
     },
     /// Show a ticket by number or id.
     Ticket { ticket: String },
+    /// Acknowledge a ticket (签收), as its unit.
+    Acknowledge { ticket: String },
+    /// Return a misrouted ticket (退单), as its unit, with the reason.
+    Return {
+        ticket: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Dispatch a ticket to one of the platform's units, as the platform desk.
+    Dispatch {
+        ticket: String,
+        #[arg(long)]
+        unit: String,
+    },
+    /// Ask for more time, as the ticket's unit.
+    Extend {
+        ticket: String,
+        #[arg(long)]
+        reason: String,
+        /// The deadline asked for, RFC 3339 (e.g. 2026-12-03T10:00:00+08:00).
+        #[arg(long)]
+        until: String,
+    },
+    /// Grant (with --until) or refuse (--refuse) an extension, as the platform desk.
+    Decide {
+        ticket: String,
+        #[arg(long, conflicts_with = "refuse")]
+        until: Option<String>,
+        #[arg(long)]
+        refuse: bool,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Put a ticket on the supervision list (督办), as the platform desk.
+    Supervise {
+        ticket: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The ticket's audit trail, in order, with actors.
+    History { ticket: String },
     /// Report a ticket completed, as the unit it is assigned to (the token's unit).
     Complete {
         ticket: String,
@@ -85,7 +126,7 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+    match cli.command.clone() {
         Command::Submit { text, channel, external_id, address, lat, lon, name, phone, email, language } => {
             let mut c =
                 IntakeClient::connect(cli.intake.clone()).await.with_context(|| format!("cannot reach intake at {}", cli.intake))?;
@@ -148,27 +189,99 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Complete { ticket, unit, result } => {
-            let token = match (&cli.token, &cli.token_file) {
-                (Some(t), _) => Some(t.clone()),
-                (None, Some(f)) => Some(
-                    std::fs::read_to_string(f).with_context(|| format!("cannot read the token file {}", f.display()))?.trim().to_owned(),
-                ),
-                (None, None) => None,
-            };
-            let channel = tonic::transport::Channel::from_shared(cli.desk.clone())?
-                .connect()
+            let r = desk(&cli).await?.complete(pb::CompleteRequest { ticket, unit, result }).await.map_err(status)?.into_inner();
+            done(&cli, "completed", &r);
+        }
+        Command::Acknowledge { ticket } => {
+            let r = desk(&cli).await?.acknowledge(pb::TicketRef { ticket }).await.map_err(status)?.into_inner();
+            done(&cli, "acknowledged", &r);
+        }
+        Command::Return { ticket, reason } => {
+            let r = desk(&cli).await?.r#return(pb::ReasonRequest { ticket, reason }).await.map_err(status)?.into_inner();
+            done(&cli, "returned", &r);
+        }
+        Command::Dispatch { ticket, unit } => {
+            let r = desk(&cli).await?.dispatch(pb::DispatchRequest { ticket, unit }).await.map_err(status)?.into_inner();
+            done(&cli, "dispatched", &r);
+        }
+        Command::Extend { ticket, reason, until } => {
+            let requested_due_at = Some(rfc3339(&until)?);
+            let r = desk(&cli)
+                .await?
+                .request_extension(pb::ExtensionRequest { ticket, reason, requested_due_at })
                 .await
-                .with_context(|| format!("cannot reach the desk at {}", cli.desk))?;
-            let mut c = DeskClient::with_interceptor(channel, whistle_proto::Bearer::new(token.as_deref()).map_err(anyhow::Error::msg)?);
-            let r = c.complete(pb::CompleteRequest { ticket, unit, result }).await.map_err(status)?.into_inner();
+                .map_err(status)?
+                .into_inner();
+            done(&cli, "extension requested for", &r);
+        }
+        Command::Decide { ticket, until, refuse, note } => {
+            if !refuse && until.is_none() {
+                anyhow::bail!("give --until <deadline> to grant, or --refuse");
+            }
+            let due_at = until.as_deref().map(rfc3339).transpose()?;
+            let r = desk(&cli)
+                .await?
+                .decide_extension(pb::ExtensionDecision { ticket, grant: !refuse, due_at, note })
+                .await
+                .map_err(status)?
+                .into_inner();
+            done(&cli, if refuse { "extension refused for" } else { "extension granted for" }, &r);
+        }
+        Command::Supervise { ticket, reason } => {
+            let r = desk(&cli).await?.supervise(pb::ReasonRequest { ticket, reason }).await.map_err(status)?.into_inner();
+            done(&cli, "supervising", &r);
+        }
+        Command::History { ticket } => {
+            let h = desk(&cli).await?.history(pb::TicketRef { ticket }).await.map_err(status)?.into_inner();
             if cli.json {
-                println!("{}", serde_json::json!({"ticket_id": r.ticket_id, "event_id": r.event_id}));
+                let rows: Vec<_> = h
+                    .entries
+                    .iter()
+                    .map(|e| serde_json::json!({"event_id": e.event_id, "event": e.event, "at": ts(&e.at), "actor_kind": e.actor_kind, "actor_id": e.actor_id, "refused": e.refused}))
+                    .collect();
+                println!("{}", serde_json::json!({"ticket_id": h.ticket_id, "entries": rows}));
             } else {
-                println!("completed ticket {}", r.ticket_id);
+                println!("{:<28} {:<20} {:<10} who", "at", "event", "by");
+                for e in &h.entries {
+                    let note = if e.refused.is_empty() { String::new() } else { format!("  (refused: {})", e.refused) };
+                    println!("{:<28} {:<20} {:<10} {}{note}", ts(&e.at), e.event, e.actor_kind, e.actor_id);
+                }
             }
         }
     }
     Ok(())
+}
+
+type Desk = DeskClient<tonic::codegen::InterceptedService<tonic::transport::Channel, whistle_proto::Bearer>>;
+
+/// A desk client carrying the token from --token, WHISTLE_TOKEN or --token-file.
+async fn desk(cli: &Cli) -> anyhow::Result<Desk> {
+    let token = match (&cli.token, &cli.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => {
+            Some(std::fs::read_to_string(f).with_context(|| format!("cannot read the token file {}", f.display()))?.trim().to_owned())
+        }
+        (None, None) => None,
+    };
+    let channel = tonic::transport::Channel::from_shared(cli.desk.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the desk at {}", cli.desk))?;
+    Ok(DeskClient::with_interceptor(channel, whistle_proto::Bearer::new(token.as_deref()).map_err(anyhow::Error::msg)?))
+}
+
+fn done(cli: &Cli, what: &str, r: &pb::ActionResponse) {
+    if cli.json {
+        println!("{}", serde_json::json!({"ticket_id": r.ticket_id, "event_id": r.event_id}));
+    } else {
+        println!("{what} ticket {}", r.ticket_id);
+    }
+}
+
+fn rfc3339(s: &str) -> anyhow::Result<whistle_proto::prost_types::Timestamp> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("{s:?} is not an RFC 3339 time like 2026-12-03T10:00:00+08:00"))?;
+    Ok(whistle_proto::timestamp(t))
 }
 
 fn status(s: tonic::Status) -> anyhow::Error {
