@@ -95,6 +95,8 @@ pub struct Options {
     /// Monday 2026-11-23 10:00 China time unless set.
     pub start: time::OffsetDateTime,
     pub calendar: whistle_dispatcher::CalendarSettings,
+    /// Dispatcher instances besides the city's (`county:<code>`, `street:<code>`).
+    pub platforms: Vec<&'static str>,
 }
 
 impl Default for Options {
@@ -105,6 +107,7 @@ impl Default for Options {
             notifier_attempts: 6,
             start: time::macros::datetime!(2026-11-23 10:00 +08:00),
             calendar: whistle_dispatcher::CalendarSettings::default(),
+            platforms: Vec::new(),
         }
     }
 }
@@ -122,6 +125,8 @@ pub struct Platform {
     pub clock: ManualClock,
     pub intake_addr: SocketAddr,
     pub desk_addr: SocketAddr,
+    /// Desk address of every dispatcher instance, by platform.
+    pub desks: HashMap<String, SocketAddr>,
     pub webhook: WebhookReceiver,
     options: Options,
     services: HashMap<&'static str, Running>,
@@ -157,13 +162,17 @@ impl Platform {
             clock,
             intake_addr: ([127, 0, 0, 1], 0).into(),
             desk_addr: ([127, 0, 0, 1], 0).into(),
+            desks: HashMap::new(),
             webhook,
             options,
             services: HashMap::new(),
         };
         p.start_intake().await;
         p.start_classifier().await;
-        p.start_dispatcher().await;
+        p.start_dispatcher("city").await;
+        for platform in p.options.platforms.clone() {
+            p.start_dispatcher(platform).await;
+        }
         p.start_sla_timer().await;
         p.start_notifier().await;
         p
@@ -197,7 +206,7 @@ impl Platform {
         self.spawn("classifier", |s| async move { svc.run(s).await.expect("classifier") });
     }
 
-    pub async fn start_dispatcher(&mut self) {
+    pub async fn start_dispatcher(&mut self, platform: &'static str) {
         let mut config = whistle_dispatcher::Config {
             kafka: self.kafka.clone(),
             redis: self.redis.clone(),
@@ -206,6 +215,7 @@ impl Platform {
             ..Default::default()
         };
         config.dispatcher.listen = ([127, 0, 0, 1], 0).into();
+        config.dispatcher.platform = platform.to_owned();
         config.dispatcher.city_file = city_file();
         config.dispatcher.tokens = DESK_CALLERS
             .iter()
@@ -215,8 +225,12 @@ impl Platform {
             })
             .collect();
         let svc = whistle_dispatcher::Dispatcher::build_with_clock(config, self.clock_arc()).await.expect("build dispatcher");
-        self.desk_addr = svc.local_addr();
-        self.spawn("dispatcher", |s| async move { svc.run(s).await.expect("dispatcher") });
+        if platform == "city" {
+            self.desk_addr = svc.local_addr();
+        }
+        self.desks.insert(platform.to_owned(), svc.local_addr());
+        let name: &'static str = Box::leak(format!("dispatcher:{platform}").into_boxed_str());
+        self.spawn(name, |s| async move { svc.run(s).await.expect("dispatcher") });
     }
 
     pub async fn start_sla_timer(&mut self) {
@@ -267,6 +281,13 @@ impl Platform {
     /// A desk client holding the token of `caller` (`unit:<code>`, `city`, ...).
     pub async fn desk_as(&self, caller: &str) -> DeskClient<InterceptedService<Channel, whistle_proto::Bearer>> {
         self.desk_with_token(Some(&token_for(caller))).await
+    }
+
+    /// A client of the desk of `platform`, holding the token of `caller`.
+    pub async fn desk_at(&self, platform: &str, caller: &str) -> DeskClient<InterceptedService<Channel, whistle_proto::Bearer>> {
+        let addr = self.desks.get(platform).unwrap_or_else(|| panic!("no dispatcher runs {platform}"));
+        let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect desk");
+        DeskClient::with_interceptor(channel, whistle_proto::Bearer::new(Some(&token_for(caller))).expect("token"))
     }
 
     pub async fn desk_with_token(&self, token: Option<&str>) -> DeskClient<InterceptedService<Channel, whistle_proto::Bearer>> {

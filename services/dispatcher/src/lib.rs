@@ -115,21 +115,35 @@ impl Dispatcher {
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         let platform = PlatformId::parse(&config.dispatcher.platform).map_err(|e| Error::Config(format!("dispatcher.{e}")))?;
-        if platform != PlatformId::City {
-            return Err(Error::Config(format!(
-                "dispatcher.platform: {platform} is not served yet; this version runs the city platform only (county and street desks come with three-tier dispatch)"
-            )));
-        }
         let calendar = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?;
         let tokens = auth::Tokens::new(&config.dispatcher.tokens).map_err(Error::Config)?;
         let city = whistle_runtime::city::load(&config.dispatcher.city_file)?;
+        let known = match &platform {
+            PlatformId::City => true,
+            PlatformId::County(c) => city.config.counties.iter().any(|x| &x.code == c),
+            PlatformId::Street(s) => city.config.streets.iter().any(|x| &x.code == s),
+        };
+        if !known {
+            return Err(Error::Config(format!(
+                "dispatcher.platform: {platform} is not in the city file {}",
+                config.dispatcher.city_file.display()
+            )));
+        }
         if config.kafka.create_topics {
             whistle_runtime::topics::ensure(&config.kafka).await?;
         }
         let producer = EventProducer::new(&config.kafka)?;
         let store = TicketStore::connect(&config.redis).await?;
         let city = Arc::new(city);
-        let router = Arc::new(routing::Router::new(city.clone(), config.policy.clone(), calendar, producer.clone(), clock.clone()));
+        let router = Arc::new(routing::Router::new(
+            platform.clone(),
+            city,
+            config.policy.clone(),
+            calendar,
+            producer.clone(),
+            store.clone(),
+            clock.clone(),
+        ));
         let addr = config.dispatcher.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
         Ok(Dispatcher { config, platform, listener, router, store, producer, clock, tokens })

@@ -1,25 +1,43 @@
-//! Automatic dispatch: a classified ticket goes to the unit the routing table
-//! names for its category, with the deadline the policy gives its urgency.
+//! Automatic routing, per platform instance. The city instance decides where
+//! each classified ticket starts (the city's tier rules and the ticket's
+//! jurisdiction): at the city it dispatches to the unit of the category,
+//! elsewhere it delegates the ticket to that county's or street's platform.
+//! A county or street instance dispatches what is delegated to it by its own
+//! table, and leaves whistled tickets on its desk for an operator.
+//!
+//! Every instance reads the whole `ticket-events` topic and acts only on
+//! events addressed to its platform.
 
 use std::sync::Arc;
+use std::time::Duration;
 use whistle_domain::city::City;
-use whistle_domain::{
-    Actor, Category, Clock, Deadline, DeadlinePolicy, Event, EventId, EventKind, PlatformId, UnitCode, Urgency, WorkCalendar,
-};
-use whistle_runtime::EventProducer;
+use whistle_domain::{Actor, Clock, Deadline, DeadlinePolicy, Event, EventId, EventKind, PlatformId, TicketId, Urgency, WorkCalendar};
 use whistle_runtime::consumer::{HandleError, Handler, Incoming};
+use whistle_runtime::store::{CaughtUp, Projection};
+use whistle_runtime::{EventProducer, TicketStore};
 
 pub struct Router {
+    platform: PlatformId,
     city: Arc<City>,
     policy: DeadlinePolicy,
     calendar: WorkCalendar,
     producer: EventProducer,
+    store: TicketStore,
     clock: Arc<dyn Clock>,
 }
 
 impl Router {
-    pub fn new(city: Arc<City>, policy: DeadlinePolicy, calendar: WorkCalendar, producer: EventProducer, clock: Arc<dyn Clock>) -> Self {
-        Router { city, policy, calendar, producer, clock }
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        platform: PlatformId,
+        city: Arc<City>,
+        policy: DeadlinePolicy,
+        calendar: WorkCalendar,
+        producer: EventProducer,
+        store: TicketStore,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Router { platform, city, policy, calendar, producer, store, clock }
     }
 
     pub fn policy(&self) -> &DeadlinePolicy {
@@ -34,36 +52,73 @@ impl Router {
         &self.city
     }
 
-    /// The unit that handles a category at the city platform.
-    pub fn unit_for(&self, category: Category) -> &UnitCode {
-        self.city.config.routing.city.get(&category).unwrap_or(&self.city.config.routing.default_unit)
-    }
-
     /// The deadline for a ticket of this urgency assigned at `now`.
     pub fn deadline(&self, urgency: Urgency, now: time::OffsetDateTime, version: EventId) -> Deadline {
         self.policy.deadline(&self.calendar, now, self.policy.span_for(urgency), version)
+    }
+
+    fn actor(&self) -> Actor {
+        Actor::system(&format!("dispatcher:{}", self.platform))
+    }
+
+    async fn publish(&self, ticket: TicketId, id: EventId, kind: EventKind) -> Result<(), HandleError> {
+        let out = Event { id, ticket_id: ticket, occurred_at: self.clock.now(), actor: self.actor(), kind };
+        self.producer.publish(&out).await?;
+        Ok(())
+    }
+
+    /// The ticket as projected up to this message.
+    async fn projection(&self, ticket: &TicketId, offset: i64) -> Result<Projection, HandleError> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.store.get_caught_up(ticket, offset).await? {
+                CaughtUp::Ready(p) => return Ok(*p),
+                CaughtUp::Orphan => return Err(HandleError::Poison(format!("ticket {ticket} is unknown (no received event)"))),
+                CaughtUp::Behind if started.elapsed() > Duration::from_secs(10) => {
+                    return Err(HandleError::Retry(format!("ticket {ticket} not yet projected up to offset {offset}")));
+                }
+                CaughtUp::Behind => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    async fn dispatch_here(
+        &self,
+        ticket: TicketId,
+        id: EventId,
+        category: whistle_domain::Category,
+        urgency: Urgency,
+    ) -> Result<(), HandleError> {
+        let Some(unit) = self.city.unit_for(&self.platform, category) else {
+            tracing::info!(ticket = %ticket, platform = %self.platform, "no unit in the table; left on the desk");
+            return Ok(());
+        };
+        let deadline = self.deadline(urgency, self.clock.now(), id);
+        tracing::info!(ticket = %ticket, platform = %self.platform, unit = %unit, due_at = %deadline.due_at, "dispatched");
+        self.publish(ticket, id, EventKind::Dispatched { platform: self.platform.clone(), unit, deadline, automatic: true }).await
     }
 }
 
 impl Handler for Router {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let event = msg.event()?;
-        let EventKind::Classified { category, urgency, .. } = &event.kind else {
-            return Ok(());
-        };
-        let id = EventId::derived(&event.id, "dispatched");
-        let now = self.clock.now();
-        let unit = self.unit_for(*category).clone();
-        let deadline = self.deadline(*urgency, now, id);
-        tracing::info!(ticket = %event.ticket_id, unit = %unit, due_at = %deadline.due_at, "dispatched");
-        let out = Event {
-            id,
-            ticket_id: event.ticket_id,
-            occurred_at: now,
-            actor: Actor::system("dispatcher:city"),
-            kind: EventKind::Dispatched { platform: PlatformId::City, unit, deadline, automatic: true },
-        };
-        self.producer.publish(&out).await?;
-        Ok(())
+        match &event.kind {
+            EventKind::Classified { category, urgency, whistle_level, jurisdiction, .. } if self.platform == PlatformId::City => {
+                let start = self.city.start_platform(*category, *whistle_level, jurisdiction);
+                if start == PlatformId::City {
+                    self.dispatch_here(event.ticket_id, EventId::derived(&event.id, "dispatched"), *category, *urgency).await
+                } else {
+                    tracing::info!(ticket = %event.ticket_id, to = %start, "delegated");
+                    let kind = EventKind::Delegated { from: PlatformId::City, to: start, reason: "routing rules".into() };
+                    self.publish(event.ticket_id, EventId::derived(&event.id, "delegated"), kind).await
+                }
+            }
+            EventKind::Delegated { to, .. } if *to == self.platform => {
+                let p = self.projection(&event.ticket_id, msg.offset).await?;
+                let Some(c) = p.ticket.classification.as_ref() else { return Ok(()) };
+                self.dispatch_here(event.ticket_id, EventId::derived(&event.id, "dispatched"), c.category, c.urgency).await
+            }
+            _ => Ok(()),
+        }
     }
 }

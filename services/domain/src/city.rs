@@ -77,6 +77,33 @@ pub struct Routing {
     pub city: BTreeMap<Category, UnitCode>,
     /// Unit for categories not in the table.
     pub default_unit: UnitCode,
+    /// Which tier a ticket starts at; the first matching rule wins, the city
+    /// when none matches or the jurisdiction is unknown at that tier.
+    #[serde(default)]
+    pub rules: Vec<TierRule>,
+    /// At a county: category -> the suffix of the county's unit
+    /// (`<county>-<suffix>`), and the suffix for other categories.
+    #[serde(default)]
+    pub county: BTreeMap<Category, String>,
+    #[serde(default)]
+    pub county_default: Option<String>,
+    /// At a street: the same, `<street>-<suffix>`.
+    #[serde(default)]
+    pub street: BTreeMap<Category, String>,
+    #[serde(default)]
+    pub street_default: Option<String>,
+}
+
+/// "Small matters stay in the grid, big ones in the street, hard ones in the
+/// district": where a ticket of this category or whistle level starts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierRule {
+    #[serde(default)]
+    pub category: Option<Category>,
+    #[serde(default)]
+    pub whistle_level: Option<WhistleLevel>,
+    pub tier: crate::Tier,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -178,6 +205,47 @@ impl City {
 
     pub fn unit(&self, code: &UnitCode) -> Option<&Unit> {
         self.units.get(code).map(|&i| &self.config.units[i])
+    }
+
+    /// The platform a classified ticket starts at.
+    pub fn start_platform(&self, category: Category, whistle_level: WhistleLevel, jurisdiction: &crate::Jurisdiction) -> PlatformId {
+        let rule = self
+            .config
+            .routing
+            .rules
+            .iter()
+            .find(|r| r.category.is_none_or(|c| c == category) && r.whistle_level.is_none_or(|w| w == whistle_level));
+        let street = jurisdiction.street.as_ref().map(|s| PlatformId::Street(s.clone()));
+        let county = jurisdiction
+            .county
+            .clone()
+            .or_else(|| jurisdiction.street.as_deref().and_then(|s| self.county_of(s)).map(str::to_owned))
+            .map(PlatformId::County);
+        match rule.map(|r| r.tier) {
+            Some(crate::Tier::Street) => street.or(county).unwrap_or(PlatformId::City),
+            Some(crate::Tier::County) => county.unwrap_or(PlatformId::City),
+            Some(crate::Tier::City) | None => PlatformId::City,
+        }
+    }
+
+    /// The unit a platform's table sends a category to.
+    pub fn unit_for(&self, platform: &PlatformId, category: Category) -> Option<UnitCode> {
+        let r = &self.config.routing;
+        let code = match platform {
+            PlatformId::City => return Some(r.city.get(&category).unwrap_or(&r.default_unit).clone()),
+            PlatformId::County(c) => format!("{c}-{}", r.county.get(&category).or(r.county_default.as_ref())?),
+            PlatformId::Street(s) => format!("{s}-{}", r.street.get(&category).or(r.street_default.as_ref())?),
+        };
+        UnitCode::parse(&code).ok().filter(|u| self.unit(u).is_some())
+    }
+
+    /// The platform one tier up: street -> its county -> the city.
+    pub fn parent(&self, platform: &PlatformId) -> Option<PlatformId> {
+        match platform {
+            PlatformId::City => None,
+            PlatformId::County(_) => Some(PlatformId::City),
+            PlatformId::Street(s) => self.county_of(s).map(|c| PlatformId::County(c.to_owned())),
+        }
     }
 
     /// The leader in charge of a platform, if one is configured.
