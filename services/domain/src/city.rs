@@ -270,7 +270,15 @@ mod tests {
             units,
             leaders: vec![],
             classification: Classification { categories: vec![], urgency: BTreeMap::new(), whistle_level: BTreeMap::new() },
-            routing: Routing { city: BTreeMap::new(), default_unit: UnitCode::parse(default_unit).unwrap() },
+            routing: Routing {
+                city: BTreeMap::new(),
+                default_unit: UnitCode::parse(default_unit).unwrap(),
+                rules: vec![],
+                county: BTreeMap::new(),
+                county_default: None,
+                street: BTreeMap::new(),
+                street_default: None,
+            },
         }
     }
 

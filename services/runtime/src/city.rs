@@ -41,6 +41,7 @@ fn code_line(text: &str, code: &str, duplicate: bool) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use whistle_domain::{Category, Jurisdiction, PlatformId, WhistleLevel};
 
     const BASE: &str = r#"
 name = "t"
@@ -66,6 +67,32 @@ default_unit = "hub"
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config/demo-city.toml");
         let city = load(&file).unwrap();
         assert!(city.config.counties.len() >= 10 && city.config.streets.len() >= 60 && city.config.units.len() >= 300);
+    }
+
+    #[test]
+    fn tickets_start_at_the_tier_their_rules_name() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config/demo-city.toml");
+        let city = load(&file).unwrap();
+        let j =
+            |county: Option<&str>, street: Option<&str>| Jurisdiction { county: county.map(Into::into), street: street.map(Into::into) };
+        let noise = city.start_platform(Category::Noise, WhistleLevel::Ordinary, &j(Some("xicheng"), Some("xc-xinjiekou")));
+        assert_eq!(noise, PlatformId::parse("street:xc-xinjiekou").unwrap());
+        assert_eq!(
+            city.start_platform(Category::Noise, WhistleLevel::Ordinary, &j(Some("xicheng"), None)),
+            PlatformId::parse("county:xicheng").unwrap()
+        );
+        assert_eq!(city.start_platform(Category::Noise, WhistleLevel::Ordinary, &j(None, None)), PlatformId::City);
+        assert_eq!(
+            city.start_platform(Category::Water, WhistleLevel::Ordinary, &j(Some("xicheng"), Some("xc-xinjiekou"))),
+            PlatformId::City
+        );
+        assert_eq!(
+            city.start_platform(Category::Water, WhistleLevel::Difficult, &j(Some("xicheng"), None)),
+            PlatformId::parse("county:xicheng").unwrap()
+        );
+        assert_eq!(city.unit_for(&noise, Category::Noise).unwrap().as_str(), "xc-xinjiekou-office");
+        assert_eq!(city.unit_for(&PlatformId::parse("county:xicheng").unwrap(), Category::Noise).unwrap().as_str(), "xicheng-environment");
+        assert_eq!(city.parent(&noise), Some(PlatformId::parse("county:xicheng").unwrap()));
     }
 
     #[test]
