@@ -474,8 +474,20 @@ fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Raw> {
 }
 
 /// The desk callers the test platform has tokens for.
-pub const DESK_CALLERS: &[&str] =
-    &["city", "unit:city-water", "unit:city-ecology", "unit:city-heating", "unit:city-management", "unit:city-housing"];
+pub const DESK_CALLERS: &[&str] = &[
+    "city",
+    "unit:city-water",
+    "unit:city-ecology",
+    "unit:city-heating",
+    "unit:city-management",
+    "unit:city-housing",
+    "street:xc-xinjiekou",
+    "street:xc-jinrongjie",
+    "county:xicheng",
+    "unit:xc-xinjiekou-office",
+    "unit:xicheng-environment",
+    "unit:xicheng-city-management",
+];
 
 /// The test token of a desk caller.
 pub fn token_for(caller: &str) -> String {

@@ -258,6 +258,28 @@ impl Desk for DeskService {
         self.act(&caller, DeskAction::Supervise, &p, EventId::new(), EventKind::Supervised { reason }).await
     }
 
+    async fn whistle(&self, req: Request<pb::ReasonRequest>) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        let r = req.into_inner();
+        let reason = text("reason", &r.reason)?;
+        let p = self.ticket(&r.ticket).await?;
+        let to = self
+            .router
+            .city()
+            .parent(&self.platform)
+            .ok_or_else(|| Status::failed_precondition("the city platform has no tier above to whistle to"))?;
+        self.act(&caller, DeskAction::Whistle, &p, EventId::new(), EventKind::Whistled { from: self.platform.clone(), to, reason }).await
+    }
+
+    async fn report_in(&self, req: Request<pb::TicketRef>) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        let p = self.ticket(&req.into_inner().ticket).await?;
+        let Caller::Unit(unit) = &caller else {
+            return Err(Status::permission_denied(format!("{caller} may not report in: this is a department's action")));
+        };
+        self.act(&caller, DeskAction::ReportIn, &p, EventId::new(), EventKind::ReportedIn { unit: unit.clone() }).await
+    }
+
     async fn history(&self, req: Request<pb::TicketRef>) -> Result<Response<pb::HistoryResponse>, Status> {
         let caller = self.tokens.caller(req.metadata())?;
         let p = self.ticket(&req.into_inner().ticket).await?;

@@ -132,7 +132,7 @@ impl Notify {
     fn url_for(&self, r: &Recipient) -> &str {
         match r {
             Recipient::Citizen { .. } => &self.settings.citizen_webhook_url,
-            Recipient::Unit { .. } | Recipient::Leader { .. } => {
+            Recipient::Unit { .. } | Recipient::Leader { .. } | Recipient::Desk { .. } => {
                 self.unit_hooks.get(&r.id()).map_or(&self.settings.webhook_url, String::as_str)
             }
         }

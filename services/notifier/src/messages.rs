@@ -42,6 +42,10 @@ pub enum Recipient {
     Leader {
         leader: String,
     },
+    /// A platform's desk (e.g. the street that whistled, told of the result).
+    Desk {
+        platform: String,
+    },
 }
 
 impl Recipient {
@@ -51,6 +55,7 @@ impl Recipient {
             Recipient::Citizen { .. } => "citizen".to_owned(),
             Recipient::Unit { unit } => format!("unit:{unit}"),
             Recipient::Leader { leader } => format!("leader:{leader}"),
+            Recipient::Desk { platform } => format!("desk:{platform}"),
         }
     }
 }
@@ -125,11 +130,30 @@ pub fn for_event(e: &Event, ticket: Option<&Ticket>, leader_of: impl Fn(&Platfor
             vec![msg(Template::TicketAssigned, t.number.as_str(), Language::Zh, Recipient::Unit { unit: unit.to_string() }, text)]
         }
         (EventKind::Completed { result }, Some(t)) => {
-            if t.request.contact.phone.is_none() && t.request.contact.email.is_none() {
-                return vec![];
-            }
             let lang = t.request.language;
-            vec![msg(Template::TicketCompleted, t.number.as_str(), lang, citizen(t), completed_text(lang, t.number.as_str(), result))]
+            let mut out = Vec::new();
+            if t.request.contact.phone.is_some() || t.request.contact.email.is_some() {
+                out.push(msg(
+                    Template::TicketCompleted,
+                    t.number.as_str(),
+                    lang,
+                    citizen(t),
+                    completed_text(lang, t.number.as_str(), result),
+                ));
+            }
+            // Platforms that held the ticket before (a street that whistled) are told too.
+            let holder = t.state.platform();
+            for p in t.platforms.iter().filter(|p| Some(*p) != holder) {
+                let text = format!("工单 {} 已由上级平台办结：{result}", t.number);
+                out.push(msg(
+                    Template::TicketCompleted,
+                    t.number.as_str(),
+                    Language::Zh,
+                    Recipient::Desk { platform: p.to_string() },
+                    text,
+                ));
+            }
+            out
         }
         (EventKind::Overdue { level, unit, due_at, .. }, Some(t)) => {
             let Some(assignment) = t.state.open_assignment() else {

@@ -1,0 +1,91 @@
+//! Three tiers on the real broker and Redis: a street's ticket stays on that
+//! street's desk, the street whistles, the district assigns its bureau, the
+//! bureau completes, and the whole trail is readable in order.
+
+use std::time::Duration;
+use tonic::Code;
+use whistle_proto::v1 as pb;
+use whistle_tests::webhook::is;
+use whistle_tests::{Options, Platform, request};
+
+const WAIT: Duration = Duration::from_secs(60);
+const STREET: &str = "street:xc-xinjiekou";
+const COUNTY: &str = "county:xicheng";
+
+fn tref(n: &str) -> pb::TicketRef {
+    pb::TicketRef { ticket: n.to_owned() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_street_whistles_and_the_district_bureau_reports_in_and_completes() {
+    let p = Platform::start_with("tiers", Options { platforms: vec![STREET, "street:xc-jinrongjie", COUNTY], ..Options::default() }).await;
+    let t = p.intake().await.submit_request(request("晚上施工噪音扰民", "西城区新街口")).await.expect("submit").into_inner();
+
+    // The noise complaint goes to street S's desk and its office, nowhere else.
+    let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
+    assert_eq!((v.platform.as_str(), v.unit.as_str()), (STREET, "xc-xinjiekou-office"));
+    let other = p.desk_at("street:xc-jinrongjie", "street:xc-jinrongjie").await.history(tref(&t.ticket_number)).await.unwrap_err();
+    assert_eq!(other.code(), Code::PermissionDenied, "another street never reads it: {other:?}");
+    let county_early = p.desk_at(COUNTY, COUNTY).await.history(tref(&t.ticket_number)).await.unwrap_err();
+    assert_eq!(county_early.code(), Code::PermissionDenied, "the district sees it only once it is whistled in");
+    p.desk_at("city", "city").await.history(tref(&t.ticket_number)).await.expect("the city sees everything");
+
+    // S whistles: the district's desk holds it; S still sees it but no longer acts.
+    let mut street = p.desk_at(STREET, STREET).await;
+    street
+        .whistle(pb::ReasonRequest { ticket: t.ticket_number.clone(), reason: "施工方属区级项目，需区生态环境局".into() })
+        .await
+        .expect("whistle");
+    let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "queued").await;
+    assert_eq!(v.platform, COUNTY);
+    street.history(tref(&t.ticket_number)).await.expect("S still reads it");
+    let e = street.dispatch(pb::DispatchRequest { ticket: t.ticket_number.clone(), unit: "xc-xinjiekou-office".into() }).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+
+    // The district assigns its environment bureau; the bureau reports in and completes.
+    let mut county = p.desk_at(COUNTY, COUNTY).await;
+    county
+        .dispatch(pb::DispatchRequest { ticket: t.ticket_number.clone(), unit: "xicheng-environment".into() })
+        .await
+        .expect("county dispatch");
+    let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
+    assert_eq!((v.platform.as_str(), v.unit.as_str()), (COUNTY, "xicheng-environment"));
+    let mut bureau = p.desk_at(COUNTY, "unit:xicheng-environment").await;
+    bureau.acknowledge(tref(&t.ticket_number)).await.expect("acknowledge");
+    // Another district department reports in to take its part; a street unit cannot.
+    p.desk_at(COUNTY, "unit:xicheng-city-management").await.report_in(tref(&t.ticket_number)).await.expect("report in");
+    let e = p.desk_at(COUNTY, "unit:xc-xinjiekou-office").await.report_in(tref(&t.ticket_number)).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    bureau
+        .complete(pb::CompleteRequest { ticket: t.ticket_number.clone(), unit: String::new(), result: "已责令夜间停工".into() })
+        .await
+        .expect("complete");
+    p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "completed").await;
+
+    // The citizen and street S are told.
+    let told = p.webhook.wait_for(2, WAIT, is("ticket_completed", &t.ticket_number)).await;
+    let mut to: Vec<String> = told
+        .iter()
+        .map(|m| m["recipient"]["kind"].as_str().unwrap().to_owned() + ":" + m["recipient"]["platform"].as_str().unwrap_or(""))
+        .collect();
+    to.sort();
+    assert_eq!(to, ["citizen:", "desk:street:xc-xinjiekou"]);
+
+    // The trail, in order, with actors.
+    let h = p.desk_at(COUNTY, COUNTY).await.history(tref(&t.ticket_number)).await.expect("history").into_inner();
+    let got: Vec<(String, String)> = h.entries.iter().map(|e| (e.event.clone(), format!("{}:{}", e.actor_kind, e.actor_id))).collect();
+    let want = [
+        ("received", "system:intake:phone"),
+        ("classified", "system:classifier"),
+        ("delegated", "system:dispatcher:city"),
+        ("dispatched", "system:dispatcher:street:xc-xinjiekou"),
+        ("whistled", "operator:desk:street:xc-xinjiekou"),
+        ("dispatched", "operator:desk:county:xicheng"),
+        ("acknowledged", "unit:xicheng-environment"),
+        ("reported_in", "unit:xicheng-city-management"),
+        ("completed", "unit:xicheng-environment"),
+    ];
+    let got: Vec<(&str, &str)> = got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(got, want);
+    p.shutdown().await;
+}
