@@ -89,3 +89,66 @@ async fn a_street_whistles_and_the_district_bureau_reports_in_and_completes() {
     assert_eq!(got, want);
     p.shutdown().await;
 }
+
+async fn next(stream: &mut tonic::Streaming<pb::QueueItem>) -> pb::QueueItem {
+    tokio::time::timeout(WAIT, stream.message()).await.expect("a queue item in time").expect("stream").expect("open stream")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_street_desk_watches_its_queue_and_a_returned_ticket_comes_back_with_its_reason() {
+    let p = Platform::start_with("queue", Options { platforms: vec![STREET, COUNTY], ..Options::default() }).await;
+    let mut street = p.desk_at(STREET, STREET).await;
+    let denied = p.desk_at(STREET, "street:xc-jinrongjie").await.watch(pb::WatchRequest {}).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let mut queue = street.watch(pb::WatchRequest {}).await.expect("watch").into_inner();
+
+    let t = p.intake().await.submit_request(request("晚上施工噪音扰民", "西城区新街口")).await.expect("submit").into_inner();
+    let first = next(&mut queue).await;
+    assert_eq!((first.event.as_str(), first.from.as_str()), ("delegated", "city"));
+    let second = next(&mut queue).await;
+    assert_eq!((second.event.as_str(), second.from.as_str()), ("dispatched", "xc-xinjiekou-office"));
+    assert_eq!(second.ticket_id, t.ticket_id);
+    p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
+
+    // The office returns it: it is back on the street's queue, with the reason.
+    p.desk_at(STREET, "unit:xc-xinjiekou-office")
+        .await
+        .r#return(pb::ReasonRequest { ticket: t.ticket_number.clone(), reason: "工地在金融街辖区".into() })
+        .await
+        .expect("return");
+    let back = next(&mut queue).await;
+    assert_eq!((back.event.as_str(), back.reason.as_str(), back.from.as_str()), ("returned", "工地在金融街辖区", "xc-xinjiekou-office"));
+    street
+        .dispatch(pb::DispatchRequest { ticket: t.ticket_number.clone(), unit: "xc-xinjiekou-community-1".into() })
+        .await
+        .expect("re-dispatch");
+    let again = next(&mut queue).await;
+    assert_eq!((again.event.as_str(), again.from.as_str()), ("dispatched", "xc-xinjiekou-community-1"));
+
+    // Whistled up, then handed back down by the district: street -> county -> street.
+    street.whistle(pb::ReasonRequest { ticket: t.ticket_number.clone(), reason: "需要区里协调".into() }).await.expect("whistle");
+    p.wait_ticket(&t.ticket_number, WAIT, |v| v.platform == COUNTY).await;
+    let mut county = p.desk_at(COUNTY, COUNTY).await;
+    let wrong = county
+        .delegate(pb::DelegateRequest { ticket: t.ticket_number.clone(), platform: "street:hd-zhongguancun".into(), reason: "x".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::InvalidArgument, "not one of Xicheng's streets: {wrong:?}");
+    county
+        .delegate(pb::DelegateRequest {
+            ticket: t.ticket_number.clone(),
+            platform: STREET.into(),
+            reason: "已协调施工方，请街道跟进".into(),
+        })
+        .await
+        .expect("delegate back");
+    let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned" && v.platform == STREET).await;
+    assert_eq!(v.unit, "xc-xinjiekou-office");
+    let h = county.history(tref(&t.ticket_number)).await.expect("the county still reads it").into_inner();
+    let events: Vec<&str> = h.entries.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        events,
+        ["received", "classified", "delegated", "dispatched", "returned", "dispatched", "whistled", "delegated", "dispatched"]
+    );
+    p.shutdown().await;
+}

@@ -26,6 +26,7 @@ pub struct DeskService {
     clock: Arc<dyn Clock>,
     tokens: Tokens,
     router: Arc<Router>,
+    shutdown: whistle_runtime::Shutdown,
 }
 
 fn invalid(e: whistle_domain::Error) -> Status {
@@ -44,6 +45,7 @@ fn text(field: &'static str, s: &str) -> Result<String, Status> {
 }
 
 impl DeskService {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         platform: PlatformId,
         store: TicketStore,
@@ -51,8 +53,9 @@ impl DeskService {
         clock: Arc<dyn Clock>,
         tokens: Tokens,
         router: Arc<Router>,
+        shutdown: whistle_runtime::Shutdown,
     ) -> Self {
-        DeskService { platform, store, producer, clock, tokens, router }
+        DeskService { platform, store, producer, clock, tokens, router, shutdown }
     }
 
     async fn ticket(&self, key: &str) -> Result<Projection, Status> {
@@ -278,6 +281,37 @@ impl Desk for DeskService {
             return Err(Status::permission_denied(format!("{caller} may not report in: this is a department's action")));
         };
         self.act(&caller, DeskAction::ReportIn, &p, EventId::new(), EventKind::ReportedIn { unit: unit.clone() }).await
+    }
+
+    async fn delegate(&self, req: Request<pb::DelegateRequest>) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        let r = req.into_inner();
+        let reason = text("reason", &r.reason)?;
+        let to = PlatformId::parse(&r.platform).map_err(invalid)?;
+        if self.router.city().parent(&to).as_ref() != Some(&self.platform) {
+            return Err(invalid(whistle_domain::Error::invalid(
+                "platform",
+                format!("{to} is not a platform directly below {}", self.platform),
+            )));
+        }
+        let p = self.ticket(&r.ticket).await?;
+        self.act(&caller, DeskAction::Dispatch, &p, EventId::new(), EventKind::Delegated { from: self.platform.clone(), to, reason }).await
+    }
+
+    type WatchStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::QueueItem, Status>> + Send>>;
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        if caller != Caller::Platform(self.platform.clone()) {
+            tracing::warn!(caller = %caller, platform = %self.platform, "queue watch denied");
+            return Err(Status::permission_denied(format!("{caller} may not watch the queue of platform {}", self.platform)));
+        }
+        let rx = self.router.watch();
+        let stream = tokio_stream::StreamExt::filter_map(tokio_stream::wrappers::BroadcastStream::new(rx), |r| r.ok().map(Ok));
+        // The stream ends when the service drains, so shutdown never waits on a watcher.
+        let shutdown = self.shutdown.clone();
+        let stream = futures::StreamExt::take_until(stream, async move { shutdown.wait().await });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn history(&self, req: Request<pb::TicketRef>) -> Result<Response<pb::HistoryResponse>, Status> {

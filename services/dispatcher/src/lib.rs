@@ -172,7 +172,7 @@ impl Dispatcher {
                 shutdown.clone(),
             ),
         );
-        let desk = desk::DeskService::new(platform, store, producer.clone(), clock, tokens, router.clone());
+        let desk = desk::DeskService::new(platform, store, producer.clone(), clock, tokens, router.clone(), shutdown.clone());
         let served = tonic::transport::Server::builder()
             .trace_fn(whistle_runtime::telemetry::grpc_span)
             .add_service(whistle_proto::v1::desk_server::DeskServer::new(desk))

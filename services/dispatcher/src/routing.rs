@@ -24,6 +24,7 @@ pub struct Router {
     producer: EventProducer,
     store: TicketStore,
     clock: Arc<dyn Clock>,
+    queue: tokio::sync::broadcast::Sender<whistle_proto::v1::QueueItem>,
 }
 
 impl Router {
@@ -37,7 +38,55 @@ impl Router {
         store: TicketStore,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Router { platform, city, policy, calendar, producer, store, clock }
+        let (queue, _) = tokio::sync::broadcast::channel(1024);
+        Router { platform, city, policy, calendar, producer, store, clock, queue }
+    }
+
+    /// Changes to this platform's queue, as they happen.
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<whistle_proto::v1::QueueItem> {
+        self.queue.subscribe()
+    }
+
+    pub fn platform(&self) -> &PlatformId {
+        &self.platform
+    }
+
+    /// Tells the desks watching this platform's queue.
+    async fn announce(&self, msg: &Incoming, event: &Event) -> Result<(), HandleError> {
+        if self.queue.receiver_count() == 0 {
+            return Ok(());
+        }
+        let item = |kind: &str, from: String, reason: String, level: u32| whistle_proto::v1::QueueItem {
+            ticket_id: event.ticket_id.to_string(),
+            event: kind.to_owned(),
+            reason,
+            from,
+            at: Some(whistle_proto::timestamp(event.occurred_at)),
+            overdue_level: level,
+        };
+        let here = |p: &Projection| p.ticket.state.platform() == Some(&self.platform);
+        let announced = match &event.kind {
+            EventKind::Delegated { from, to, reason } if *to == self.platform => {
+                Some(item("delegated", from.to_string(), reason.clone(), 0))
+            }
+            EventKind::Whistled { from, to, reason } if *to == self.platform => Some(item("whistled", from.to_string(), reason.clone(), 0)),
+            EventKind::Dispatched { platform, unit, .. } if *platform == self.platform => {
+                Some(item("dispatched", unit.to_string(), String::new(), 0))
+            }
+            EventKind::Returned { reason } => {
+                let p = self.projection(&event.ticket_id, msg.offset).await?;
+                here(&p).then(|| item("returned", event.actor.id.clone(), reason.clone(), 0))
+            }
+            EventKind::Overdue { level, unit, .. } => {
+                let p = self.projection(&event.ticket_id, msg.offset).await?;
+                here(&p).then(|| item("overdue", unit.to_string(), String::new(), level.number()))
+            }
+            _ => None,
+        };
+        if let Some(i) = announced {
+            let _ = self.queue.send(i);
+        }
+        Ok(())
     }
 
     pub fn policy(&self) -> &DeadlinePolicy {
@@ -102,6 +151,7 @@ impl Router {
 impl Handler for Router {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let event = msg.event()?;
+        self.announce(msg, &event).await?;
         match &event.kind {
             EventKind::Classified { category, urgency, whistle_level, jurisdiction, .. } if self.platform == PlatformId::City => {
                 let start = self.city.start_platform(*category, *whistle_level, jurisdiction);
