@@ -32,13 +32,17 @@ start webhook-sink python3 deploy/local/webhook_sink.py --port 8025
 start intake target/debug/whistle-intake
 start classifier target/debug/whistle-classifier
 start dispatcher-city target/debug/whistle-dispatcher --platform city
+WHISTLE__DISPATCHER__LISTEN=127.0.0.1:50053 start dispatcher-xicheng target/debug/whistle-dispatcher --platform county:xicheng
+WHISTLE__DISPATCHER__LISTEN=127.0.0.1:50054 start dispatcher-xinjiekou target/debug/whistle-dispatcher --platform street:xc-xinjiekou
 start sla-timer target/debug/whistle-sla-timer
 start notifier target/debug/whistle-notifier
 
 wait_port 127.0.0.1 50051 60 intake
 wait_port 127.0.0.1 50052 60 dispatcher
+wait_port 127.0.0.1 50053 60 "county:xicheng dispatcher"
+wait_port 127.0.0.1 50054 60 "street:xc-xinjiekou dispatcher"
 sleep 1
-for name in intake classifier dispatcher-city sla-timer notifier; do
+for name in intake classifier dispatcher-city dispatcher-xicheng dispatcher-xinjiekou sla-timer notifier; do
   kill -0 "$(cat "$WHISTLE_DATA/$name.pid")" 2>/dev/null || die "$name exited; see $WHISTLE_DATA/logs/$name.log"
 done
 
@@ -49,6 +53,7 @@ Whistle is running.
   redis               $REDIS_HOST:$REDIS_PORT   data: $WHISTLE_DATA/redis
   intake (gRPC)       127.0.0.1:50051
   city desk (gRPC)    127.0.0.1:50052
+  county:xicheng desk 127.0.0.1:50053   street:xc-xinjiekou desk 127.0.0.1:50054
   classifier, sla-timer, notifier: Kafka consumers
   webhook sink        127.0.0.1:8025   messages: $WHISTLE_DATA/logs/webhook-sink.log
   logs                $WHISTLE_DATA/logs/
@@ -58,6 +63,11 @@ Submit a request and follow it:
   target/debug/whistlectl ticket <ticket number>
   WHISTLE_TOKEN=demo-city-water target/debug/whistlectl complete <ticket number> --result "已更换水管"
   tail -f $WHISTLE_DATA/logs/webhook-sink.log
+
+A noise complaint in Xinjiekou starts at that street's desk:
+  target/debug/whistlectl submit "晚上施工噪音扰民" --address "西城区新街口"
+  WHISTLE_DESK=http://127.0.0.1:50054 WHISTLE_TOKEN=demo-street-xc-xinjiekou target/debug/whistlectl queue
+  WHISTLE_DESK=http://127.0.0.1:50054 WHISTLE_TOKEN=demo-street-xc-xinjiekou target/debug/whistlectl whistle <ticket number> --reason "需要区里协调"
 
 Stop it with: make stop
 INFO

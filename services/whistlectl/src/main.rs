@@ -96,6 +96,26 @@ enum Command {
     },
     /// The ticket's audit trail, in order, with actors.
     History { ticket: String },
+    /// Call the tier above in (吹哨), as the platform desk holding the ticket.
+    Whistle {
+        ticket: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Take part in a ticket of your platform (报到), as a department.
+    ReportIn { ticket: String },
+    /// Hand a ticket down to a platform below (county:<code>, street:<code>).
+    Delegate {
+        ticket: String,
+        #[arg(long)]
+        platform: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Watch the platform's queue as it changes (one row per change), as the platform desk.
+    Queue,
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Report a ticket completed, as the unit it is assigned to (the token's unit).
     Complete {
         ticket: String,
@@ -230,6 +250,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Supervise { ticket, reason } => {
             let r = desk(&cli).await?.supervise(pb::ReasonRequest { ticket, reason }).await.map_err(status)?.into_inner();
             done(&cli, "supervising", &r);
+        }
+        Command::Whistle { ticket, reason } => {
+            let r = desk(&cli).await?.whistle(pb::ReasonRequest { ticket, reason }).await.map_err(status)?.into_inner();
+            done(&cli, "whistled", &r);
+        }
+        Command::ReportIn { ticket } => {
+            let r = desk(&cli).await?.report_in(pb::TicketRef { ticket }).await.map_err(status)?.into_inner();
+            done(&cli, "reported in to", &r);
+        }
+        Command::Delegate { ticket, platform, reason } => {
+            let r = desk(&cli).await?.delegate(pb::DelegateRequest { ticket, platform, reason }).await.map_err(status)?.into_inner();
+            done(&cli, "delegated", &r);
+        }
+        Command::Queue => {
+            let mut stream = desk(&cli).await?.watch(pb::WatchRequest {}).await.map_err(status)?.into_inner();
+            if !cli.json {
+                println!("{:<28} {:<11} {:<38} {:<26} reason", "at", "event", "ticket", "from");
+            }
+            while let Some(item) = stream.message().await.map_err(status)? {
+                if cli.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"at": ts(&item.at), "event": item.event, "ticket_id": item.ticket_id, "from": item.from, "reason": item.reason, "overdue_level": item.overdue_level})
+                    );
+                } else {
+                    let event = if item.overdue_level > 0 { format!("{}{}", item.event, item.overdue_level) } else { item.event.clone() };
+                    println!("{:<28} {:<11} {:<38} {:<26} {}", ts(&item.at), event, item.ticket_id, item.from, item.reason);
+                }
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "whistlectl", &mut std::io::stdout());
         }
         Command::History { ticket } => {
             let h = desk(&cli).await?.history(pb::TicketRef { ticket }).await.map_err(status)?.into_inner();
