@@ -152,3 +152,51 @@ async fn the_street_desk_watches_its_queue_and_a_returned_ticket_comes_back_with
     );
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_action_with_a_token_from_the_wrong_street_county_or_unit_is_denied_and_changes_nothing() {
+    let p = Platform::start_with("denied", Options { platforms: vec![STREET, "street:xc-jinrongjie", COUNTY], ..Options::default() }).await;
+    let t = p.intake().await.submit_request(request("晚上施工噪音扰民", "西城区新街口")).await.expect("submit").into_inner();
+    p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned" && v.platform == STREET).await;
+    let before = p.desk_at("city", "city").await.history(tref(&t.ticket_number)).await.expect("history").into_inner().entries.len();
+    let n = t.ticket_number.clone();
+    let due = Some(whistle_proto::timestamp(time::macros::datetime!(2026-12-20 10:00 +08:00)));
+
+    // Each wrong caller, at the desk of the street that holds the ticket.
+    for caller in ["street:xc-jinrongjie", COUNTY, "unit:city-ecology", "unit:xicheng-environment"] {
+        let mut d = p.desk_at(STREET, caller).await;
+        let calls: Vec<(&str, Result<(), tonic::Status>)> = vec![
+            ("acknowledge", d.acknowledge(tref(&n)).await.map(drop)),
+            ("return", d.r#return(pb::ReasonRequest { ticket: n.clone(), reason: "x".into() }).await.map(drop)),
+            ("dispatch", d.dispatch(pb::DispatchRequest { ticket: n.clone(), unit: "xc-xinjiekou-office".into() }).await.map(drop)),
+            (
+                "delegate",
+                d.delegate(pb::DelegateRequest { ticket: n.clone(), platform: "street:xc-xinjiekou".into(), reason: "x".into() })
+                    .await
+                    .map(drop),
+            ),
+            ("whistle", d.whistle(pb::ReasonRequest { ticket: n.clone(), reason: "x".into() }).await.map(drop)),
+            ("report in", d.report_in(tref(&n)).await.map(drop)),
+            (
+                "request extension",
+                d.request_extension(pb::ExtensionRequest { ticket: n.clone(), reason: "x".into(), requested_due_at: due }).await.map(drop),
+            ),
+            (
+                "decide extension",
+                d.decide_extension(pb::ExtensionDecision { ticket: n.clone(), grant: false, due_at: None, note: String::new() })
+                    .await
+                    .map(drop),
+            ),
+            ("supervise", d.supervise(pb::ReasonRequest { ticket: n.clone(), reason: "x".into() }).await.map(drop)),
+            ("complete", d.complete(pb::CompleteRequest { ticket: n.clone(), unit: String::new(), result: "x".into() }).await.map(drop)),
+            ("history", d.history(tref(&n)).await.map(drop)),
+            ("watch", d.watch(pb::WatchRequest {}).await.map(drop)),
+        ];
+        for (action, r) in calls {
+            assert_eq!(r.err().map(|e| e.code()), Some(Code::PermissionDenied), "{caller} {action}");
+        }
+    }
+    let after = p.desk_at("city", "city").await.history(tref(&t.ticket_number)).await.expect("history").into_inner().entries.len();
+    assert_eq!(after, before, "nothing changed");
+    p.shutdown().await;
+}

@@ -287,6 +287,8 @@ impl Desk for DeskService {
         let caller = self.tokens.caller(req.metadata())?;
         let r = req.into_inner();
         let reason = text("reason", &r.reason)?;
+        let p = self.ticket(&r.ticket).await?;
+        self.check(&caller, DeskAction::Dispatch, &p)?;
         let to = PlatformId::parse(&r.platform).map_err(invalid)?;
         if self.router.city().parent(&to).as_ref() != Some(&self.platform) {
             return Err(invalid(whistle_domain::Error::invalid(
@@ -294,7 +296,6 @@ impl Desk for DeskService {
                 format!("{to} is not a platform directly below {}", self.platform),
             )));
         }
-        let p = self.ticket(&r.ticket).await?;
         self.act(&caller, DeskAction::Dispatch, &p, EventId::new(), EventKind::Delegated { from: self.platform.clone(), to, reason }).await
     }
 
