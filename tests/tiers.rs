@@ -145,11 +145,23 @@ async fn the_street_desk_watches_its_queue_and_a_returned_ticket_comes_back_with
     let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned" && v.platform == STREET).await;
     assert_eq!(v.unit, "xc-xinjiekou-office");
     let h = county.history(tref(&t.ticket_number)).await.expect("the county still reads it").into_inner();
-    let events: Vec<&str> = h.entries.iter().map(|e| e.event.as_str()).collect();
+    let trail: Vec<String> = h.entries.iter().map(|e| format!("{} by {}:{}", e.event, e.actor_kind, e.actor_id)).collect();
     assert_eq!(
-        events,
-        ["received", "classified", "delegated", "dispatched", "returned", "dispatched", "whistled", "delegated", "dispatched"]
+        trail,
+        [
+            "received by system:intake:phone",
+            "classified by system:classifier",
+            "delegated by system:dispatcher:city",
+            "dispatched by system:dispatcher:street:xc-xinjiekou",
+            "returned by unit:xc-xinjiekou-office",
+            "dispatched by operator:desk:street:xc-xinjiekou",
+            "whistled by operator:desk:street:xc-xinjiekou",
+            "delegated by operator:desk:county:xicheng",
+            "dispatched by system:dispatcher:street:xc-xinjiekou",
+        ]
     );
+    let times: Vec<(i64, i32)> = h.entries.iter().map(|e| e.at.as_ref().map_or((0, 0), |t| (t.seconds, t.nanos))).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order: {times:?}");
     p.shutdown().await;
 }
 
