@@ -10,6 +10,7 @@ pub mod clock;
 pub mod event;
 pub mod ids;
 pub mod request;
+pub mod revisit;
 pub mod taxonomy;
 pub mod ticket;
 pub mod timer;
