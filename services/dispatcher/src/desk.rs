@@ -113,21 +113,11 @@ impl DeskService {
     /// so the next call (and `GetTicket`) sees it. The event is durable
     /// either way; after 5 s the answer goes out regardless.
     async fn visible(&self, ticket: &whistle_domain::TicketId, offset: i64) {
-        let started = std::time::Instant::now();
-        let mut wait = std::time::Duration::from_millis(2);
-        while started.elapsed() < std::time::Duration::from_secs(5) {
-            match self.store.get_caught_up(ticket, offset).await {
-                Ok(CaughtUp::Ready(_)) | Ok(CaughtUp::Orphan) => return,
-                Ok(CaughtUp::Behind) => {}
-                Err(e) => {
-                    tracing::warn!(ticket = %ticket, error = %e, "cannot read the projection");
-                    return;
-                }
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(std::time::Duration::from_millis(50));
+        match self.store.wait_caught_up(ticket, offset, std::time::Duration::from_secs(5)).await {
+            Ok(CaughtUp::Ready(_) | CaughtUp::Orphan) => {}
+            Ok(CaughtUp::Behind) => tracing::warn!(ticket = %ticket, offset, "the projection is behind; answering anyway"),
+            Err(e) => tracing::warn!(ticket = %ticket, error = %e, "cannot read the projection"),
         }
-        tracing::warn!(ticket = %ticket, offset, "the projection is behind; answering anyway");
     }
 
     fn now(&self) -> time::OffsetDateTime {

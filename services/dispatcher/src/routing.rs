@@ -9,11 +9,10 @@
 //! events addressed to its platform.
 
 use std::sync::Arc;
-use std::time::Duration;
 use whistle_domain::city::City;
 use whistle_domain::{Actor, Clock, Deadline, DeadlinePolicy, Event, EventId, EventKind, PlatformId, TicketId, Urgency, WorkCalendar};
 use whistle_runtime::consumer::{HandleError, Handler, Incoming};
-use whistle_runtime::store::{CaughtUp, Projection};
+use whistle_runtime::store::Projection;
 use whistle_runtime::{EventProducer, TicketStore};
 
 pub struct Router {
@@ -74,11 +73,11 @@ impl Router {
                 Some(item("dispatched", unit.to_string(), String::new(), 0))
             }
             EventKind::Returned { reason } => {
-                let p = self.projection(&event.ticket_id, msg.offset).await?;
+                let p = self.store.projection_at(&event.ticket_id, msg.offset).await?;
                 here(&p).then(|| item("returned", event.actor.id.clone(), reason.clone(), 0))
             }
             EventKind::Overdue { level, unit, .. } => {
-                let p = self.projection(&event.ticket_id, msg.offset).await?;
+                let p = self.store.projection_at(&event.ticket_id, msg.offset).await?;
                 here(&p).then(|| item("overdue", unit.to_string(), String::new(), level.number()))
             }
             _ => None,
@@ -116,21 +115,6 @@ impl Router {
         Ok(())
     }
 
-    /// The ticket as projected up to this message.
-    async fn projection(&self, ticket: &TicketId, offset: i64) -> Result<Projection, HandleError> {
-        let started = std::time::Instant::now();
-        loop {
-            match self.store.get_caught_up(ticket, offset).await? {
-                CaughtUp::Ready(p) => return Ok(*p),
-                CaughtUp::Orphan => return Err(HandleError::Poison(format!("ticket {ticket} is unknown (no received event)"))),
-                CaughtUp::Behind if started.elapsed() > Duration::from_secs(10) => {
-                    return Err(HandleError::Retry(format!("ticket {ticket} not yet projected up to offset {offset}")));
-                }
-                CaughtUp::Behind => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-    }
-
     async fn dispatch_here(
         &self,
         ticket: TicketId,
@@ -164,7 +148,7 @@ impl Handler for Router {
                 }
             }
             EventKind::Delegated { to, .. } if *to == self.platform => {
-                let p = self.projection(&event.ticket_id, msg.offset).await?;
+                let p = self.store.projection_at(&event.ticket_id, msg.offset).await?;
                 let Some(c) = p.ticket.classification.as_ref() else { return Ok(()) };
                 self.dispatch_here(event.ticket_id, EventId::derived(&event.id, "dispatched"), c.category, c.urgency).await
             }

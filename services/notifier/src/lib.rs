@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
-use whistle_runtime::store::CaughtUp;
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
 
 pub use messages::{Message, Recipient, Template};
@@ -138,27 +137,6 @@ impl Notify {
         }
     }
 
-    /// The ticket's projection once the projector has applied this event;
-    /// it usually trails by milliseconds.
-    async fn caught_up(&self, ticket: &whistle_domain::TicketId, offset: i64) -> Result<whistle_runtime::store::Projection, HandleError> {
-        let started = std::time::Instant::now();
-        let mut delay = Duration::from_millis(5);
-        loop {
-            match self.store.get_caught_up(ticket, offset).await? {
-                CaughtUp::Ready(p) => return Ok(*p),
-                CaughtUp::Orphan => {
-                    return Err(HandleError::Poison(format!("ticket {ticket} is unknown (no received event)")));
-                }
-                CaughtUp::Behind => {}
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                return Err(HandleError::Retry(format!("ticket {ticket} not yet projected up to offset {offset}")));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(100));
-        }
-    }
-
     fn delivered_key(&self, m: &Message) -> String {
         format!("{}notified:{}:{}:webhook", self.store.prefix(), m.event_id, m.recipient.id())
     }
@@ -167,7 +145,8 @@ impl Notify {
 impl Handler for Notify {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let event = msg.event()?;
-        let projection = if messages::needs_ticket(&event) { Some(self.caught_up(&event.ticket_id, msg.offset).await?) } else { None };
+        let projection =
+            if messages::needs_ticket(&event) { Some(self.store.projection_at(&event.ticket_id, msg.offset).await?) } else { None };
         let mut redis = self.store.redis();
         for m in messages::for_event(&event, projection.as_ref().map(|p| &p.ticket), |p| self.leaders.get(p).cloned()) {
             let key = self.delivered_key(&m);

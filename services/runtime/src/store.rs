@@ -181,6 +181,34 @@ impl TicketStore {
         Ok(read)
     }
 
+    /// Polls until the projection includes the event at `offset` (or the
+    /// ticket turns out unknown), for at most `within`; `Behind` after that.
+    pub async fn wait_caught_up(&self, id: &TicketId, offset: i64, within: std::time::Duration) -> Result<CaughtUp> {
+        let started = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_millis(2);
+        loop {
+            let seen = self.get_caught_up(id, offset).await?;
+            match seen {
+                CaughtUp::Ready(_) | CaughtUp::Orphan => return Ok(seen),
+                CaughtUp::Behind if started.elapsed() >= within => return Ok(seen),
+                CaughtUp::Behind => {}
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// For a consumer acting on the event at `offset`: the ticket as
+    /// projected up to it. Unknown tickets are poison; a projector still
+    /// behind after 10 s is retried later.
+    pub async fn projection_at(&self, id: &TicketId, offset: i64) -> Result<Projection, crate::HandleError> {
+        match self.wait_caught_up(id, offset, std::time::Duration::from_secs(10)).await? {
+            CaughtUp::Ready(p) => Ok(*p),
+            CaughtUp::Orphan => Err(crate::HandleError::Poison(format!("ticket {id} is unknown (no received event)"))),
+            CaughtUp::Behind => Err(crate::HandleError::Retry(format!("ticket {id} not yet projected up to offset {offset}"))),
+        }
+    }
+
     /// Applies one event at its Kafka position. Idempotent.
     pub async fn apply(&self, event: &Event, partition: i32, offset: i64) -> Result<Applied> {
         let mut redis = self.redis.clone();
