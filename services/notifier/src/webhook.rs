@@ -46,17 +46,11 @@ impl Client {
                 Err(e) => last = format!("{e}"),
             }
             if attempt < self.max_attempts {
-                let wait = self.backoff(attempt);
+                let wait = whistle_runtime::consumer::backoff_between(self.initial_backoff, self.max_backoff, attempt);
                 tracing::warn!(message = %m.message_id, attempt, wait_ms = wait.as_millis() as u64, error = %last, "delivery failed; retrying");
                 tokio::time::sleep(wait).await;
             }
         }
         Err(format!("{last} after {} attempts", self.max_attempts))
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.initial_backoff.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(self.max_backoff);
-        let jitter_ms = rand::random_range(0..=base.as_millis() as u64 / 4);
-        base + Duration::from_millis(jitter_ms)
     }
 }

@@ -331,9 +331,14 @@ impl<H: Handler> Ctx<H> {
     }
 }
 
-/// Exponential backoff with jitter: 100 ms doubling to 5 s.
+/// The consumer loop's backoff: 200 ms doubling to 5 s, with jitter.
 pub fn backoff(attempt: u32) -> Duration {
-    let base = 100u64.saturating_mul(1 << attempt.min(6)).min(5_000);
-    let jitter = rand::random_range(0..=base / 4);
-    Duration::from_millis(base + jitter)
+    backoff_between(Duration::from_millis(200), Duration::from_secs(5), attempt)
+}
+
+/// Exponential backoff with up to 25% jitter: `initial` before the second
+/// attempt, doubling each time, never more than `max` (before jitter).
+pub fn backoff_between(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let base = initial.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(max);
+    base + Duration::from_millis(rand::random_range(0..=base.as_millis() as u64 / 4))
 }
