@@ -118,12 +118,7 @@ impl Dispatcher {
         let calendar = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?;
         let tokens = auth::Tokens::new(&config.dispatcher.tokens).map_err(Error::Config)?;
         let city = whistle_runtime::city::load(&config.dispatcher.city_file)?;
-        let known = match &platform {
-            PlatformId::City => true,
-            PlatformId::County(c) => city.config.counties.iter().any(|x| &x.code == c),
-            PlatformId::Street(s) => city.config.streets.iter().any(|x| &x.code == s),
-        };
-        if !known {
+        if !city.has_platform(&platform) {
             return Err(Error::Config(format!(
                 "dispatcher.platform: {platform} is not in the city file {}",
                 config.dispatcher.city_file.display()

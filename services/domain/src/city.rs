@@ -127,13 +127,16 @@ pub struct CityConfig {
 pub struct City {
     pub config: CityConfig,
     units: HashMap<UnitCode, usize>,
+    counties: HashSet<String>,
+    /// Street code -> its county's code.
+    streets: HashMap<String, String>,
 }
 
 impl City {
     pub fn new(config: CityConfig) -> Result<Self> {
         let mut counties = HashSet::new();
         for c in &config.counties {
-            if !counties.insert(c.code.as_str()) {
+            if !counties.insert(c.code.clone()) {
                 return Err(Error::City {
                     entry: "counties",
                     code: c.code.clone(),
@@ -142,9 +145,9 @@ impl City {
                 });
             }
         }
-        let mut streets = HashSet::new();
+        let mut streets = HashMap::new();
         for s in &config.streets {
-            if !streets.insert(s.code.as_str()) {
+            if streets.insert(s.code.clone(), s.county.clone()).is_some() {
                 return Err(Error::City {
                     entry: "streets",
                     code: s.code.clone(),
@@ -161,13 +164,9 @@ impl City {
                 });
             }
         }
-        let known = |p: &PlatformId| match p {
-            PlatformId::City => true,
-            PlatformId::County(c) => counties.contains(c.as_str()),
-            PlatformId::Street(s) => streets.contains(s.as_str()),
-        };
+        let mut city = City { config, units: HashMap::new(), counties, streets };
         let mut units = HashMap::new();
-        for (i, u) in config.units.iter().enumerate() {
+        for (i, u) in city.config.units.iter().enumerate() {
             if units.insert(u.code.clone(), i).is_some() {
                 return Err(Error::City {
                     entry: "units",
@@ -176,7 +175,7 @@ impl City {
                     reason: format!("duplicate unit code {:?}", u.code.as_str()),
                 });
             }
-            if !known(&u.platform) {
+            if !city.has_platform(&u.platform) {
                 return Err(Error::City {
                     entry: "units",
                     code: u.code.to_string(),
@@ -185,8 +184,8 @@ impl City {
                 });
             }
         }
-        for l in &config.leaders {
-            if !known(&l.platform) {
+        for l in &city.config.leaders {
+            if !city.has_platform(&l.platform) {
                 return Err(Error::City {
                     entry: "leaders",
                     code: l.code.clone(),
@@ -195,12 +194,23 @@ impl City {
                 });
             }
         }
-        for (cat, unit) in config.routing.city.iter().map(|(c, u)| (c.as_str(), u)).chain([("default", &config.routing.default_unit)]) {
+        let routing = &city.config.routing;
+        for (cat, unit) in routing.city.iter().map(|(c, u)| (c.as_str(), u)).chain([("default", &routing.default_unit)]) {
             if !units.contains_key(unit) {
                 return Err(Error::invalid("routing", format!("{cat} routes to unknown unit {:?}", unit.as_str())));
             }
         }
-        Ok(City { config, units })
+        city.units = units;
+        Ok(city)
+    }
+
+    /// Whether the city has this platform.
+    pub fn has_platform(&self, p: &PlatformId) -> bool {
+        match p {
+            PlatformId::City => true,
+            PlatformId::County(c) => self.counties.contains(c),
+            PlatformId::Street(s) => self.streets.contains_key(s),
+        }
     }
 
     pub fn unit(&self, code: &UnitCode) -> Option<&Unit> {
@@ -254,7 +264,7 @@ impl City {
     }
 
     pub fn county_of(&self, street: &str) -> Option<&str> {
-        self.config.streets.iter().find(|s| s.code == street).map(|s| s.county.as_str())
+        self.streets.get(street).map(String::as_str)
     }
 }
 
