@@ -7,8 +7,7 @@ use whistle_domain::event::{
     Actor, ActorKind, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome, SCHEMA_VERSION,
 };
 use whistle_domain::{
-    Category, Deadline, EventId, GeoPoint, Jurisdiction, Language, PlatformId, RequestFields, TicketId, TicketNumber, UnitCode, Urgency,
-    WhistleLevel,
+    Category, Deadline, EventId, Jurisdiction, PlatformId, RequestFields, TicketId, TicketNumber, UnitCode, Urgency, WhistleLevel,
 };
 
 use crate::v1 as pb;
@@ -231,16 +230,6 @@ pub fn from_pb(e: pb::TicketEvent) -> Result<Event> {
         actor: Actor { kind: ActorKind::parse(&actor.kind)?, id: actor.id },
         kind,
     })
-}
-
-/// For tests and tools that build a location from optional proto fields.
-pub fn geo(lat: f64, lon: f64) -> whistle_domain::Result<GeoPoint> {
-    GeoPoint::parse(lat, lon)
-}
-
-/// Language of a request, for templates.
-pub fn language(s: &str) -> whistle_domain::Result<Language> {
-    Language::parse(s)
 }
 
 #[cfg(test)]

@@ -330,17 +330,6 @@ impl<C: Conn> TimerStore<C> {
         format!("{}{}", self.record_prefix(self.shard_of(ticket)), bucket_of(ticket))
     }
 
-    /// Every key the store uses, for tests and the benchmark.
-    pub fn keys(&self) -> Vec<String> {
-        (0..self.shards)
-            .flat_map(|s| {
-                let mut k: Vec<String> = ["due", "claimed", "alive"].map(|n| self.key(s, n)).to_vec();
-                k.extend((0..RECORD_BUCKETS).map(|b| format!("{}{b}", self.record_prefix(s))));
-                k
-            })
-            .collect()
-    }
-
     /// The ARM script's arguments for one ticket.
     fn arm_args(&self, ticket: &TicketId, record: &Record, timers: &[Arm], fired: [bool; 3], args: &mut Vec<Vec<u8>>) {
         let fired = u8::from(fired[0]) + 2 * u8::from(fired[1]) + 4 * u8::from(fired[2]);
