@@ -265,7 +265,9 @@ async fn with_kafka(redis_url: &str) -> f64 {
     };
     clock.set(time::OffsetDateTime::now_utc() + time::Duration::minutes(1));
     let producer = whistle_runtime::EventProducer::new(&cfg.kafka).unwrap();
-    let sink = Arc::new(KafkaCounting { producer, fired: AtomicUsize::new(0) });
+    // The service's own sink: each fire publishes its overdue event.
+    let sink =
+        Arc::new(Counting { inner: whistle_sla_timer::KafkaSink::new(producer, Arc::new(clock.clone())), fired: AtomicUsize::new(0) });
     let engine = Engine::new(
         store,
         sink.clone(),
@@ -282,23 +284,17 @@ async fn with_kafka(redis_url: &str) -> f64 {
     rate
 }
 
-struct KafkaCounting {
-    producer: whistle_runtime::EventProducer,
+/// Counts what another sink fired.
+struct Counting<S> {
+    inner: S,
     fired: AtomicUsize,
 }
 
-impl Sink for KafkaCounting {
+impl<S: Sink> Sink for Counting<S> {
     async fn fire(&self, due: Vec<Due>) -> whistle_sla_timer::Result<()> {
-        let now = time::OffsetDateTime::now_utc();
-        let sends = due.iter().map(|d| {
-            let e = whistle_sla_timer::event_for(d, now);
-            let p = self.producer.clone();
-            async move { p.publish(&e).await }
-        });
-        for r in futures::future::join_all(sends).await {
-            r?;
-        }
-        self.fired.fetch_add(due.len(), Ordering::Relaxed);
+        let n = due.len();
+        self.inner.fire(due).await?;
+        self.fired.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 }

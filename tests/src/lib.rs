@@ -382,25 +382,29 @@ impl Platform {
 
     /// Deletes every timer key of this platform: Redis "lost its data".
     pub async fn wipe_timers(&self) {
-        let client = redis::Client::open(self.redis.url.expose().as_str()).expect("redis");
-        let mut c = client.get_multiplexed_async_connection().await.expect("redis connect");
-        let pattern = format!("{}{{w:*", self.prefix);
-        let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut c).await.expect("keys");
-        assert!(!keys.is_empty(), "no timer keys under {pattern}");
-        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut c).await.expect("del");
+        let deleted = self.delete_keys(&["{w:*"]).await;
+        assert!(deleted > 0, "no timer keys under {}{{w:*", self.prefix);
     }
 
     /// Deletes the ticket projection and the number counters: Redis "lost"
     /// what intake keeps there.
     pub async fn wipe_projection(&self) {
+        self.delete_keys(&["ticket:*", "ticket-number:*", "ticket-seq:*", "projection:*", "request:*"]).await;
+    }
+
+    /// Deletes this platform's keys matching the patterns; returns how many.
+    async fn delete_keys(&self, patterns: &[&str]) -> usize {
         let client = redis::Client::open(self.redis.url.expose().as_str()).expect("redis");
         let mut c = client.get_multiplexed_async_connection().await.expect("redis connect");
-        for pattern in ["ticket:*", "ticket-number:*", "ticket-seq:*", "projection:*", "request:*"] {
+        let mut deleted = 0;
+        for pattern in patterns {
             let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}{pattern}", self.prefix)).query_async(&mut c).await.expect("keys");
             if !keys.is_empty() {
                 let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut c).await.expect("del");
             }
+            deleted += keys.len();
         }
+        deleted
     }
 
     /// Waits until the sla-timer has run a firing round at the clock's

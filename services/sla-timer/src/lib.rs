@@ -167,6 +167,12 @@ pub struct KafkaSink {
     clock: Arc<dyn Clock>,
 }
 
+impl KafkaSink {
+    pub fn new(producer: EventProducer, clock: Arc<dyn Clock>) -> Self {
+        KafkaSink { producer, clock }
+    }
+}
+
 impl Sink for KafkaSink {
     async fn fire(&self, due: Vec<Due>) -> Result<()> {
         let now = self.clock.now();
@@ -246,7 +252,7 @@ impl SlaTimer {
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let topics = Topics::new(&self.config.kafka);
         let wake = Arc::new(Notify::new());
-        let sink = Arc::new(KafkaSink { producer: self.producer.clone(), clock: self.clock.clone() });
+        let sink = Arc::new(KafkaSink::new(self.producer.clone(), self.clock.clone()));
         let engine =
             Arc::new(Engine::new(self.store.clone(), sink, self.clock.clone(), wake.clone(), self.config.sla_timer.engine.clone()));
         while !shutdown.is_triggered() {
