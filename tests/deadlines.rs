@@ -56,6 +56,9 @@ async fn a_friday_afternoon_deadline_lands_on_monday_and_each_timer_fires_once()
     let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
     assert_eq!((v.category.as_str(), v.urgency.as_str()), ("heating", "important"));
     assert_eq!(china(&v.deadline), datetime!(2026-11-23 15:00 +08:00), "one working day from Friday 15:00");
+    // Heating needs a visit: this unit sees the citizen's phone in clear.
+    let assigned = p.webhook.wait_for(1, WAIT, is("ticket_assigned", &t.ticket_number)).await;
+    assert!(assigned[0]["text"].as_str().unwrap().contains("市民电话：13800138000"), "{}", assigned[0]["text"]);
 
     let due = armed(&p, &t.ticket_id, 3).await;
     assert_eq!(at(&due, TimerKind::FirstOverdue), Some(datetime!(2026-11-23 15:00 +08:00)));
@@ -84,7 +87,8 @@ async fn a_friday_afternoon_deadline_lands_on_monday_and_each_timer_fires_once()
     let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.overdue_level == 2).await;
     assert!(v.supervised);
     // The urging letter goes to the unit and to the city's leader in charge.
-    let letters = p.webhook.wait_for(2, WAIT, is("urging_letter", &t.ticket_number)).await;
+    let letters =
+        p.webhook.wait_for(2, WAIT, |m| is("urging_letter", &t.ticket_number)(m) || is("leader_urging", &t.ticket_number)(m)).await;
     let mut to: Vec<String> = letters
         .iter()
         .map(|m| {
@@ -97,6 +101,9 @@ async fn a_friday_afternoon_deadline_lands_on_monday_and_each_timer_fires_once()
         .collect();
     to.sort();
     assert_eq!(to, ["leader:city-deputy-mayor", "unit:city-heating"]);
+    // The leader also gets it by SMS, to the number in the city file.
+    let sms = p.sms.wait_for(1, WAIT, is("leader_urging", &t.ticket_number)).await;
+    assert_eq!((sms[0]["to"].as_str(), sms[0]["recipient"]["id"].as_str()), (Some("13901000001"), Some("leader:city-deputy-mayor")));
 
     assert_eq!(overdue(&p, &t.ticket_id, OverdueLevel::First).await.len(), 1);
     assert_eq!(overdue(&p, &t.ticket_id, OverdueLevel::Second).await.len(), 1);

@@ -11,6 +11,12 @@ KAFKA_HOST=${KAFKA_HOST:-127.0.0.1}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 REDIS_HOST=${REDIS_HOST:-127.0.0.1}
 REDIS_PORT=${REDIS_PORT:-6379}
+# The local SMTP server (aiosmtpd) that development and tests send email to.
+AIOSMTPD_VERSION=${AIOSMTPD_VERSION:-1.4.6}
+SMTP_PYTHON=$WHISTLE_TOOLS/venv/bin/python
+SMTP_HOST=${SMTP_HOST:-127.0.0.1}
+SMTP_PORT=${SMTP_PORT:-2525}
+SMTP_MAILDIR=${SMTP_MAILDIR:-$WHISTLE_ROOT/.local/smtp/mail}
 export PATH="$HOME/.cargo/bin:$WHISTLE_TOOLS/bin:$PATH"
 
 log() { printf '[whistle] %s\n' "$*" >&2; }

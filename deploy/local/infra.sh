@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts, checks or stops the local broker (Tansu, SQLite storage under
-# $WHISTLE_DATA/tansu) and redis-server (append-only file under
-# $WHISTLE_DATA/redis), both on loopback. Idempotent: starting twice is fine.
+# $WHISTLE_DATA/tansu), redis-server (append-only file under
+# $WHISTLE_DATA/redis) and an SMTP server (aiosmtpd, mail under
+# $SMTP_MAILDIR), all on loopback. Idempotent: starting twice is fine.
 #   infra.sh start | stop | status
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -40,6 +41,19 @@ start_tansu() {
   log "broker (tansu) started on $KAFKA_HOST:$KAFKA_PORT, data in $WHISTLE_DATA/tansu"
 }
 
+start_smtp() {
+  if port_open "$SMTP_HOST" "$SMTP_PORT"; then
+    log "smtp already listening on $SMTP_HOST:$SMTP_PORT"
+    return
+  fi
+  mkdir -p "$SMTP_MAILDIR"
+  nohup "$SMTP_PYTHON" "$WHISTLE_ROOT/deploy/local/smtp_sink.py" --host "$SMTP_HOST" --port "$SMTP_PORT" --dir "$SMTP_MAILDIR" \
+    >>"$WHISTLE_DATA/logs/smtp.log" 2>&1 &
+  echo $! >"$WHISTLE_DATA/smtp.pid"
+  wait_port "$SMTP_HOST" "$SMTP_PORT" 20 smtp
+  log "smtp (aiosmtpd) started on $SMTP_HOST:$SMTP_PORT, mail in $SMTP_MAILDIR"
+}
+
 stop_pid() {
   local f=$WHISTLE_DATA/$1.pid pid
   pid=$(cat "$f" 2>/dev/null || true)
@@ -53,17 +67,21 @@ stop_pid() {
 
 case "$cmd" in
   start)
-    command -v redis-server >/dev/null && [ -x "$TANSU_BIN" ] || "$WHISTLE_ROOT/deploy/local/install.sh"
+    command -v redis-server >/dev/null && [ -x "$TANSU_BIN" ] && "$SMTP_PYTHON" -c 'import aiosmtpd' 2>/dev/null \
+      || "$WHISTLE_ROOT/deploy/local/install.sh"
     start_redis
     start_tansu
+    start_smtp
     ;;
   stop)
+    stop_pid smtp
     stop_pid tansu
     stop_pid redis
     ;;
   status)
     port_open "$KAFKA_HOST" "$KAFKA_PORT" && echo "broker: up on $KAFKA_HOST:$KAFKA_PORT" || echo "broker: down"
     port_open "$REDIS_HOST" "$REDIS_PORT" && echo "redis:  up on $REDIS_HOST:$REDIS_PORT" || echo "redis:  down"
+    port_open "$SMTP_HOST" "$SMTP_PORT" && echo "smtp:   up on $SMTP_HOST:$SMTP_PORT" || echo "smtp:   down"
     ;;
   *) die "usage: infra.sh start|stop|status" ;;
 esac

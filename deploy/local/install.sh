@@ -45,5 +45,12 @@ if [ "$(installed_tansu_version || true)" != "$TANSU_VERSION" ]; then
   mkdir -p "$WHISTLE_TOOLS"
   cargo install tansu --version "$TANSU_VERSION" --locked --features libsql --root "$WHISTLE_TOOLS" --quiet
 fi
+# The SMTP server for development and tests (aiosmtpd, from PyPI) in a venv.
+if ! "$SMTP_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
+  python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+  log "installing aiosmtpd into $WHISTLE_TOOLS/venv"
+  python3 -m venv "$WHISTLE_TOOLS/venv"
+  "$WHISTLE_TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+fi
 "$TANSU_BIN" --help | grep -q 'Storage engines: .*libsql' || die "$TANSU_BIN was built without SQLite storage (libsql); remove it and rerun"
-log "tools ready: $(redis-server --version | awk '{print $1, $2, $3}'), tansu $(installed_tansu_version)"
+log "tools ready: $(redis-server --version | awk '{print $1, $2, $3}'), tansu $(installed_tansu_version), aiosmtpd $("$SMTP_PYTHON" -c 'import aiosmtpd; print(aiosmtpd.__version__)')"

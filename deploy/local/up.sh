@@ -36,13 +36,15 @@ WHISTLE__DISPATCHER__LISTEN=127.0.0.1:50053 start dispatcher-xicheng target/debu
 WHISTLE__DISPATCHER__LISTEN=127.0.0.1:50054 start dispatcher-xinjiekou target/debug/whistle-dispatcher --platform street:xc-xinjiekou
 start sla-timer target/debug/whistle-sla-timer
 start notifier target/debug/whistle-notifier
+start revisit target/debug/whistle-revisit
 
 wait_port 127.0.0.1 50051 60 intake
 wait_port 127.0.0.1 50052 60 dispatcher
 wait_port 127.0.0.1 50053 60 "county:xicheng dispatcher"
 wait_port 127.0.0.1 50054 60 "street:xc-xinjiekou dispatcher"
+wait_port 127.0.0.1 50056 60 revisit
 sleep 1
-for name in intake classifier dispatcher-city dispatcher-xicheng dispatcher-xinjiekou sla-timer notifier; do
+for name in intake classifier dispatcher-city dispatcher-xicheng dispatcher-xinjiekou sla-timer notifier revisit; do
   kill -0 "$(cat "$WHISTLE_DATA/$name.pid")" 2>/dev/null || die "$name exited; see $WHISTLE_DATA/logs/$name.log"
 done
 
@@ -54,8 +56,10 @@ Whistle is running.
   intake (gRPC)       127.0.0.1:50051
   city desk (gRPC)    127.0.0.1:50052
   county:xicheng desk 127.0.0.1:50053   street:xc-xinjiekou desk 127.0.0.1:50054
+  revisit (gRPC)      127.0.0.1:50056   citizens' answers (HTTP) 127.0.0.1:8026
   classifier, sla-timer, notifier: Kafka consumers
-  webhook sink        127.0.0.1:8025   messages: $WHISTLE_DATA/logs/webhook-sink.log
+  webhook + SMS sink  127.0.0.1:8025   messages: $WHISTLE_DATA/logs/webhook-sink.log
+  SMTP (aiosmtpd)     $SMTP_HOST:$SMTP_PORT   mail: $SMTP_MAILDIR
   logs                $WHISTLE_DATA/logs/
 
 Submit a request and follow it:
@@ -63,6 +67,13 @@ Submit a request and follow it:
   target/debug/whistlectl ticket <ticket number>
   WHISTLE_TOKEN=demo-city-water target/debug/whistlectl complete <ticket number> --result "已更换水管"
   tail -f $WHISTLE_DATA/logs/webhook-sink.log
+
+Revisit it the next working day (agents hold agent:<id> tokens), or answer as the citizen by SMS:
+  WHISTLE_TOKEN=demo-agent target/debug/whistlectl revisits --all
+  WHISTLE_TOKEN=demo-agent target/debug/whistlectl revisit <ticket number> unsatisfied --reason "还在漏水"
+  curl -s -H 'Authorization: Bearer local-demo-sms-reply' -H 'content-type: application/json' \
+       -d '{"from": "13800138000", "text": "1"}' http://127.0.0.1:8026/sms/reply
+  WHISTLE_TOKEN=demo-city-desk target/debug/whistlectl figures --from 2026-11-01 --to 2026-12-01 --scope units
 
 A noise complaint in Xinjiekou starts at that street's desk:
   target/debug/whistlectl submit "晚上施工噪音扰民" --address "西城区新街口"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""A stand-in for the SMS gateway and the units' webhooks when running
-locally: accepts the notifier's POSTs and logs one line per message, with the
-citizen's phone masked. Standard library only."""
+"""A stand-in for the SMS gateway (POST /sms) and the units' webhooks (POST
+/messages) when running locally: accepts the notifier's POSTs and logs one
+line per message, with phone numbers masked. Standard library only."""
 import argparse
 import json
 import sys
@@ -24,8 +24,12 @@ class Sink(BaseHTTPRequestHandler):
             self.end_headers()
             return
         r = m.get("recipient", {})
-        who = f"unit {r.get('unit')}" if r.get("kind") == "unit" else f"citizen {mask(r.get('phone'))}"
-        print(f"{m.get('ticket_number')} {m.get('template')} -> {who}: {m.get('text')}", flush=True)
+        if self.path.startswith("/sms"):
+            who = f"SMS {mask(m.get('to'))} ({r.get('id', r.get('kind'))})"
+        else:
+            who = r.get("unit") or r.get("leader") or r.get("platform") or r.get("kind")
+            who = f"{r.get('kind')} {who}"
+        print(f"{m.get('ticket_number') or '-'} {m.get('template')} -> {who}: {m.get('text')}", flush=True)
         self.send_response(200)
         self.end_headers()
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 use whistle_domain::{Clock, DeadlinePolicy, Event, ManualClock, TicketId};
-use whistle_proto::v1::{self as pb, desk_client::DeskClient, intake_client::IntakeClient};
+use whistle_proto::v1::{self as pb, desk_client::DeskClient, intake_client::IntakeClient, revisit_client::RevisitClient};
 use whistle_runtime::{KafkaConfig, RedisConfig, Shutdown, Topics};
 
 pub use webhook::{Behaviour, WebhookReceiver};
@@ -32,13 +32,16 @@ pub fn city_file() -> PathBuf {
 pub struct Infra {
     pub brokers: String,
     pub redis_url: String,
+    /// The SMTP server (aiosmtpd) and where it writes what it accepts.
+    pub smtp: String,
+    pub maildir: PathBuf,
 }
 
 fn port_open(addr: &str) -> bool {
     addr.parse::<SocketAddr>().ok().is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
 }
 
-/// The broker and Redis, started by the project's script if they are down.
+/// The broker, Redis and the SMTP server, started by the project's script if they are down.
 pub fn infra() -> &'static Infra {
     static INFRA: OnceLock<Infra> = OnceLock::new();
     INFRA.get_or_init(|| {
@@ -46,7 +49,8 @@ pub fn infra() -> &'static Infra {
         let redis_port = std::env::var("REDIS_PORT").unwrap_or_else(|_| "6379".into());
         let brokers = format!("127.0.0.1:{kafka_port}");
         let redis = format!("127.0.0.1:{redis_port}");
-        if !port_open(&brokers) || !port_open(&redis) {
+        let smtp = format!("127.0.0.1:{}", std::env::var("SMTP_PORT").unwrap_or_else(|_| "2525".into()));
+        if !port_open(&brokers) || !port_open(&redis) || !port_open(&smtp) {
             let status = std::process::Command::new("bash")
                 .arg(repo_root().join("deploy/local/infra.sh"))
                 .arg("start")
@@ -54,8 +58,9 @@ pub fn infra() -> &'static Infra {
                 .expect("run deploy/local/infra.sh");
             assert!(status.success(), "deploy/local/infra.sh start failed");
         }
+        let maildir = std::env::var("SMTP_MAILDIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".local/smtp/mail"));
         init_logs();
-        Infra { brokers, redis_url: format!("redis://{redis}/0") }
+        Infra { brokers, redis_url: format!("redis://{redis}/0"), smtp, maildir }
     })
 }
 
@@ -97,6 +102,13 @@ pub struct Options {
     pub calendar: whistle_dispatcher::CalendarSettings,
     /// Dispatcher instances besides the city's (`county:<code>`, `street:<code>`).
     pub platforms: Vec<&'static str>,
+    /// The SMS gateway's behaviour.
+    pub sms: Behaviour,
+    /// Run the unit heads' monthly summary (looked at every 50 ms).
+    pub summary: bool,
+    pub revisit: whistle_domain::revisit::RevisitPolicy,
+    /// Start only the revisit service (for tests that script the events).
+    pub only_revisit: bool,
 }
 
 impl Default for Options {
@@ -108,6 +120,10 @@ impl Default for Options {
             start: time::macros::datetime!(2026-11-23 10:00 +08:00),
             calendar: whistle_dispatcher::CalendarSettings::default(),
             platforms: Vec::new(),
+            sms: Behaviour::Accept,
+            summary: false,
+            revisit: whistle_domain::revisit::RevisitPolicy::default(),
+            only_revisit: false,
         }
     }
 }
@@ -128,6 +144,10 @@ pub struct Platform {
     /// Desk address of every dispatcher instance, by platform.
     pub desks: HashMap<String, SocketAddr>,
     pub webhook: WebhookReceiver,
+    /// The SMS gateway (a real HTTP receiver).
+    pub sms: WebhookReceiver,
+    pub revisit_addr: SocketAddr,
+    pub revisit_http: SocketAddr,
     options: Options,
     services: HashMap<&'static str, Running>,
 }
@@ -154,6 +174,7 @@ impl Platform {
             ..RedisConfig::default()
         };
         let webhook = WebhookReceiver::start(options.webhook.clone()).await;
+        let sms = WebhookReceiver::start(options.sms.clone()).await;
         let clock = ManualClock::new(options.start);
         let mut p = Platform {
             prefix,
@@ -164,9 +185,16 @@ impl Platform {
             desk_addr: ([127, 0, 0, 1], 0).into(),
             desks: HashMap::new(),
             webhook,
+            sms,
+            revisit_addr: ([127, 0, 0, 1], 0).into(),
+            revisit_http: ([127, 0, 0, 1], 0).into(),
             options,
             services: HashMap::new(),
         };
+        if p.options.only_revisit {
+            p.start_revisit().await;
+            return p;
+        }
         p.start_intake().await;
         p.start_classifier().await;
         p.start_dispatcher("city").await;
@@ -175,6 +203,7 @@ impl Platform {
         }
         p.start_sla_timer().await;
         p.start_notifier().await;
+        p.start_revisit().await;
         p
     }
 
@@ -242,15 +271,58 @@ impl Platform {
     }
 
     pub async fn start_notifier(&mut self) {
-        let mut config = whistle_notifier::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), ..Default::default() };
-        config.notifier.webhook_url = self.webhook.url();
-        config.notifier.citizen_webhook_url = self.webhook.url();
-        config.notifier.city_file = Some(city_file());
-        config.notifier.max_attempts = self.options.notifier_attempts;
-        config.notifier.initial_backoff_ms = 50;
-        config.notifier.max_backoff_ms = 400;
-        let svc = whistle_notifier::Notifier::build(config).await.expect("build notifier");
+        let mut config = whistle_notifier::Config {
+            kafka: self.kafka.clone(),
+            redis: self.redis.clone(),
+            calendar: self.options.calendar.clone(),
+            revisit: whistle_notifier::RevisitLink {
+                link_secret: whistle_runtime::Secret::new(LINK_SECRET.into()),
+                public_url: "http://revisit.test".into(),
+            },
+            ..Default::default()
+        };
+        let n = &mut config.notifier;
+        n.webhook_url = self.webhook.url();
+        n.sms.url = self.sms.url();
+        n.sms.auth_value = whistle_runtime::Secret::new("Bearer test-sms-key".into());
+        n.sms.body_template = SMS_BODY.into();
+        n.smtp.host = "127.0.0.1".into();
+        n.smtp.port = infra().smtp.rsplit(':').next().and_then(|p| p.parse().ok()).expect("smtp port");
+        n.city_file = Some(city_file());
+        n.max_attempts = self.options.notifier_attempts;
+        n.initial_backoff_ms = 50;
+        n.max_backoff_ms = 400;
+        n.summary.enabled = self.options.summary;
+        n.summary.poll_ms = 50;
+        let svc = whistle_notifier::Notifier::build_with_clock(config, self.clock_arc()).await.expect("build notifier");
         self.spawn("notifier", |s| async move { svc.run(s).await.expect("notifier") });
+    }
+
+    pub async fn start_revisit(&mut self) {
+        let mut config = whistle_revisit::Config {
+            kafka: self.kafka.clone(),
+            redis: self.redis.clone(),
+            policy: self.options.policy.clone(),
+            calendar: self.options.calendar.clone(),
+            ..Default::default()
+        };
+        let r = &mut config.revisit;
+        r.listen = ([127, 0, 0, 1], 0).into();
+        r.http_listen = ([127, 0, 0, 1], 0).into();
+        r.rules = self.options.revisit.clone();
+        r.link_secret = whistle_runtime::Secret::new(LINK_SECRET.into());
+        r.sms_reply_token = Some(whistle_runtime::Secret::new(SMS_REPLY_TOKEN.into()));
+        r.tokens = REVISIT_CALLERS
+            .iter()
+            .map(|c| whistle_dispatcher::auth::TokenEntry {
+                caller: (*c).to_owned(),
+                sha256: whistle_dispatcher::auth::hash_token(&token_for(c)),
+            })
+            .collect();
+        let svc = whistle_revisit::Revisit::build_with_clock(config, self.clock_arc()).await.expect("build revisit");
+        self.revisit_addr = svc.grpc_addr();
+        self.revisit_http = svc.http_addr();
+        self.spawn("revisit", |s| async move { svc.run(s).await.expect("revisit") });
     }
 
     /// Kills a service the hard way: no drain, no commit (like kill -9).
@@ -293,6 +365,25 @@ impl Platform {
     pub async fn desk_with_token(&self, token: Option<&str>) -> DeskClient<InterceptedService<Channel, whistle_proto::Bearer>> {
         let channel = Channel::from_shared(format!("http://{}", self.desk_addr)).expect("uri").connect().await.expect("connect desk");
         DeskClient::with_interceptor(channel, whistle_proto::Bearer::new(token).expect("token"))
+    }
+
+    /// A revisit client holding the token of `caller` (`agent:<id>`, `city`).
+    pub async fn revisit_as(&self, caller: &str) -> RevisitClient<InterceptedService<Channel, whistle_proto::Bearer>> {
+        let channel = Channel::from_shared(format!("http://{}", self.revisit_addr)).expect("uri").connect().await.expect("connect revisit");
+        RevisitClient::with_interceptor(channel, whistle_proto::Bearer::new(Some(&token_for(caller))).expect("token"))
+    }
+
+    /// The citizen answers the revisit by SMS reply, as the gateway posts it.
+    pub async fn sms_reply(&self, from: &str, text: &str) -> (u16, serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/sms/reply", self.revisit_http))
+            .bearer_auth(SMS_REPLY_TOKEN)
+            .json(&serde_json::json!({ "from": from, "text": text }))
+            .send()
+            .await
+            .expect("post the SMS reply");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     pub fn topics(&self) -> Topics {
@@ -492,6 +583,97 @@ pub const DESK_CALLERS: &[&str] = &[
     "unit:xicheng-environment",
     "unit:xicheng-city-management",
 ];
+
+/// The revisit callers the test platform has tokens for.
+pub const REVISIT_CALLERS: &[&str] = &["agent:wang", "agent:li", "city"];
+
+/// The key of the signed revisit links in tests.
+pub const LINK_SECRET: &str = "test-revisit-link-secret-0123456789";
+pub const SMS_REPLY_TOKEN: &str = "test-sms-reply-token";
+
+/// What the test SMS gateway receives: the fields a test checks, as JSON.
+pub const SMS_BODY: &str = r#"{"channel": "sms", "to": "{{to}}", "text": "{{text}}", "message_id": "{{message_id}}", "template": "{{template}}", "ticket_number": "{{ticket_number}}", "language": "{{language}}", "recipient": {"kind": "{{recipient_kind}}", "id": "{{recipient}}"}}"#;
+
+/// One email the SMTP server accepted.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub raw: String,
+}
+
+/// Every email the SMTP server accepted for `to`.
+pub fn mails_to(to: &str) -> Vec<Mail> {
+    mails_to_since(to, std::time::UNIX_EPOCH)
+}
+
+/// The emails the SMTP server accepted for `to` at or after `since`.
+pub fn mails_to_since(to: &str, since: std::time::SystemTime) -> Vec<Mail> {
+    let since_ns = since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let dir = &infra().maildir;
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                // Named <accepted at, ns>-<n>.eml by the server.
+                .filter(|p| {
+                    let stem = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.split('-').next()).unwrap_or("0");
+                    stem.parse::<u128>().is_ok_and(|ns| ns >= since_ns)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|raw| {
+            let (head, body) = raw.split_once("\r\n\r\n").or_else(|| raw.split_once("\n\n"))?;
+            let header = |name: &str| head.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned())).unwrap_or_default();
+            let envelope = header("X-Envelope-To:");
+            if !envelope.split(", ").any(|r| r == to) {
+                return None;
+            }
+            Some(Mail { to: envelope, subject: header("Subject:"), body: decode_body(head, body), raw: raw.clone() })
+        })
+        .collect()
+}
+
+/// The text of a single-part body (lettre picks quoted-printable or base64 for non-ASCII).
+fn decode_body(head: &str, body: &str) -> String {
+    let enc =
+        head.lines().find_map(|l| l.strip_prefix("Content-Transfer-Encoding:")).map(|v| v.trim().to_ascii_lowercase()).unwrap_or_default();
+    match enc.as_str() {
+        "base64" => {
+            use base64::Engine;
+            let compact: String = body.split_whitespace().collect();
+            String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(compact).unwrap_or_default()).into_owned()
+        }
+        "quoted-printable" => {
+            String::from_utf8_lossy(&quoted_printable::decode(body, quoted_printable::ParseMode::Robust).unwrap_or_default()).into_owned()
+        }
+        _ => body.to_owned(),
+    }
+}
+
+/// Waits until at least `n` emails reached `to`.
+pub async fn wait_mails(to: &str, n: usize, within: Duration) -> Vec<Mail> {
+    wait_mails_since(to, std::time::UNIX_EPOCH, n, within).await
+}
+
+/// Waits until at least `n` emails reached `to` at or after `since`.
+pub async fn wait_mails_since(to: &str, since: std::time::SystemTime, n: usize, within: Duration) -> Vec<Mail> {
+    let start = Instant::now();
+    loop {
+        let got = mails_to_since(to, since);
+        if got.len() >= n || start.elapsed() > within {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// The test token of a desk caller.
 pub fn token_for(caller: &str) -> String {

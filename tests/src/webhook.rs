@@ -1,5 +1,6 @@
-//! A real HTTP webhook receiver for the notifier to deliver to: it records
-//! every message it accepts and can be told to fail for a while.
+//! A real HTTP receiver for the notifier to deliver to (as the webhook
+//! endpoint, or as the SMS gateway): it records every message it accepts and
+//! can be told to fail for a while or to refuse.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -14,6 +15,8 @@ pub enum Behaviour {
     Accept,
     /// Answer 503 to the first `n` requests, then accept.
     FailFirst(usize),
+    /// Refuse every message (400 Bad Request).
+    Reject,
 }
 
 #[derive(Default)]
@@ -76,12 +79,13 @@ async fn receive(State(me): State<WebhookReceiver>, _headers: HeaderMap, Json(bo
     let mut inner = me.inner.lock().unwrap();
     inner.requests += 1;
     let fail = match &*me.behaviour.lock().unwrap() {
-        Behaviour::Accept => false,
-        Behaviour::FailFirst(n) => inner.requests <= *n,
+        Behaviour::Accept => None,
+        Behaviour::FailFirst(n) => (inner.requests <= *n).then_some(StatusCode::SERVICE_UNAVAILABLE),
+        Behaviour::Reject => Some(StatusCode::BAD_REQUEST),
     };
-    if fail {
+    if let Some(status) = fail {
         inner.failed += 1;
-        return StatusCode::SERVICE_UNAVAILABLE;
+        return status;
     }
     inner.accepted.push(body);
     StatusCode::OK

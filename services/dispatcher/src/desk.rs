@@ -95,6 +95,7 @@ impl DeskService {
         let actor = match caller {
             Caller::Unit(u) => Actor::unit(u),
             Caller::Platform(pl) => Actor::operator(&format!("desk:{pl}")),
+            Caller::Agent(a) => Actor::agent(a),
         };
         let event = Event { id, ticket_id: p.ticket.id, occurred_at: self.clock.now(), actor, kind };
         let mut next = p.ticket.clone();

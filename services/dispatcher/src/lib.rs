@@ -4,7 +4,7 @@
 //! with a deadline from the deadline policy and working-day calendar, and
 //! publishes `dispatched`. Its desk API (gRPC) lets units report completion.
 
-pub mod auth;
+pub use whistle_runtime::auth;
 mod desk;
 pub mod routing;
 
@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use whistle_domain::calendar::CalendarConfig;
-use whistle_domain::{Clock, DeadlinePolicy, PlatformId, SystemClock, WorkCalendar};
+use whistle_domain::{Clock, DeadlinePolicy, PlatformId, SystemClock};
+pub use whistle_runtime::config::CalendarSettings;
 use whistle_runtime::consumer::{self, ConsumerSettings};
 use whistle_runtime::shutdown::{drain, spawn_supervised};
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
@@ -29,31 +29,6 @@ pub struct Config {
     pub dispatcher: DispatcherSettings,
     pub policy: DeadlinePolicy,
     pub calendar: CalendarSettings,
-}
-
-/// The working-day calendar as configured (`[calendar]`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct CalendarSettings {
-    pub utc_offset: String,
-    pub holidays: Vec<String>,
-    pub makeup_workdays: Vec<String>,
-}
-
-impl Default for CalendarSettings {
-    fn default() -> Self {
-        CalendarSettings { utc_offset: "+08:00".into(), holidays: vec![], makeup_workdays: vec![] }
-    }
-}
-
-impl CalendarSettings {
-    pub fn calendar(&self) -> whistle_domain::Result<WorkCalendar> {
-        WorkCalendar::try_from(CalendarConfig {
-            utc_offset: self.utc_offset.clone(),
-            holidays: self.holidays.clone(),
-            makeup_workdays: self.makeup_workdays.clone(),
-        })
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,7 +91,7 @@ impl Dispatcher {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         let platform = PlatformId::parse(&config.dispatcher.platform).map_err(|e| Error::Config(format!("dispatcher.{e}")))?;
         let calendar = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?;
-        let tokens = auth::Tokens::new(&config.dispatcher.tokens).map_err(Error::Config)?;
+        let tokens = auth::Tokens::new("dispatcher.tokens", &config.dispatcher.tokens).map_err(Error::Config)?;
         let city = whistle_runtime::city::load(&config.dispatcher.city_file)?;
         if !city.has_platform(&platform) {
             return Err(Error::Config(format!(
@@ -197,6 +172,6 @@ mod tests {
         assert!(!cal.is_working_day(time::macros::date!(2027 - 10 - 01)));
         assert_eq!(config.policy, DeadlinePolicy::default(), "the file spells out the default policy");
         assert_eq!(config.dispatcher.platform, "city");
-        auth::Tokens::new(&config.dispatcher.tokens).unwrap();
+        auth::Tokens::new("dispatcher.tokens", &config.dispatcher.tokens).unwrap();
     }
 }

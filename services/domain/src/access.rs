@@ -11,6 +11,8 @@ use crate::{PlatformId, Ticket, TicketState, UnitCode};
 pub enum Caller {
     Platform(PlatformId),
     Unit(UnitCode),
+    /// A revisit agent of the hotline (calls citizens back).
+    Agent(String),
 }
 
 impl fmt::Display for Caller {
@@ -18,6 +20,7 @@ impl fmt::Display for Caller {
         match self {
             Caller::Platform(p) => write!(f, "platform {p}"),
             Caller::Unit(u) => write!(f, "unit {u}"),
+            Caller::Agent(a) => write!(f, "revisit agent {a}"),
         }
     }
 }
@@ -126,6 +129,8 @@ pub fn authorize(
                 deny("this is a platform desk's action")
             }
         },
+        // Agents work the revisit queue, not the desks.
+        Caller::Agent(_) => deny("revisit agents work the revisit queue, not a desk"),
     }
 }
 

@@ -36,6 +36,26 @@ pub struct Unit {
     /// Where this unit's notifications go, if not the default webhook.
     #[serde(default)]
     pub webhook: Option<String>,
+    /// The unit's mailbox for notifications (besides the webhook).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The head of the unit: receives the monthly summary by SMS.
+    #[serde(default)]
+    pub head: Option<Person>,
+}
+
+/// A named official and how to reach them (never logged).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    pub name: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// zh unless set.
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 /// The leader in charge of a platform: receives urging letters and the
@@ -48,6 +68,11 @@ pub struct Leader {
     pub platform: PlatformId,
     #[serde(default)]
     pub webhook: Option<String>,
+    /// Urging letters and supervised items also go here by SMS.
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -293,7 +318,14 @@ mod tests {
     }
 
     fn unit(code: &str, platform: &str) -> Unit {
-        Unit { code: UnitCode::parse(code).unwrap(), name: code.into(), platform: PlatformId::parse(platform).unwrap(), webhook: None }
+        Unit {
+            code: UnitCode::parse(code).unwrap(),
+            name: code.into(),
+            platform: PlatformId::parse(platform).unwrap(),
+            webhook: None,
+            email: None,
+            head: None,
+        }
     }
 
     #[test]

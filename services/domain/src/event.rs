@@ -74,6 +74,14 @@ impl Actor {
         Actor { kind: ActorKind::Unit, id: unit.to_string() }
     }
 
+    pub fn agent(id: &str) -> Self {
+        Actor { kind: ActorKind::Agent, id: id.to_owned() }
+    }
+
+    pub fn citizen() -> Self {
+        Actor { kind: ActorKind::Citizen, id: "citizen".to_owned() }
+    }
+
     pub fn operator(id: &str) -> Self {
         Actor { kind: ActorKind::Operator, id: id.to_owned() }
     }

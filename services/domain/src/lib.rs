@@ -8,6 +8,7 @@ pub mod calendar;
 pub mod city;
 pub mod clock;
 pub mod event;
+pub mod figures;
 pub mod ids;
 pub mod request;
 pub mod revisit;

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::calendar::{Span, WorkCalendar};
 use crate::event::{EventKind, Resolution, RevisitOutcome};
-use crate::{Error, Result};
+use crate::{Error, Result, TicketId};
 
 /// The revisit rules of a city.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +20,18 @@ pub struct RevisitPolicy {
     pub max_attempts: u32,
     /// Spacing of retries after an unreachable try (a different day).
     pub retry_after: Span,
+}
+
+impl RevisitPolicy {
+    /// When the revisit of a ticket completed at `completed_at` is due.
+    pub fn first_due(&self, completed_at: OffsetDateTime, calendar: &WorkCalendar) -> OffsetDateTime {
+        calendar.add(completed_at, self.due_within)
+    }
+
+    /// When the next try is due after an unreachable one at `at`.
+    pub fn retry_at(&self, at: OffsetDateTime, calendar: &WorkCalendar) -> OffsetDateTime {
+        calendar.add(at, self.retry_after)
+    }
 }
 
 impl Default for RevisitPolicy {
@@ -44,7 +56,7 @@ pub enum RevisitTask {
 impl RevisitTask {
     /// A revisit for a ticket completed at `completed_at`.
     pub fn new(completed_at: OffsetDateTime, policy: &RevisitPolicy, calendar: &WorkCalendar) -> Self {
-        RevisitTask::Due { due_at: calendar.add(completed_at, policy.due_within), attempts: 0 }
+        RevisitTask::Due { due_at: policy.first_due(completed_at, calendar), attempts: 0 }
     }
 
     /// Records one attempt's outcome at `at`; returns the lifecycle event the
@@ -67,11 +79,54 @@ impl RevisitTask {
             RevisitOutcome::Unreachable if attempts >= policy.max_attempts => {
                 (RevisitTask::Finished { outcome }, Some(EventKind::Closed { resolution: Resolution::Unreachable }))
             }
-            RevisitOutcome::Unreachable => (RevisitTask::Due { due_at: calendar.add(at, policy.retry_after), attempts }, None),
+            RevisitOutcome::Unreachable => (RevisitTask::Due { due_at: policy.retry_at(at, calendar), attempts }, None),
         };
         *self = next;
         Ok(event)
     }
+}
+
+/// The signed part of a citizen's revisit link (`/r/<token>`): the ticket
+/// id and an HMAC-SHA256 over it, so a link cannot be forged for another
+/// ticket. The key is the `[revisit] link_secret` both the notifier (which
+/// sends the link) and the revisit service (which answers it) hold.
+pub fn link_token(secret: &[u8], ticket: &TicketId) -> String {
+    format!("{ticket}.{}", link_mac(secret, ticket))
+}
+
+fn link_mac(secret: &[u8], ticket: &TicketId) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(b"whistle-revisit-link:");
+    mac.update(ticket.to_string().as_bytes());
+    mac.finalize().into_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The ticket a revisit link is for, if its signature holds.
+pub fn verify_link(secret: &[u8], token: &str) -> Result<TicketId> {
+    let (id, mac) = token.split_once('.').ok_or_else(|| Error::invalid("link", "not a revisit link"))?;
+    let ticket = TicketId::parse(id).map_err(|_| Error::invalid("link", "not a revisit link"))?;
+    // Constant-time enough: the comparison covers the whole MAC either way.
+    let expected = link_mac(secret, &ticket);
+    let same = expected.len() == mac.len() && expected.bytes().zip(mac.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if !same {
+        return Err(Error::invalid("link", "the link's signature does not match"));
+    }
+    Ok(ticket)
+}
+
+/// A citizen's answer by SMS reply or link: "1" satisfied, "2" not
+/// satisfied, optionally followed by the reason ("2 still leaking").
+pub fn parse_answer(text: &str) -> Result<(RevisitOutcome, String)> {
+    let text = text.trim();
+    let mut chars = text.chars();
+    let outcome = match chars.next() {
+        Some('1') | Some('１') => RevisitOutcome::Satisfied,
+        Some('2') | Some('２') => RevisitOutcome::Unsatisfied,
+        _ => return Err(Error::invalid("answer", "reply 1 (satisfied) or 2 (not satisfied), optionally followed by the reason")),
+    };
+    let reason = chars.as_str().trim_start_matches([' ', ',', '，', ':', '：', '.', '。']).trim().to_owned();
+    Ok((outcome, reason))
 }
 
 #[cfg(test)]
@@ -108,5 +163,23 @@ mod tests {
         let mut t = RevisitTask::new(datetime!(2026-11-23 10:00 +08:00), &p, &c);
         assert_eq!(t.record(RevisitOutcome::Unsatisfied, datetime!(2026-11-23 15:00 +08:00), &p, &c).unwrap(), None);
         assert_eq!(t, RevisitTask::Finished { outcome: RevisitOutcome::Unsatisfied });
+    }
+
+    #[test]
+    fn links_are_signed_per_ticket() {
+        let t = TicketId::new();
+        let token = link_token(b"secret", &t);
+        assert_eq!(verify_link(b"secret", &token).unwrap(), t);
+        assert!(verify_link(b"other", &token).is_err(), "another key");
+        let forged = format!("{}.{}", TicketId::new(), token.split_once('.').unwrap().1);
+        assert!(verify_link(b"secret", &forged).is_err(), "another ticket");
+    }
+
+    #[test]
+    fn answers_are_one_or_two_with_a_reason() {
+        assert_eq!(parse_answer(" 1").unwrap(), (RevisitOutcome::Satisfied, String::new()));
+        assert_eq!(parse_answer("2，还在漏水").unwrap(), (RevisitOutcome::Unsatisfied, "还在漏水".into()));
+        assert_eq!(parse_answer("2 still leaking").unwrap(), (RevisitOutcome::Unsatisfied, "still leaking".into()));
+        assert!(parse_answer("yes").is_err());
     }
 }

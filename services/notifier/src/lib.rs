@@ -1,11 +1,21 @@
-//! Notifier: turns ticket events into messages (the citizen's ticket number
-//! and result, the unit's new ticket and overdue reminders) and delivers them
-//! through the webhook channel: HTTP POST of a JSON message, retried with
-//! backoff and jitter, de-duplicated by (event, recipient, channel), and
-//! dead-lettered with the reason when every try failed.
+//! Notifier: turns ticket events into messages — the citizen's ticket
+//! number, result and revisit question; the unit's new ticket, rework,
+//! reminder and urging letter; the leader's urging letters and supervised
+//! items; the unit heads' monthly summary — in the recipient's language, and
+//! delivers them by SMS (HTTP gateway), email (SMTP) and webhook.
+//!
+//! Delivery is exactly-once in effect: each (message, channel) is marked
+//! delivered in Redis and skipped when seen again; each try is retried with
+//! backoff and jitter and rate-limited per gateway. When a shared gateway
+//! (SMS, SMTP, the default webhook) is down, the message waits (the
+//! partition is retried, nothing is lost); a message a gateway refuses, or
+//! that a unit's own webhook never takes, is dead-lettered with the reason
+//! after the last try.
 
+pub mod channels;
+pub mod i18n;
 pub mod messages;
-mod webhook;
+pub mod summary;
 
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
@@ -13,9 +23,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use whistle_domain::{Category, Clock, Language, PlatformId, SystemClock, TicketId};
+use whistle_runtime::config::CalendarSettings;
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
-use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
+use whistle_runtime::shutdown::{drain, spawn_supervised};
+use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Secret, Shutdown, TelemetryConfig, TicketStore, Topics};
 
+use channels::{Failure, Sms, SmsSettings, Smtp, SmtpSettings, Webhook};
 pub use messages::{Message, Recipient, Template};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -24,25 +38,48 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
+    pub calendar: CalendarSettings,
     pub notifier: NotifierSettings,
+    /// The revisit link's key and public address (`[revisit]`, shared with the revisit service).
+    pub revisit: RevisitLink,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RevisitLink {
+    pub link_secret: Secret<String>,
+    /// Where citizens open their link: `<public_url>/r/<token>`.
+    pub public_url: String,
+}
+
+impl Default for RevisitLink {
+    fn default() -> Self {
+        RevisitLink { link_secret: Secret::new("change-me-revisit-link-secret".into()), public_url: "http://127.0.0.1:8026".into() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NotifierSettings {
     pub group: String,
-    /// Where unit messages are POSTed unless the unit has its own webhook.
+    /// Where unit, leader and desk messages are POSTed unless the city file
+    /// gives the recipient its own webhook.
     pub webhook_url: String,
-    /// Where citizen messages are POSTed (the SMS/email gateway's HTTP API).
-    pub citizen_webhook_url: String,
-    /// The city file, for per-unit webhooks.
+    pub webhook_per_second: f64,
+    pub sms: SmsSettings,
+    pub smtp: SmtpSettings,
+    /// The city file: units' and leaders' webhooks, mailboxes, heads.
     pub city_file: Option<PathBuf>,
-    /// Tries per message before it is dead-lettered.
+    /// Categories whose units see the citizen's phone in clear (they must
+    /// call or visit); other units see it masked.
+    pub contact_categories: Vec<Category>,
+    /// Tries per message and channel before giving up on this round.
     pub max_attempts: u32,
     /// First retry delay; doubles each try (with jitter) up to `max_backoff_ms`.
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
     pub request_timeout_ms: u64,
+    pub summary: summary::SummarySettings,
 }
 
 impl Default for NotifierSettings {
@@ -50,12 +87,16 @@ impl Default for NotifierSettings {
         NotifierSettings {
             group: "notifier".into(),
             webhook_url: "http://127.0.0.1:8025/messages".into(),
-            citizen_webhook_url: "http://127.0.0.1:8025/messages".into(),
+            webhook_per_second: 200.0,
+            sms: SmsSettings::default(),
+            smtp: SmtpSettings::default(),
             city_file: Some("deploy/config/demo-city.toml".into()),
+            contact_categories: vec![Category::Heating, Category::Property, Category::Housing],
             max_attempts: 8,
             initial_backoff_ms: 200,
             max_backoff_ms: 10_000,
             request_timeout_ms: 10_000,
+            summary: summary::SummarySettings::default(),
         }
     }
 }
@@ -66,111 +107,361 @@ pub enum Error {
     Runtime(#[from] whistle_runtime::Error),
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("message catalog: {0}")]
+    Catalog(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How long a delivered message is remembered for de-duplication.
-const DELIVERED_TTL_SECONDS: u64 = 30 * 24 * 3600;
+const DELIVERED_TTL_SECONDS: u64 = 90 * 24 * 3600;
+
+/// Where one message goes on one channel.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Route {
+    Sms(String),
+    Email(String),
+    Webhook {
+        url: String,
+        /// The platform's default webhook (waits out outages) or a
+        /// recipient's own (dead-lettered after the last try).
+        shared: bool,
+    },
+}
+
+impl Route {
+    pub fn channel(&self) -> &'static str {
+        match self {
+            Route::Sms(_) => "sms",
+            Route::Email(_) => "email",
+            Route::Webhook { .. } => "webhook",
+        }
+    }
+
+    /// Does a transient failure mean the whole gateway is down (wait), not
+    /// this recipient (dead-letter)?
+    fn shared(&self) -> bool {
+        match self {
+            Route::Sms(_) | Route::Email(_) => true,
+            Route::Webhook { shared, .. } => *shared,
+        }
+    }
+}
+
+/// Officials' addresses from the city file (never logged).
+#[derive(Default)]
+pub struct Directory {
+    webhooks: BTreeMap<String, String>,
+    emails: BTreeMap<String, String>,
+    phones: BTreeMap<String, String>,
+    languages: BTreeMap<String, Language>,
+    leaders: BTreeMap<PlatformId, String>,
+    /// Unit code -> name, for summaries.
+    pub unit_names: BTreeMap<String, String>,
+    /// Units with a head, and the head's recipient id.
+    pub heads: Vec<(whistle_domain::UnitCode, String)>,
+}
+
+impl Directory {
+    pub fn from_city(city: &whistle_domain::city::City) -> Result<Self> {
+        let mut d = Directory::default();
+        for u in &city.config.units {
+            let id = format!("unit:{}", u.code);
+            d.unit_names.insert(u.code.to_string(), u.name.clone());
+            if let Some(w) = &u.webhook {
+                d.webhooks.insert(id.clone(), w.clone());
+            }
+            if let Some(e) = &u.email {
+                d.emails.insert(id, e.clone());
+            }
+            if let Some(h) = &u.head {
+                let hid = format!("unit-head:{}", u.code);
+                if let Some(p) = &h.phone {
+                    d.phones.insert(hid.clone(), p.clone());
+                }
+                if let Some(e) = &h.email {
+                    d.emails.insert(hid.clone(), e.clone());
+                }
+                if let Some(l) = &h.language {
+                    let lang = Language::parse(l).map_err(|e| Error::Config(format!("city file: unit {} head: {e}", u.code)))?;
+                    d.languages.insert(hid.clone(), lang);
+                }
+                d.heads.push((u.code.clone(), hid));
+            }
+        }
+        for l in &city.config.leaders {
+            let id = format!("leader:{}", l.code);
+            d.leaders.insert(l.platform.clone(), l.code.clone());
+            if let Some(w) = &l.webhook {
+                d.webhooks.insert(id.clone(), w.clone());
+            }
+            if let Some(p) = &l.phone {
+                d.phones.insert(id.clone(), p.clone());
+            }
+            if let Some(e) = &l.email {
+                d.emails.insert(id, e.clone());
+            }
+        }
+        Ok(d)
+    }
+
+    pub fn leader_of(&self, p: &PlatformId) -> Option<String> {
+        self.leaders.get(p).cloned()
+    }
+
+    pub fn language_of(&self, r: &Recipient) -> Language {
+        self.languages.get(&r.id()).copied().unwrap_or(Language::Zh)
+    }
+}
+
+/// Everything delivering needs, shared by the event consumer and the
+/// monthly summary.
+pub struct Deliverer {
+    store: TicketStore,
+    webhook: Webhook,
+    sms: Option<Sms>,
+    smtp: Option<Smtp>,
+    directory: Directory,
+    settings: NotifierSettings,
+}
+
+/// Why a message could not be delivered this round.
+#[derive(Debug)]
+pub enum Undelivered {
+    /// A shared gateway is down: try the message again later.
+    Wait(String),
+    /// Refused, or a recipient's own endpoint never answered: dead-letter.
+    Give(String),
+}
+
+impl Deliverer {
+    /// The channels a message goes out on.
+    pub fn routes(&self, m: &Message) -> Vec<Route> {
+        let id = m.recipient.id();
+        let mut out = Vec::new();
+        let sms_to = |phone: &str| self.sms.as_ref().map(|_| Route::Sms(phone.to_owned()));
+        let email_to = |addr: &str| self.smtp.as_ref().map(|_| Route::Email(addr.to_owned()));
+        match &m.recipient {
+            Recipient::Citizen => {
+                if let Some(c) = &m.citizen {
+                    out.extend(c.phone.as_deref().and_then(sms_to));
+                    out.extend(c.email.as_deref().and_then(email_to));
+                }
+            }
+            Recipient::Unit { .. } | Recipient::Leader { .. } | Recipient::Desk { .. } => {
+                out.push(match self.directory.webhooks.get(&id) {
+                    Some(url) => Route::Webhook { url: url.clone(), shared: false },
+                    None => Route::Webhook { url: self.settings.webhook_url.clone(), shared: true },
+                });
+                out.extend(self.directory.phones.get(&id).and_then(|p| sms_to(p)));
+                out.extend(self.directory.emails.get(&id).and_then(|e| email_to(e)));
+            }
+            Recipient::UnitHead { .. } => {
+                out.extend(self.directory.phones.get(&id).and_then(|p| sms_to(p)));
+                out.extend(self.directory.emails.get(&id).and_then(|e| email_to(e)));
+            }
+        }
+        out
+    }
+
+    fn delivered_key(&self, m: &Message, route: &Route) -> String {
+        format!("{}notified:{}:{}", self.store.prefix(), m.message_id, route.channel())
+    }
+
+    async fn try_once(&self, route: &Route, m: &Message) -> Result<(), Failure> {
+        match route {
+            Route::Webhook { url, .. } => self.webhook.send(url, m).await,
+            Route::Sms(to) => match &self.sms {
+                Some(sms) => sms.send(to, m).await,
+                None => Err(Failure::Permanent("SMS is not configured".into())),
+            },
+            Route::Email(to) => match &self.smtp {
+                Some(smtp) => smtp.send(to, m).await,
+                None => Err(Failure::Permanent("SMTP is not configured".into())),
+            },
+        }
+    }
+
+    /// Delivers a message on every channel it has not been delivered on yet.
+    pub async fn deliver(&self, m: &Message) -> Result<(), Undelivered> {
+        let mut redis = self.store.redis();
+        let routes = self.routes(m);
+        if routes.is_empty() {
+            tracing::debug!(message = %m.message_id, recipient = %m.recipient.id(), "no channel reaches this recipient");
+        }
+        for route in routes {
+            let key = self.delivered_key(m, &route);
+            let seen: bool = redis.exists(&key).await.map_err(|e| Undelivered::Wait(format!("redis: {e}")))?;
+            if seen {
+                tracing::debug!(message = %m.message_id, channel = route.channel(), "already delivered");
+                continue;
+            }
+            let max = self.settings.max_attempts.max(1);
+            let mut attempt = 0;
+            let failure = loop {
+                attempt += 1;
+                match self.try_once(&route, m).await {
+                    Ok(()) => break None,
+                    Err(f @ Failure::Permanent(_)) => break Some(f),
+                    Err(f) if attempt >= max => break Some(f),
+                    Err(f) => {
+                        let wait = whistle_runtime::consumer::backoff_between(
+                            Duration::from_millis(self.settings.initial_backoff_ms),
+                            Duration::from_millis(self.settings.max_backoff_ms),
+                            attempt,
+                        );
+                        tracing::warn!(message = %m.message_id, channel = route.channel(), attempt, wait_ms = wait.as_millis() as u64, error = %f, "delivery failed; retrying");
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            };
+            match failure {
+                None => {
+                    let _: () = redis.set_ex(&key, 1, DELIVERED_TTL_SECONDS).await.map_err(|e| Undelivered::Wait(format!("redis: {e}")))?;
+                    tracing::info!(ticket = %m.ticket_number, template = m.template.as_str(), recipient = %m.recipient.id(), channel = route.channel(), attempt, "message delivered");
+                }
+                Some(f) => {
+                    let reason = format!(
+                        "message {} ({}) to {} by {}: {f} after {attempt} tries",
+                        m.message_id,
+                        m.template.as_str(),
+                        m.recipient.id(),
+                        route.channel()
+                    );
+                    return Err(match f {
+                        Failure::Transient(_) if route.shared() => Undelivered::Wait(reason),
+                        Failure::Transient(_) | Failure::Permanent(_) => Undelivered::Give(reason),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 pub struct Notifier {
     config: Config,
     handler: Arc<Notify>,
     producer: EventProducer,
+    clock: Arc<dyn Clock>,
 }
 
 impl Notifier {
     pub async fn build(config: Config) -> Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         if config.kafka.create_topics {
             whistle_runtime::topics::ensure(&config.kafka).await?;
         }
-        let mut unit_hooks = BTreeMap::new();
-        let mut leaders = BTreeMap::new();
-        if let Some(file) = &config.notifier.city_file {
-            let city = whistle_runtime::city::load(file)?;
-            for u in &city.config.units {
-                if let Some(hook) = &u.webhook {
-                    unit_hooks.insert(format!("unit:{}", u.code), hook.clone());
-                }
-            }
-            for l in &city.config.leaders {
-                leaders.insert(l.platform.clone(), l.code.clone());
-                if let Some(hook) = &l.webhook {
-                    unit_hooks.insert(format!("leader:{}", l.code), hook.clone());
-                }
-            }
-        }
+        let directory = match &config.notifier.city_file {
+            Some(file) => Directory::from_city(&whistle_runtime::city::load(file)?)?,
+            None => Directory::default(),
+        };
+        let catalog = i18n::Catalog::builtin()?;
+        catalog.require(&Template::ALL.map(Template::message_id))?;
+        let timeout = Duration::from_millis(config.notifier.request_timeout_ms);
+        let deliverer = Deliverer {
+            store: TicketStore::connect(&config.redis).await?,
+            webhook: Webhook::new(timeout, config.notifier.webhook_per_second)?,
+            sms: Sms::new(&config.notifier.sms, timeout)?,
+            smtp: Smtp::new(&config.notifier.smtp, timeout)?,
+            directory,
+            settings: config.notifier.clone(),
+        };
         let producer = EventProducer::new(&config.kafka)?;
-        let store = TicketStore::connect(&config.redis).await?;
-        let client = webhook::Client::new(&config.notifier)?;
-        let handler = Arc::new(Notify { store, client, unit_hooks, leaders, settings: config.notifier.clone() });
-        Ok(Notifier { config, handler, producer })
+        let handler = Arc::new(Notify {
+            deliverer: Arc::new(deliverer),
+            catalog: Arc::new(catalog),
+            link_secret: config.revisit.link_secret.expose().as_bytes().to_vec(),
+            link_base: config.revisit.public_url.trim_end_matches('/').to_owned(),
+        });
+        Ok(Notifier { config, handler, producer, clock })
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let topics = Topics::new(&self.config.kafka);
         let mut settings = ConsumerSettings::new("notifier", self.config.notifier.group.clone(), vec![topics.events()]);
         settings.max_batch = 64;
-        let r = consumer::run(self.config.kafka.clone(), settings, self.handler, self.producer.clone(), shutdown).await;
+        let mut tasks = Vec::new();
+        if self.config.notifier.summary.enabled {
+            let monthly = summary::Monthly::new(
+                self.handler.deliverer.clone(),
+                self.handler.catalog.clone(),
+                self.config.kafka.clone(),
+                self.config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?.offset(),
+                self.config.notifier.summary.clone(),
+                self.clock.clone(),
+            );
+            tasks.push(spawn_supervised("monthly-summary", &shutdown, monthly.run(shutdown.clone())));
+        }
+        let r = consumer::run(self.config.kafka.clone(), settings, self.handler, self.producer.clone(), shutdown.clone()).await;
+        shutdown.trigger();
+        drain(tasks, Duration::from_secs(10)).await;
         self.producer.flush(Duration::from_secs(5));
         Ok(r?)
     }
 }
 
 struct Notify {
-    store: TicketStore,
-    client: webhook::Client,
-    /// Recipient id (`unit:<code>`, `leader:<code>`) -> its own webhook.
-    unit_hooks: BTreeMap<String, String>,
-    /// Platform -> the code of its leader in charge.
-    leaders: BTreeMap<whistle_domain::PlatformId, String>,
-    settings: NotifierSettings,
-}
-
-impl Notify {
-    fn url_for(&self, r: &Recipient) -> &str {
-        match r {
-            Recipient::Citizen { .. } => &self.settings.citizen_webhook_url,
-            Recipient::Unit { .. } | Recipient::Leader { .. } | Recipient::Desk { .. } => {
-                self.unit_hooks.get(&r.id()).map_or(&self.settings.webhook_url, String::as_str)
-            }
-        }
-    }
-
-    fn delivered_key(&self, m: &Message) -> String {
-        format!("{}notified:{}:{}:webhook", self.store.prefix(), m.event_id, m.recipient.id())
-    }
+    deliverer: Arc<Deliverer>,
+    catalog: Arc<i18n::Catalog>,
+    link_secret: Vec<u8>,
+    link_base: String,
 }
 
 impl Handler for Notify {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let event = msg.event()?;
+        let d = &self.deliverer;
         let projection =
-            if messages::needs_ticket(&event) { Some(self.store.projection_at(&event.ticket_id, msg.offset).await?) } else { None };
-        let mut redis = self.store.redis();
-        for m in messages::for_event(&event, projection.as_ref().map(|p| &p.ticket), |p| self.leaders.get(p).cloned()) {
-            let key = self.delivered_key(&m);
-            let seen: bool = redis.exists(&key).await.map_err(|e| HandleError::Retry(e.to_string()))?;
-            if seen {
-                tracing::debug!(message = %m.message_id, "already delivered");
-                continue;
-            }
-            let url = self.url_for(&m.recipient);
-            match self.client.deliver(url, &m).await {
-                Ok(attempts) => {
-                    let _: () = redis.set_ex(&key, 1, DELIVERED_TTL_SECONDS).await.map_err(|e| HandleError::Retry(e.to_string()))?;
-                    tracing::info!(ticket = %m.ticket_id, template = m.template.as_str(), recipient = %m.recipient.id(), attempts, "message delivered");
-                }
-                Err(reason) => {
-                    return Err(HandleError::Poison(format!(
-                        "message {} ({}) to {} could not be delivered to {url}: {reason}",
-                        m.message_id,
-                        m.template.as_str(),
-                        m.recipient.id()
-                    )));
-                }
+            if messages::needs_ticket(&event) { Some(d.store.projection_at(&event.ticket_id, msg.offset).await?) } else { None };
+        let messages = {
+            let link = |t: &TicketId| format!("{}/r/{}", self.link_base, whistle_domain::revisit::link_token(&self.link_secret, t));
+            let ctx = messages::Context {
+                catalog: &self.catalog,
+                leader_of: &|p| d.directory.leader_of(p),
+                language_of: &|r| d.directory.language_of(r),
+                contact_categories: &d.settings.contact_categories,
+                revisit_link: &link,
+            };
+            messages::for_event(&event, projection.as_ref().map(|p| &p.ticket), &ctx)
+        };
+        // A refused message does not hold back the others of the event; the
+        // dead letter names every one that failed (a replay sends only those:
+        // the delivered ones are marked).
+        let mut refused = Vec::new();
+        for m in messages {
+            match d.deliver(&m).await {
+                Ok(()) => {}
+                Err(Undelivered::Wait(reason)) => return Err(HandleError::Retry(reason)),
+                Err(Undelivered::Give(reason)) => refused.push(reason),
             }
         }
-        Ok(())
+        if refused.is_empty() { Ok(()) } else { Err(HandleError::Poison(refused.join("; "))) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_local_config_has_every_channel() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/whistle.toml");
+        let config: Config = whistle_runtime::config::load(Some(&file)).unwrap();
+        let n = &config.notifier;
+        assert!(Sms::new(&n.sms, Duration::from_secs(1)).unwrap().is_some(), "SMS body template fills in as JSON");
+        assert!(Smtp::new(&n.smtp, Duration::from_secs(1)).unwrap().is_some());
+        assert_eq!(n.contact_categories, [Category::Heating, Category::Property, Category::Housing]);
+        assert!(n.summary.enabled && n.summary.day == 1 && n.summary.hour == 9);
+        assert_eq!(config.revisit.public_url, "http://127.0.0.1:8026");
+        let city = whistle_runtime::city::load(&file.parent().unwrap().join("../config/demo-city.toml")).unwrap();
+        let d = Directory::from_city(&city).unwrap();
+        assert!(d.heads.len() > 100, "the demo city's unit heads");
+        assert!(format!("{:?}", n.sms.auth_value).contains("secret"), "the gateway key never prints");
     }
 }

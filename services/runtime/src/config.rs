@@ -11,6 +11,8 @@ use std::fmt;
 use std::path::Path;
 
 use crate::{Error, Result};
+use whistle_domain::WorkCalendar;
+use whistle_domain::calendar::CalendarConfig;
 
 /// Loads `T` from defaults, the file (if given) and the environment.
 pub fn load<T: Serialize + DeserializeOwned + Default>(file: Option<&Path>) -> Result<T> {
@@ -129,5 +131,30 @@ mod tests {
         assert_eq!(s.kafka.brokers, "k:1");
         assert_eq!(s.redis.key_prefix, "whistle:");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
+
+/// The working-day calendar as configured (`[calendar]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CalendarSettings {
+    pub utc_offset: String,
+    pub holidays: Vec<String>,
+    pub makeup_workdays: Vec<String>,
+}
+
+impl Default for CalendarSettings {
+    fn default() -> Self {
+        CalendarSettings { utc_offset: "+08:00".into(), holidays: vec![], makeup_workdays: vec![] }
+    }
+}
+
+impl CalendarSettings {
+    pub fn calendar(&self) -> whistle_domain::Result<WorkCalendar> {
+        WorkCalendar::try_from(CalendarConfig {
+            utc_offset: self.utc_offset.clone(),
+            holidays: self.holidays.clone(),
+            makeup_workdays: self.makeup_workdays.clone(),
+        })
     }
 }

@@ -164,3 +164,17 @@ pub fn scan_topic(cfg: &KafkaConfig, topic: &str, mut each: impl FnMut(Scanned))
     }
     Ok(read)
 }
+
+/// The assessment figures of `[from, to)`, folded from the whole events
+/// topic (blocking: run it on a blocking thread). A ticket's events are on
+/// one partition, read in order, which is all the fold needs.
+pub fn figures(cfg: &KafkaConfig, from: time::OffsetDateTime, to: time::OffsetDateTime) -> Result<whistle_domain::figures::Figures> {
+    let topic = crate::Topics::new(cfg).events();
+    let mut f = whistle_domain::figures::Figures::new(from, to);
+    scan_topic(cfg, &topic, |m| {
+        if let Ok(e) = whistle_proto::decode_event(&m.payload) {
+            f.apply(&e);
+        }
+    })?;
+    Ok(f)
+}

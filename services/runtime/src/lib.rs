@@ -3,6 +3,7 @@
 //! Kafka producer and the consumer loop (manual commits, dead letters), the
 //! topics the project creates, Redis, and the ticket projection in Redis.
 
+pub mod auth;
 pub mod city;
 pub mod config;
 pub mod consumer;

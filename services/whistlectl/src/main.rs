@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use whistle_proto::v1::{self as pb, desk_client::DeskClient, intake_client::IntakeClient};
+use whistle_proto::v1::{self as pb, desk_client::DeskClient, intake_client::IntakeClient, revisit_client::RevisitClient};
 
 #[derive(Parser)]
 #[command(version, about = "Command-line client for Whistle")]
@@ -13,6 +13,9 @@ struct Cli {
     /// Desk gRPC endpoint of a platform's dispatcher.
     #[arg(long, env = "WHISTLE_DESK", default_value = "http://127.0.0.1:50052", global = true)]
     desk: String,
+    /// Revisit gRPC endpoint (revisit queue, figures).
+    #[arg(long, env = "WHISTLE_REVISIT", default_value = "http://127.0.0.1:50056", global = true)]
+    revisit: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -114,6 +117,37 @@ enum Command {
     },
     /// Watch the platform's queue as it changes (one row per change), as the platform desk.
     Queue,
+    /// The revisit queue: what is due now (or all waiting, with --all), as an agent.
+    Revisits {
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Take a ticket off other agents' queues while you call the citizen.
+    Claim { ticket: String },
+    /// Record a revisit: satisfied, unsatisfied (with --reason) or unreachable.
+    Revisit {
+        ticket: String,
+        outcome: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Figures of a period as a table: per unit, per platform and city-wide.
+    Figures {
+        /// First day (YYYY-MM-DD, city time) or RFC 3339.
+        #[arg(long)]
+        from: String,
+        /// Day after the last (exclusive).
+        #[arg(long)]
+        to: String,
+        /// all, city, platforms or units.
+        #[arg(long, default_value = "all")]
+        scope: String,
+        /// Only this platform or unit.
+        #[arg(long, default_value = "")]
+        code: String,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Report a ticket completed, as the unit it is assigned to (the token's unit).
@@ -280,6 +314,64 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Revisits { all, limit } => {
+            let tasks =
+                revisit(&cli).await?.list_due(pb::ListDueRequest { limit, include_later: all }).await.map_err(status)?.into_inner().tasks;
+            if cli.json {
+                let rows: Vec<_> = tasks
+                    .iter()
+                    .map(|t| serde_json::json!({"ticket_number": t.ticket_number, "ticket_id": t.ticket_id, "unit": t.unit, "due_at": t.due_at, "attempts": t.attempts, "claimed_by": t.claimed_by, "phone": t.citizen_phone, "language": t.language, "result": t.result}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!("{:<16} {:<26} {:<8} {:<24} {:<12} {:<14} result", "ticket", "due", "tries", "unit", "claimed by", "phone");
+                for t in &tasks {
+                    let tries = format!("{}/{}", t.attempts, t.max_attempts);
+                    println!(
+                        "{:<16} {:<26} {:<8} {:<24} {:<12} {:<14} {}",
+                        t.ticket_number, t.due_at, tries, t.unit, t.claimed_by, t.citizen_phone, t.result
+                    );
+                }
+            }
+        }
+        Command::Claim { ticket } => {
+            let t = revisit(&cli).await?.claim(pb::RevisitRef { ticket }).await.map_err(status)?.into_inner();
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ticket_number": t.ticket_number, "claimed_until": t.claimed_until, "phone": t.citizen_phone})
+                );
+            } else {
+                println!(
+                    "claimed ticket {} until {}: call {} ({}), result: {}",
+                    t.ticket_number, t.claimed_until, t.citizen_phone, t.language, t.result
+                );
+            }
+        }
+        Command::Revisit { ticket, outcome, reason } => {
+            let r = revisit(&cli).await?.record(pb::RecordRequest { ticket, outcome, reason }).await.map_err(status)?.into_inner();
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ticket_number": r.ticket_number, "next": r.next, "attempts": r.attempts, "next_due_at": r.next_due_at, "rework_due_at": r.rework_due_at})
+                );
+            } else {
+                match r.next.as_str() {
+                    "reopened" => println!("ticket {} reopened for rework, due {}", r.ticket_number, r.rework_due_at),
+                    "retry" => println!("ticket {}: try {} recorded, next try due {}", r.ticket_number, r.attempts, r.next_due_at),
+                    _ => println!("ticket {} closed", r.ticket_number),
+                }
+            }
+        }
+        Command::Figures { from, to, scope, code } => {
+            let f = revisit(&cli).await?.figures(pb::FiguresRequest { from, to, scope, code }).await.map_err(status)?.into_inner();
+            if cli.json {
+                let rows: Vec<_> = f.rows.iter().map(figure_json).collect();
+                println!("{}", serde_json::json!({"from": f.from, "to": f.to, "rows": rows}));
+            } else {
+                print!("{}", figures_table(&f));
+            }
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "whistlectl", &mut std::io::stdout());
         }
@@ -304,22 +396,79 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Desk = DeskClient<tonic::codegen::InterceptedService<tonic::transport::Channel, whistle_proto::Bearer>>;
-
-/// A desk client carrying the token from --token, WHISTLE_TOKEN or --token-file.
-async fn desk(cli: &Cli) -> anyhow::Result<Desk> {
-    let token = match (&cli.token, &cli.token_file) {
+/// The token from --token, WHISTLE_TOKEN or --token-file.
+fn token(cli: &Cli) -> anyhow::Result<Option<String>> {
+    Ok(match (&cli.token, &cli.token_file) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(f)) => {
             Some(std::fs::read_to_string(f).with_context(|| format!("cannot read the token file {}", f.display()))?.trim().to_owned())
         }
         (None, None) => None,
-    };
+    })
+}
+
+type Desk = DeskClient<tonic::codegen::InterceptedService<tonic::transport::Channel, whistle_proto::Bearer>>;
+
+/// A desk client carrying the token from --token, WHISTLE_TOKEN or --token-file.
+async fn desk(cli: &Cli) -> anyhow::Result<Desk> {
+    let token = token(cli)?;
     let channel = tonic::transport::Channel::from_shared(cli.desk.clone())?
         .connect()
         .await
         .with_context(|| format!("cannot reach the desk at {}", cli.desk))?;
     Ok(DeskClient::with_interceptor(channel, whistle_proto::Bearer::new(token.as_deref()).map_err(anyhow::Error::msg)?))
+}
+
+type Revisit = RevisitClient<tonic::codegen::InterceptedService<tonic::transport::Channel, whistle_proto::Bearer>>;
+
+/// A revisit client carrying the token (an agent's, or any desk token for figures).
+async fn revisit(cli: &Cli) -> anyhow::Result<Revisit> {
+    let channel = tonic::transport::Channel::from_shared(cli.revisit.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the revisit service at {}", cli.revisit))?;
+    Ok(RevisitClient::with_interceptor(channel, whistle_proto::Bearer::new(token(cli)?.as_deref()).map_err(anyhow::Error::msg)?))
+}
+
+fn pct(r: Option<f64>) -> String {
+    r.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
+}
+
+fn figure_json(r: &pb::FigureRow) -> serde_json::Value {
+    serde_json::json!({
+        "scope": r.scope, "code": r.code, "received": r.received, "dispatched": r.dispatched, "completed": r.completed,
+        "on_time": r.on_time, "returned": r.returned, "revisited": r.revisited, "satisfied": r.satisfied,
+        "unsatisfied": r.unsatisfied, "unreachable": r.unreachable, "reworked": r.reworked,
+        "on_time_rate": r.on_time_rate, "feedback_rate": r.feedback_rate, "revisit_coverage": r.revisit_coverage,
+        "satisfaction_rate": r.satisfaction_rate, "rework_rate": r.rework_rate, "return_rate": r.return_rate,
+    })
+}
+
+/// The figures as a fixed-width table, one row per scope.
+fn figures_table(f: &pb::FiguresResponse) -> String {
+    let mut out = format!("figures from {} to {}\n", f.from, f.to);
+    out += &format!(
+        "{:<34} {:>6} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}\n",
+        "scope", "recv", "disp", "done", "on-time", "feedback", "revisit", "satisf", "rework", "return", "unreach"
+    );
+    for r in &f.rows {
+        let scope = if r.code.is_empty() { r.scope.clone() } else { format!("{} {}", r.scope, r.code) };
+        out += &format!(
+            "{:<34} {:>6} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}\n",
+            scope,
+            r.received,
+            r.dispatched,
+            r.completed,
+            pct(r.on_time_rate),
+            pct(r.feedback_rate),
+            pct(r.revisit_coverage),
+            pct(r.satisfaction_rate),
+            pct(r.rework_rate),
+            pct(r.return_rate),
+            r.unreachable
+        );
+    }
+    out
 }
 
 fn done(cli: &Cli, what: &str, r: &pb::ActionResponse) {
@@ -338,4 +487,34 @@ fn rfc3339(s: &str) -> anyhow::Result<whistle_proto::prost_types::Timestamp> {
 
 fn status(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_print_as_a_table_with_rates_and_dashes() {
+        let f = pb::FiguresResponse {
+            from: "2026-11-01T00:00:00+08:00".into(),
+            to: "2026-12-01T00:00:00+08:00".into(),
+            rows: vec![
+                pb::FigureRow {
+                    scope: "city".into(),
+                    received: 4,
+                    dispatched: 4,
+                    completed: 4,
+                    on_time_rate: Some(0.75),
+                    satisfaction_rate: Some(2.0 / 3.0),
+                    ..Default::default()
+                },
+                pb::FigureRow { scope: "unit".into(), code: "city-water".into(), dispatched: 1, ..Default::default() },
+            ],
+        };
+        let t = figures_table(&f);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[2].starts_with("city ") && lines[2].contains("75.0%") && lines[2].contains("66.7%"), "{t}");
+        assert!(lines[3].starts_with("unit city-water") && lines[3].contains(" - "), "{t}");
+    }
 }

@@ -1,5 +1,5 @@
-//! Desk callers: every call presents a bearer token bound to a platform or a
-//! unit. Tokens are configured as SHA-256 hashes, so the config never holds
+//! Callers of the desks and the revisit queue: every call presents a bearer
+//! token bound to a platform, a unit or a revisit agent. Tokens are configured as SHA-256 hashes, so the config never holds
 //! them in clear, and nothing here prints them.
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use whistle_domain::{PlatformId, UnitCode};
 /// One configured token: who it is bound to and the hex SHA-256 of the token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenEntry {
-    /// `city`, `county:<code>`, `street:<code>` or `unit:<code>`.
+    /// `city`, `county:<code>`, `street:<code>`, `unit:<code>` or `agent:<id>`.
     pub caller: String,
     pub sha256: String,
 }
@@ -26,25 +26,32 @@ pub fn hash_token(token: &str) -> String {
 }
 
 pub fn parse_caller(s: &str) -> whistle_domain::Result<Caller> {
-    match s.strip_prefix("unit:") {
-        Some(u) => Ok(Caller::Unit(UnitCode::parse(u)?)),
-        None => Ok(Caller::Platform(PlatformId::parse(s)?)),
+    if let Some(u) = s.strip_prefix("unit:") {
+        return Ok(Caller::Unit(UnitCode::parse(u)?));
     }
+    if let Some(a) = s.strip_prefix("agent:") {
+        if a.is_empty() || a.len() > 64 || !a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+            return Err(whistle_domain::Error::invalid("caller", format!("agent id {a:?}: letters, digits, - _ . only")));
+        }
+        return Ok(Caller::Agent(a.to_owned()));
+    }
+    Ok(Caller::Platform(PlatformId::parse(s)?))
 }
 
 impl Tokens {
-    pub fn new(entries: &[TokenEntry]) -> Result<Self, String> {
+    /// `section` names the config list in errors (`dispatcher.tokens`).
+    pub fn new(section: &str, entries: &[TokenEntry]) -> Result<Self, String> {
         let mut map = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
-            let caller = parse_caller(&e.caller).map_err(|err| format!("dispatcher.tokens[{i}].caller: {err}"))?;
+            let caller = parse_caller(&e.caller).map_err(|err| format!("{section}[{i}].caller: {err}"))?;
             let bytes: Vec<u8> = (0..e.sha256.len())
                 .step_by(2)
                 .map(|j| e.sha256.get(j..j + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
                 .collect::<Option<_>>()
-                .ok_or_else(|| format!("dispatcher.tokens[{i}].sha256: not hex"))?;
-            let hash: [u8; 32] = bytes.try_into().map_err(|_| format!("dispatcher.tokens[{i}].sha256: not 32 bytes of hex"))?;
+                .ok_or_else(|| format!("{section}[{i}].sha256: not hex"))?;
+            let hash: [u8; 32] = bytes.try_into().map_err(|_| format!("{section}[{i}].sha256: not 32 bytes of hex"))?;
             if map.insert(hash, caller).is_some() {
-                return Err(format!("dispatcher.tokens[{i}]: the same token is configured twice"));
+                return Err(format!("{section}[{i}]: the same token is configured twice"));
             }
         }
         Ok(Tokens(map))
@@ -70,10 +77,13 @@ mod tests {
 
     #[test]
     fn tokens_resolve_to_their_callers_and_never_print() {
-        let tokens = Tokens::new(&[
-            TokenEntry { caller: "unit:city-water".into(), sha256: hash_token("s3cret-water") },
-            TokenEntry { caller: "street:dc-jingshan".into(), sha256: hash_token("s3cret-street") },
-        ])
+        let tokens = Tokens::new(
+            "t",
+            &[
+                TokenEntry { caller: "unit:city-water".into(), sha256: hash_token("s3cret-water") },
+                TokenEntry { caller: "street:dc-jingshan".into(), sha256: hash_token("s3cret-street") },
+            ],
+        )
         .unwrap();
         let mut md = tonic::metadata::MetadataMap::new();
         md.insert("authorization", "Bearer s3cret-water".parse().unwrap());
@@ -81,6 +91,6 @@ mod tests {
         md.insert("authorization", "Bearer nope".parse().unwrap());
         assert_eq!(tokens.caller(&md).unwrap_err().code(), tonic::Code::Unauthenticated);
         assert!(!format!("{tokens:?}").contains("s3cret"));
-        assert!(Tokens::new(&[TokenEntry { caller: "town:x".into(), sha256: hash_token("a") }]).unwrap_err().contains("caller"));
+        assert!(Tokens::new("t", &[TokenEntry { caller: "town:x".into(), sha256: hash_token("a") }]).unwrap_err().contains("caller"));
     }
 }

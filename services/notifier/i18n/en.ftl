@@ -1,0 +1,11 @@
+ticket-received = [12345] Your request has been registered. Ticket number { $number }. We will handle it and get back to you.
+ticket-completed = [12345] Your ticket { $number } has been completed: { $result }.
+revisit-question = [12345] Ticket { $number }: are you satisfied with the result? Reply 1 if satisfied, 2 if not (you may add why), or open { $link }
+ticket-assigned = New ticket { $number } ({ $category }): { $text }. Address: { $address }. Citizen's phone: { $phone }. Due: { $due }.
+ticket-reopened = Rework: the citizen is not satisfied with ticket { $number }: { $reason }. Please handle it again by { $due }.
+overdue-reminder = Reminder: ticket { $number } is past its deadline ({ $due }). Please handle it now.
+urging-letter = Urging letter: ticket { $number } is overdue again (deadline { $due }); it has gone to the leader in charge and is supervised.
+leader-urging = Supervision: ticket { $number } is overdue a second time (deadline { $due }), responsible unit { $unit }; it is now a supervised item.
+leader-supervised = Supervised item: ticket { $number }: { $reason }.
+desk-completed = Ticket { $number } was completed by the platform above: { $result }
+monthly-summary = [12345] { $unit }, { $month }: { $dispatched } dispatched, { $completed } completed, on time { $on_time }, satisfaction { $satisfaction }, { $reworked } reworked, { $returned } returned.

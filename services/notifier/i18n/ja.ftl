@@ -1,0 +1,11 @@
+ticket-received = 【12345】ご要望を受け付けました。受付番号 { $number }。対応後にご連絡いたします。
+ticket-completed = 【12345】受付番号 { $number } の対応が完了しました：{ $result }。
+revisit-question = 【12345】受付番号 { $number }：対応結果にご満足いただけましたか？満足なら 1、不満なら 2（理由もどうぞ）と返信するか、{ $link } を開いてください。
+ticket-assigned = 新規案件 { $number }（{ $category }）：{ $text }。住所：{ $address }。市民の電話：{ $phone }。期限：{ $due }。
+ticket-reopened = 再対応：案件 { $number } は市民が不満です：{ $reason }。{ $due } までに再対応してください。
+overdue-reminder = 督促：案件 { $number } は期限（{ $due }）を過ぎています。至急対応してください。
+urging-letter = 督促状：案件 { $number } は再び期限切れです（期限 { $due }）。担当幹部に回され、督察案件となりました。
+leader-urging = 督察通知：案件 { $number } が二度目の期限切れ（期限 { $due }）、担当部署 { $unit }。督察案件となりました。
+leader-supervised = 督察案件：案件 { $number }：{ $reason }。
+desk-completed = 案件 { $number } は上位の指令台で完了しました：{ $result }
+monthly-summary = 【12345】{ $unit } { $month } 月報：配分 { $dispatched } 件、完了 { $completed } 件、期限内 { $on_time }、満足度 { $satisfaction }、再対応 { $reworked } 件、差し戻し { $returned } 件。

@@ -1,0 +1,11 @@
+ticket-received = [12345] 요청이 접수되었습니다. 접수 번호 { $number }. 처리 후 연락드리겠습니다.
+ticket-completed = [12345] 접수 번호 { $number } 처리가 완료되었습니다: { $result }.
+revisit-question = [12345] 접수 번호 { $number }: 처리 결과에 만족하십니까? 만족하시면 1, 불만족이시면 2(사유 포함 가능)로 답장하시거나 { $link } 를 여세요.
+ticket-assigned = 새 민원 { $number } ({ $category }): { $text }. 주소: { $address }. 시민 전화: { $phone }. 기한: { $due }.
+ticket-reopened = 재처리: 민원 { $number } 에 시민이 불만족합니다: { $reason }. { $due } 까지 다시 처리하세요.
+overdue-reminder = 알림: 민원 { $number } 이(가) 기한({ $due })을 넘었습니다. 바로 처리하세요.
+urging-letter = 독촉장: 민원 { $number } 이(가) 다시 기한을 넘겼습니다(기한 { $due }). 담당 간부에게 넘어가 감독 대상이 되었습니다.
+leader-urging = 감독 통지: 민원 { $number } 두 번째 기한 초과(기한 { $due }), 담당 기관 { $unit }. 감독 대상이 되었습니다.
+leader-supervised = 감독 대상: 민원 { $number }: { $reason }.
+desk-completed = 민원 { $number } 은(는) 상급 플랫폼에서 완료되었습니다: { $result }
+monthly-summary = [12345] { $unit } { $month } 월간: 배정 { $dispatched }건, 완료 { $completed }건, 기한 내 { $on_time }, 만족도 { $satisfaction }, 재처리 { $reworked }건, 반송 { $returned }건.

@@ -1,0 +1,11 @@
+ticket-received = [12345] Ваше обращение зарегистрировано. Номер заявки { $number }. Мы сообщим вам о результате.
+ticket-completed = [12345] Заявка { $number } выполнена: { $result }.
+revisit-question = [12345] Заявка { $number }: вы довольны результатом? Ответьте 1, если да, 2, если нет (можно указать причину), или откройте { $link }
+ticket-assigned = Новая заявка { $number } ({ $category }): { $text }. Адрес: { $address }. Телефон гражданина: { $phone }. Срок: { $due }.
+ticket-reopened = Доработка: гражданин недоволен заявкой { $number }: { $reason }. Выполните её повторно до { $due }.
+overdue-reminder = Напоминание: срок заявки { $number } истёк ({ $due }). Выполните её немедленно.
+urging-letter = Письмо-требование: заявка { $number } снова просрочена (срок { $due }); она передана курирующему руководителю и взята на контроль.
+leader-urging = Контроль: заявка { $number } просрочена второй раз (срок { $due }), ответственный { $unit }; взята на контроль.
+leader-supervised = На контроле: заявка { $number }: { $reason }.
+desk-completed = Заявка { $number } выполнена вышестоящей платформой: { $result }
+monthly-summary = [12345] { $unit }, { $month }: назначено { $dispatched }, выполнено { $completed }, в срок { $on_time }, удовлетворённость { $satisfaction }, доработок { $reworked }, возвратов { $returned }.

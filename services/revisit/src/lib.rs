@@ -1,0 +1,390 @@
+//! Revisit ("really done, really closed"): every ticket a unit reports
+//! completed is revisited. The follower turns `completed` into a task due
+//! within the revisit span; agents list, claim and record over gRPC;
+//! citizens answer by SMS reply or a signed link over HTTP. Satisfied closes
+//! the ticket, unsatisfied reopens it at the same unit with the rework
+//! deadline and the citizen's reason, unreachable is tried again on another
+//! working day and closed as unreachable after the last try. The figures of
+//! any period are folded from the events topic.
+
+pub mod figures;
+mod grpc;
+mod http;
+pub mod tasks;
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use whistle_domain::revisit::{RevisitPolicy, RevisitTask};
+use whistle_domain::{
+    Actor, Clock, DeadlinePolicy, Event, EventId, EventKind, Resolution, RevisitOutcome, SystemClock, TicketId, TicketState, WorkCalendar,
+};
+use whistle_runtime::auth::TokenEntry;
+use whistle_runtime::config::CalendarSettings;
+use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
+use whistle_runtime::shutdown::{drain, spawn_supervised};
+use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Secret, Shutdown, TelemetryConfig, TicketStore, Topics};
+
+pub use tasks::{TaskRecord, Tasks};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub redis: RedisConfig,
+    pub telemetry: TelemetryConfig,
+    /// For the rework deadline (`policy.rework`).
+    pub policy: DeadlinePolicy,
+    pub calendar: CalendarSettings,
+    pub revisit: RevisitSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RevisitSettings {
+    /// gRPC listen address (agents' queue, figures); port 0 picks one.
+    pub listen: SocketAddr,
+    /// HTTP listen address (SMS replies, signed links).
+    pub http_listen: SocketAddr,
+    pub group: String,
+    /// Due within, tries, spacing of tries.
+    pub rules: RevisitPolicy,
+    /// How long an agent's claim keeps others off a ticket.
+    pub claim_minutes: u64,
+    /// Key of the signed revisit links (the notifier holds the same).
+    pub link_secret: Secret<String>,
+    /// If set, the SMS gateway must send `Authorization: Bearer <this>`.
+    pub sms_reply_token: Option<Secret<String>>,
+    /// Agents' tokens, hashed: `{ caller = "agent:wang", sha256 = "<hex>" }`;
+    /// desk tokens (`city`, `unit:...`) may read the figures.
+    pub tokens: Vec<TokenEntry>,
+}
+
+impl Default for RevisitSettings {
+    fn default() -> Self {
+        RevisitSettings {
+            listen: ([127, 0, 0, 1], 50056).into(),
+            http_listen: ([127, 0, 0, 1], 8026).into(),
+            group: "revisit".into(),
+            rules: RevisitPolicy::default(),
+            claim_minutes: 30,
+            link_secret: Secret::new("change-me-revisit-link-secret".into()),
+            sms_reply_token: None,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Runtime(#[from] whistle_runtime::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("grpc server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Who answered the revisit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answerer {
+    Agent(String),
+    /// By SMS reply or the signed link.
+    Citizen,
+}
+
+/// What became of the ticket after one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Closed(Resolution),
+    Reopened { due_at: time::OffsetDateTime },
+    Retry { due_at: time::OffsetDateTime },
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub ticket_id: TicketId,
+    pub number: String,
+    pub attempts: u32,
+    pub next: Next,
+}
+
+/// The revisit rules at work, shared by the gRPC and HTTP fronts and the follower.
+pub struct Core {
+    tasks: Tasks,
+    store: TicketStore,
+    producer: EventProducer,
+    clock: Arc<dyn Clock>,
+    rules: RevisitPolicy,
+    deadlines: DeadlinePolicy,
+    calendar: WorkCalendar,
+    kafka: KafkaConfig,
+    claim_ms: u64,
+    link_secret: Vec<u8>,
+}
+
+impl Core {
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.rules.max_attempts
+    }
+
+    /// The ticket id of a number or id, if the ticket exists.
+    pub async fn resolve(&self, ticket: &str) -> Result<TicketId> {
+        if let Ok(id) = TicketId::parse(ticket) {
+            return Ok(id);
+        }
+        match self.store.find(ticket).await? {
+            Some(p) => Ok(p.ticket.id),
+            None => Err(Error::NotFound(format!("no ticket {ticket:?}"))),
+        }
+    }
+
+    /// Records one revisit attempt and publishes what follows from it.
+    pub async fn record(&self, ticket: &TicketId, outcome: RevisitOutcome, reason: &str, by: &Answerer) -> Result<Recorded> {
+        let task = self.tasks.get(ticket).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "ticket {ticket} has no revisit waiting (not completed yet, already closed, or just completed: try again)"
+            ))
+        })?;
+        if let Answerer::Agent(agent) = by
+            && let Some(claim) = self.tasks.claim_of(ticket).await?
+            && claim.agent != *agent
+        {
+            return Err(Error::Conflict(format!(
+                "ticket {} is claimed by agent {} for {} s more",
+                task.number,
+                claim.agent,
+                claim.remaining_ms / 1000
+            )));
+        }
+        let reason = reason.trim();
+        let reason = match (outcome, by) {
+            (RevisitOutcome::Unsatisfied, Answerer::Agent(_)) if reason.is_empty() => {
+                return Err(Error::Invalid("an unsatisfied answer needs the citizen's reason (reason)".into()));
+            }
+            (RevisitOutcome::Unsatisfied, Answerer::Citizen) if reason.is_empty() => "市民回复不满意".to_owned(),
+            _ => reason.chars().take(2000).collect(),
+        };
+        let now = self.clock.now();
+        let mut state = RevisitTask::Due { due_at: task.due_at, attempts: task.attempts };
+        let closing = state.record(outcome, now, &self.rules, &self.calendar).map_err(|e| Error::Invalid(e.to_string()))?;
+        if !self.tasks.fence(ticket, task.round, task.attempts).await? {
+            return Err(Error::Conflict(format!("this revisit attempt of ticket {} was just recorded", task.number)));
+        }
+        let actor = match by {
+            Answerer::Agent(a) => Actor::agent(a),
+            Answerer::Citizen => Actor::citizen(),
+        };
+        let event = |id: EventId, kind: EventKind| Event { id, ticket_id: *ticket, occurred_at: now, actor: actor.clone(), kind };
+        let mut events = vec![event(EventId::new(), EventKind::RevisitRecorded { outcome, reason: reason.clone() })];
+        let next = match (closing, &state) {
+            (Some(EventKind::Closed { resolution }), _) => {
+                events.push(event(EventId::new(), EventKind::Closed { resolution }));
+                Next::Closed(resolution)
+            }
+            (_, RevisitTask::Due { due_at, .. }) => Next::Retry { due_at: *due_at },
+            (_, RevisitTask::Finished { .. }) => {
+                let id = EventId::new();
+                let deadline = self.deadlines.deadline(&self.calendar, now, self.deadlines.rework, id);
+                events.push(event(id, EventKind::Reopened { reason: reason.clone(), deadline }));
+                Next::Reopened { due_at: deadline.due_at }
+            }
+        };
+        for e in &events {
+            if let Err(err) = self.producer.publish(e).await {
+                // Nothing after the first failure was sent; let the attempt be made again.
+                if std::ptr::eq(e, &events[0]) {
+                    self.tasks.release_fence(ticket, task.round, task.attempts).await?;
+                }
+                return Err(Error::Unavailable(format!("could not record the revisit of ticket {}: {err}", task.number)));
+            }
+        }
+        let attempts = task.attempts + 1;
+        match next {
+            Next::Retry { due_at } => self.tasks.upsert(&TaskRecord { due_at, attempts, ..task.clone() }).await?,
+            Next::Closed(_) | Next::Reopened { .. } => self.tasks.remove(ticket).await?,
+        }
+        tracing::info!(ticket = %ticket, outcome = outcome.as_str(), attempts, next = ?next, "revisit recorded");
+        Ok(Recorded { ticket_id: *ticket, number: task.number, attempts, next })
+    }
+}
+
+/// Follows the events topic: `completed` opens a task, an unreachable try
+/// moves it to another day, `reopened` and `closed` end it.
+struct Follow {
+    core: Arc<Core>,
+}
+
+impl Handler for Follow {
+    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
+        let event = msg.event()?;
+        let core = &self.core;
+        let due_at = match &event.kind {
+            EventKind::Completed { .. } => core.rules.first_due(event.occurred_at, &core.calendar),
+            EventKind::RevisitRecorded { outcome: RevisitOutcome::Unreachable, .. } => {
+                core.rules.retry_at(event.occurred_at, &core.calendar)
+            }
+            EventKind::Reopened { .. } | EventKind::Closed { .. } => {
+                core.tasks.remove(&event.ticket_id).await?;
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        let p = core.store.projection_at(&event.ticket_id, msg.offset).await?;
+        let t = &p.ticket;
+        match &t.state {
+            TicketState::Completed { assignment, result, revisit_attempts } => {
+                let rec = TaskRecord {
+                    ticket_id: t.id,
+                    number: t.number.to_string(),
+                    unit: assignment.unit.clone(),
+                    platform: assignment.platform.clone(),
+                    category: t.classification.as_ref().map_or("other", |c| c.category.as_str()).to_owned(),
+                    language: t.request.language.as_str().to_owned(),
+                    result: result.clone(),
+                    request_text: t.request.text.clone(),
+                    phone: t.request.contact.phone.as_ref().map(|p| p.expose().to_owned()),
+                    due_at,
+                    attempts: *revisit_attempts,
+                    round: t.rework_count,
+                };
+                core.tasks.upsert(&rec).await?;
+            }
+            // Already past the revisit (a replay): nothing waits.
+            _ => core.tasks.remove(&t.id).await?,
+        }
+        Ok(())
+    }
+}
+
+pub struct Revisit {
+    config: Config,
+    core: Arc<Core>,
+    grpc: TcpListener,
+    http: TcpListener,
+    tokens: whistle_runtime::auth::Tokens,
+}
+
+impl Revisit {
+    pub async fn build(config: Config) -> Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
+        let calendar = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?;
+        let tokens = whistle_runtime::auth::Tokens::new("revisit.tokens", &config.revisit.tokens).map_err(Error::Config)?;
+        if config.revisit.rules.max_attempts == 0 {
+            return Err(Error::Config("revisit.rules.max_attempts: must be at least 1".into()));
+        }
+        if config.revisit.link_secret.expose().len() < 16 {
+            return Err(Error::Config("revisit.link_secret: use at least 16 characters".into()));
+        }
+        if config.kafka.create_topics {
+            whistle_runtime::topics::ensure(&config.kafka).await?;
+        }
+        let store = TicketStore::connect(&config.redis).await?;
+        let tasks = Tasks::new(store.redis(), store.prefix());
+        let core = Arc::new(Core {
+            tasks,
+            store,
+            producer: EventProducer::new(&config.kafka)?,
+            clock,
+            rules: config.revisit.rules.clone(),
+            deadlines: config.policy.clone(),
+            calendar,
+            kafka: config.kafka.clone(),
+            claim_ms: config.revisit.claim_minutes.max(1) * 60_000,
+            link_secret: config.revisit.link_secret.expose().as_bytes().to_vec(),
+        });
+        let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source }) };
+        let grpc = bind(config.revisit.listen).await?;
+        let http = bind(config.revisit.http_listen).await?;
+        Ok(Revisit { config, core, grpc, http, tokens })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().unwrap_or(self.config.revisit.listen)
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().unwrap_or(self.config.revisit.http_listen)
+    }
+
+    pub fn core(&self) -> Arc<Core> {
+        self.core.clone()
+    }
+
+    pub async fn run(self, shutdown: Shutdown) -> Result<()> {
+        let Revisit { config, core, grpc, http, tokens } = self;
+        let topics = Topics::new(&config.kafka);
+        let follow = spawn_supervised(
+            "revisit-follow",
+            &shutdown,
+            consumer::run(
+                config.kafka.clone(),
+                ConsumerSettings::new("revisit", config.revisit.group.clone(), vec![topics.events()]),
+                Arc::new(Follow { core: core.clone() }),
+                core.producer.clone(),
+                shutdown.clone(),
+            ),
+        );
+        let web = spawn_supervised(
+            "revisit-http",
+            &shutdown,
+            http::serve(http, core.clone(), config.revisit.sms_reply_token.clone(), shutdown.clone()),
+        );
+        let served = tonic::transport::Server::builder()
+            .trace_fn(whistle_runtime::telemetry::grpc_span)
+            .add_service(whistle_proto::v1::revisit_server::RevisitServer::new(grpc::RevisitService::new(core.clone(), tokens)))
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), {
+                let s = shutdown.clone();
+                async move { s.wait().await }
+            })
+            .await;
+        shutdown.trigger();
+        drain(vec![follow], Duration::from_secs(15)).await;
+        drain(vec![web], Duration::from_secs(5)).await;
+        core.producer.flush(Duration::from_secs(5));
+        Ok(served?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_local_config_loads() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/whistle.toml");
+        let config: Config = whistle_runtime::config::load(Some(&file)).unwrap();
+        assert_eq!(config.revisit.rules, RevisitPolicy::default(), "the file spells out the default rules");
+        let tokens = whistle_runtime::auth::Tokens::new("revisit.tokens", &config.revisit.tokens).unwrap();
+        let mut md = tonic::metadata::MetadataMap::new();
+        md.insert("authorization", "Bearer demo-agent".parse().unwrap());
+        assert_eq!(tokens.caller(&md).unwrap(), whistle_domain::access::Caller::Agent("demo".into()));
+        assert!(config.revisit.link_secret.expose().len() >= 16);
+        assert_eq!(config.revisit.listen.port(), 50056);
+    }
+}
