@@ -483,6 +483,12 @@ impl Platform {
         self.delete_keys(&["ticket:*", "ticket-number:*", "ticket-seq:*", "projection:*", "request:*"]).await;
     }
 
+    /// Deletes the revisit queue: Redis "lost" what the revisit service keeps there.
+    pub async fn wipe_revisits(&self) {
+        let deleted = self.delete_keys(&["revisit:*"]).await;
+        assert!(deleted > 0, "no revisit keys under {}revisit:*", self.prefix);
+    }
+
     /// Deletes this platform's keys matching the patterns; returns how many.
     async fn delete_keys(&self, patterns: &[&str]) -> usize {
         let client = redis::Client::open(self.redis.url.expose().as_str()).expect("redis");

@@ -253,29 +253,97 @@ impl Handler for Follow {
             _ => return Ok(()),
         };
         let p = core.store.projection_at(&event.ticket_id, msg.offset).await?;
-        let t = &p.ticket;
-        match &t.state {
-            TicketState::Completed { assignment, result, revisit_attempts } => {
-                let rec = TaskRecord {
-                    ticket_id: t.id,
-                    number: t.number.to_string(),
-                    unit: assignment.unit.clone(),
-                    platform: assignment.platform.clone(),
-                    category: t.classification.as_ref().map_or("other", |c| c.category.as_str()).to_owned(),
-                    language: t.request.language.as_str().to_owned(),
-                    result: result.clone(),
-                    request_text: t.request.text.clone(),
-                    phone: t.request.contact.phone.as_ref().map(|p| p.expose().to_owned()),
-                    due_at,
-                    attempts: *revisit_attempts,
-                    round: t.rework_count,
-                };
-                core.tasks.upsert(&rec).await?;
-            }
+        match task_for(&p.ticket, due_at) {
+            Some(rec) => core.tasks.upsert(&rec).await?,
             // Already past the revisit (a replay): nothing waits.
-            _ => core.tasks.remove(&t.id).await?,
+            None => core.tasks.remove(&p.ticket.id).await?,
         }
         Ok(())
+    }
+}
+
+/// The revisit task of a ticket waiting for its revisit (state completed).
+fn task_for(t: &whistle_domain::Ticket, due_at: time::OffsetDateTime) -> Option<TaskRecord> {
+    let TicketState::Completed { assignment, result, revisit_attempts } = &t.state else { return None };
+    Some(TaskRecord {
+        ticket_id: t.id,
+        number: t.number.to_string(),
+        unit: assignment.unit.clone(),
+        platform: assignment.platform.clone(),
+        category: t.classification.as_ref().map_or("other", |c| c.category.as_str()).to_owned(),
+        language: t.request.language.as_str().to_owned(),
+        result: result.clone(),
+        request_text: t.request.text.clone(),
+        phone: t.request.contact.phone.as_ref().map(|p| p.expose().to_owned()),
+        due_at,
+        attempts: *revisit_attempts,
+        round: t.rework_count,
+    })
+}
+
+impl Core {
+    fn alive_key(&self) -> String {
+        format!("{}revisit:alive", self.store.prefix())
+    }
+
+    /// False when Redis lost the revisit queue (flushed, restarted empty).
+    pub async fn alive(&self) -> Result<bool> {
+        Ok(redis::AsyncCommands::exists(&mut self.store.redis(), self.alive_key()).await.map_err(whistle_runtime::Error::from)?)
+    }
+
+    /// Rebuilds the revisit queue from the events topic: every ticket whose
+    /// events leave it completed gets its task back, due from its completion
+    /// or its last unreachable try. Returns how many tasks it wrote.
+    pub async fn rebuild(&self) -> Result<usize> {
+        let kafka = self.kafka.clone();
+        let waiting = tokio::task::spawn_blocking(move || {
+            let mut tickets: std::collections::HashMap<TicketId, (whistle_domain::Ticket, time::OffsetDateTime, bool)> = Default::default();
+            let topic = Topics::new(&kafka).events();
+            whistle_runtime::kafka::scan_topic(&kafka, &topic, |m| {
+                let Ok(e) = whistle_proto::decode_event(&m.payload) else { return };
+                if let EventKind::Received { .. } = e.kind {
+                    if let Ok(t) = whistle_domain::Ticket::open(&e) {
+                        tickets.entry(e.ticket_id).or_insert((t, e.occurred_at, false));
+                    }
+                    return;
+                }
+                let Some((t, at, retry)) = tickets.get_mut(&e.ticket_id) else { return };
+                // Refused transitions are skipped, as the projection does.
+                if t.apply(&e).is_ok() {
+                    match e.kind {
+                        EventKind::Completed { .. } => (*at, *retry) = (e.occurred_at, false),
+                        EventKind::RevisitRecorded { outcome: RevisitOutcome::Unreachable, .. } => (*at, *retry) = (e.occurred_at, true),
+                        _ => {}
+                    }
+                }
+            })?;
+            Ok::<_, whistle_runtime::Error>(
+                tickets.into_values().filter(|(t, _, _)| matches!(t.state, TicketState::Completed { .. })).collect::<Vec<_>>(),
+            )
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("revisit rebuild task: {e}")))??;
+        for (t, at, retry) in &waiting {
+            let due = if *retry { self.rules.retry_at(*at, &self.calendar) } else { self.rules.first_due(*at, &self.calendar) };
+            if let Some(rec) = task_for(t, due) {
+                self.tasks.upsert(&rec).await?;
+            }
+        }
+        let _: () = redis::AsyncCommands::set(&mut self.store.redis(), self.alive_key(), 1).await.map_err(whistle_runtime::Error::from)?;
+        Ok(waiting.len())
+    }
+
+    /// Rebuilds when the queue was lost: at start, and whenever the marker disappears.
+    async fn watch(self: Arc<Self>, every: Duration, shutdown: Shutdown) -> Result<()> {
+        loop {
+            if !self.alive().await? {
+                let n = self.rebuild().await?;
+                tracing::warn!(tasks = n, "revisit queue was missing in Redis; rebuilt from the events topic");
+            }
+            if !whistle_runtime::shutdown::sleep_or_shutdown(every, &shutdown).await {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -339,6 +407,12 @@ impl Revisit {
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let Revisit { config, core, grpc, http, tokens } = self;
         let topics = Topics::new(&config.kafka);
+        // A queue lost in Redis comes back from the topic before agents read it.
+        if !core.alive().await? {
+            let n = core.rebuild().await?;
+            tracing::info!(tasks = n, "revisit queue rebuilt from the events topic");
+        }
+        let watch = spawn_supervised("revisit-watch", &shutdown, core.clone().watch(Duration::from_secs(2), shutdown.clone()));
         let follow = spawn_supervised(
             "revisit-follow",
             &shutdown,
@@ -365,6 +439,7 @@ impl Revisit {
             .await;
         shutdown.trigger();
         drain(vec![follow], Duration::from_secs(15)).await;
+        drain(vec![watch], Duration::from_secs(5)).await;
         drain(vec![web], Duration::from_secs(5)).await;
         core.producer.flush(Duration::from_secs(5));
         Ok(served?)
