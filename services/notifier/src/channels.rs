@@ -67,6 +67,21 @@ fn http_failure(status: reqwest::StatusCode) -> Failure {
     }
 }
 
+/// One HTTP try, with the message's idempotency key and the trace context:
+/// 2xx delivered; 408, 429, 5xx and connection errors transient; other 4xx refused.
+async fn post(req: reqwest::RequestBuilder, m: &Message) -> Result<(), Failure> {
+    let mut req = req.header("idempotency-key", &m.message_id);
+    if let Some(tp) = whistle_runtime::telemetry::current_traceparent() {
+        req = req.header("traceparent", tp);
+    }
+    match req.send().await {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => Err(http_failure(resp.status())),
+        // Without the URL: a gateway's URL may carry a key.
+        Err(e) => Err(Failure::Transient(e.without_url().to_string())),
+    }
+}
+
 /// Webhooks: the message as JSON, with an idempotency key.
 pub struct Webhook {
     http: reqwest::Client,
@@ -80,15 +95,7 @@ impl Webhook {
 
     pub async fn send(&self, url: &str, m: &Message) -> Result<(), Failure> {
         self.limiter.acquire().await;
-        let mut req = self.http.post(url).header("idempotency-key", &m.message_id).json(m);
-        if let Some(tp) = whistle_runtime::telemetry::current_traceparent() {
-            req = req.header("traceparent", tp);
-        }
-        match req.send().await {
-            Ok(resp) if resp.status().is_success() => Ok(()),
-            Ok(resp) => Err(http_failure(resp.status())),
-            Err(e) => Err(Failure::Transient(e.without_url().to_string())),
-        }
+        post(self.http.post(url).json(m), m).await
     }
 }
 
@@ -166,20 +173,15 @@ impl Sms {
 
     pub async fn send(&self, to: &str, m: &Message) -> Result<(), Failure> {
         self.limiter.acquire().await;
-        let mut req = self
-            .http
-            .post(&self.settings.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("idempotency-key", &m.message_id)
-            .body(Self::render(&self.settings.body_template, to, m));
+        let mut req = self.http.post(&self.settings.url).header(reqwest::header::CONTENT_TYPE, "application/json").body(Self::render(
+            &self.settings.body_template,
+            to,
+            m,
+        ));
         if !self.settings.auth_header.is_empty() && !self.settings.auth_value.expose().is_empty() {
             req = req.header(self.settings.auth_header.as_str(), self.settings.auth_value.expose().as_str());
         }
-        match req.send().await {
-            Ok(resp) if resp.status().is_success() => Ok(()),
-            Ok(resp) => Err(http_failure(resp.status())),
-            Err(e) => Err(Failure::Transient(e.without_url().to_string())),
-        }
+        post(req, m).await
     }
 }
 
