@@ -71,8 +71,7 @@ Submit a request and follow it:
 Revisit it the next working day (agents hold agent:<id> tokens), or answer as the citizen by SMS:
   WHISTLE_TOKEN=demo-agent target/debug/whistlectl revisits --all
   WHISTLE_TOKEN=demo-agent target/debug/whistlectl revisit <ticket number> unsatisfied --reason "还在漏水"
-  curl -s -H 'Authorization: Bearer local-demo-sms-reply' -H 'content-type: application/json' \
-       -d '{"from": "13800138000", "text": "1"}' http://127.0.0.1:8026/sms/reply
+  curl -s -H 'Authorization: Bearer local-demo-sms-reply' -d '{"from": "13800138000", "text": "1"}' http://127.0.0.1:8026/sms/reply
   WHISTLE_TOKEN=demo-city-desk target/debug/whistlectl figures --from 2026-11-01 --to 2026-12-01 --scope units
 
 A noise complaint in Xinjiekou starts at that street's desk:

@@ -32,6 +32,13 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
+impl RevisitService {
+    /// A time as the city reads it, in RFC 3339.
+    fn local(&self, t: time::OffsetDateTime) -> String {
+        rfc3339(t.to_offset(self.core.calendar.offset()))
+    }
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
@@ -56,11 +63,11 @@ impl RevisitService {
             category: t.category,
             language: t.language,
             result: t.result,
-            due_at: rfc3339(t.due_at),
+            due_at: self.local(t.due_at),
             attempts: t.attempts,
             max_attempts: self.core.max_attempts(),
             claimed_by: claim.as_ref().map(|c| c.agent.clone()).unwrap_or_default(),
-            claimed_until: claim.map(|c| rfc3339(now + time::Duration::milliseconds(c.remaining_ms))).unwrap_or_default(),
+            claimed_until: claim.map(|c| self.local(now + time::Duration::milliseconds(c.remaining_ms))).unwrap_or_default(),
             citizen_phone: t.phone.unwrap_or_default(),
             request_text: t.request_text,
         })
@@ -120,8 +127,8 @@ impl Revisit for RevisitService {
         let done = self.core.record(&id, outcome, &r.reason, &Answerer::Agent(agent)).await?;
         let (next, next_due_at, rework_due_at) = match done.next {
             Next::Closed(_) => ("closed", String::new(), String::new()),
-            Next::Retry { due_at } => ("retry", rfc3339(due_at), String::new()),
-            Next::Reopened { due_at } => ("reopened", String::new(), rfc3339(due_at)),
+            Next::Retry { due_at } => ("retry", self.local(due_at), String::new()),
+            Next::Reopened { due_at } => ("reopened", String::new(), self.local(due_at)),
         };
         Ok(Response::new(pb::RecordResponse {
             ticket_id: done.ticket_id.to_string(),

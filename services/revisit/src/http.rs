@@ -66,15 +66,17 @@ async fn sms_reply(State(s): State<AppState>, headers: HeaderMap, body: axum::bo
             return problem(StatusCode::UNAUTHORIZED, "the SMS gateway must send `Authorization: Bearer <revisit.sms_reply_token>`");
         }
     }
-    let is_form =
-        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let reply: SmsReply = match if is_form {
-        serde_urlencoded::from_bytes::<SmsReply>(&body).map_err(|e| e.to_string())
+    // JSON or a form, whatever the content type says (`curl -d` labels JSON a form).
+    let parsed = if body.trim_ascii_start().starts_with(b"{") {
+        serde_json::from_slice::<SmsReply>(&body).map_err(|e| e.to_string())
     } else {
-        serde_json::from_slice(&body).map_err(|e| e.to_string())
-    } {
+        serde_urlencoded::from_bytes::<SmsReply>(&body).map_err(|e| e.to_string())
+    };
+    let reply = match parsed {
         Ok(r) => r,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, format!("expected {{\"from\": \"<phone>\", \"text\": \"1\"}}: {e}")),
+        Err(e) => {
+            return problem(StatusCode::BAD_REQUEST, format!("expected {{\"from\": \"<phone>\", \"text\": \"1\"}} or from=…&text=…: {e}"));
+        }
     };
     let (outcome, reason) = match parse_answer(&reply.text) {
         Ok(a) => a,
