@@ -16,7 +16,9 @@ AIOSMTPD_VERSION=${AIOSMTPD_VERSION:-1.4.6}
 SMTP_PYTHON=$WHISTLE_TOOLS/venv/bin/python
 SMTP_HOST=${SMTP_HOST:-127.0.0.1}
 SMTP_PORT=${SMTP_PORT:-2525}
-SMTP_MAILDIR=${SMTP_MAILDIR:-$WHISTLE_ROOT/.local/smtp/mail}
+# Outside the checkout: one SMTP server on the port serves every checkout of
+# this user, and the tests of any of them find its mail here.
+SMTP_MAILDIR=${SMTP_MAILDIR:-$HOME/.whistle/smtp/mail}
 export PATH="$HOME/.cargo/bin:$WHISTLE_TOOLS/bin:$PATH"
 
 log() { printf '[whistle] %s\n' "$*" >&2; }

@@ -58,7 +58,10 @@ pub fn infra() -> &'static Infra {
                 .expect("run deploy/local/infra.sh");
             assert!(status.success(), "deploy/local/infra.sh start failed");
         }
-        let maildir = std::env::var("SMTP_MAILDIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".local/smtp/mail"));
+        // deploy/local/env.sh's default: shared by every checkout, like the port.
+        let maildir = std::env::var("SMTP_MAILDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".whistle/smtp/mail"));
         init_logs();
         Infra { brokers, redis_url: format!("redis://{redis}/0"), smtp, maildir }
     })

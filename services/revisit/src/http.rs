@@ -27,8 +27,19 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, sms_token: Option<Sec
         .route("/healthz", get(|| async { "ok" }))
         .route("/sms/reply", post(sms_reply))
         .route("/r/{token}", get(link_page).post(link_answer))
+        .route_layer(axum::middleware::from_fn(traced))
         .with_state(AppState { core, sms_token });
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await
+}
+
+/// A span per request, child of the caller's `traceparent`; named by the
+/// route, so a link's token is not recorded.
+async fn traced(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("-", |p| p.as_str()).to_owned();
+    let span = tracing::info_span!("http", method = %req.method(), route = %route);
+    whistle_runtime::telemetry::set_parent(&span, req.headers().get("traceparent").and_then(|v| v.to_str().ok()));
+    next.run(req).instrument(span).await
 }
 
 /// An SMS gateway's reply callback: JSON or a form with `from` and `text`.
