@@ -212,13 +212,28 @@ impl Core {
                 Next::Reopened { due_at: deadline.due_at }
             }
         };
-        for e in &events {
-            if let Err(err) = self.producer.publish(e).await {
-                // Nothing after the first failure was sent; let the attempt be made again.
-                if std::ptr::eq(e, &events[0]) {
-                    self.tasks.release_fence(ticket, task.round, task.attempts).await?;
+        let (first, rest) = events.split_first().expect("the attempt itself");
+        if let Err(err) = self.producer.publish(first).await {
+            // Nothing was recorded: the attempt may be made again.
+            self.tasks.release_fence(ticket, task.round, task.attempts).await?;
+            return Err(Error::Unavailable(format!("could not record the revisit of ticket {}: {err}", task.number)));
+        }
+        // The attempt is on record; what follows from it (closed, reopened)
+        // must follow it, so it is tried until the broker takes it.
+        for e in rest {
+            let mut attempt = 0;
+            while let Err(err) = self.producer.publish(e).await {
+                attempt += 1;
+                if attempt >= 20 {
+                    tracing::error!(ticket = %ticket, event = e.kind.name(), error = %err, "revisit recorded but its consequence could not be published");
+                    return Err(Error::Unavailable(format!(
+                        "the revisit of ticket {} is recorded but its {} is not: {err}",
+                        task.number,
+                        e.kind.name()
+                    )));
                 }
-                return Err(Error::Unavailable(format!("could not record the revisit of ticket {}: {err}", task.number)));
+                tracing::warn!(ticket = %ticket, event = e.kind.name(), attempt, error = %err, "publishing failed; retrying");
+                tokio::time::sleep(whistle_runtime::consumer::backoff(attempt)).await;
             }
         }
         let attempts = task.attempts + 1;
