@@ -147,6 +147,6 @@ async fn main() {
         pct(&sub, 1.0)
     );
     println!("  intake -> dispatched latency: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms", pct(&e2e, 0.5), pct(&e2e, 0.99), pct(&e2e, 1.0));
-    println!("  memory (all five services in this process): rss {}  peak {}", proc_status("VmRSS:"), proc_status("VmHWM:"));
+    println!("  memory (every service of the platform in this process): rss {}  peak {}", proc_status("VmRSS:"), proc_status("VmHWM:"));
     p.shutdown().await;
 }
