@@ -41,6 +41,11 @@ async fn a_returned_ticket_goes_back_to_the_platform_and_is_redispatched_with_a_
     water.r#return(pb::ReasonRequest { ticket: v.ticket_number.clone(), reason: "小区内管道归物业".into() }).await.expect("return");
     let back = p.wait_ticket(&v.ticket_number, WAIT, |v| v.state == "queued").await;
     assert_eq!(back.platform, "city");
+    // The city desk is told, with the unit and its reason.
+    let told = p.webhook.wait_for(1, WAIT, whistle_tests::webhook::is("desk_returned", &v.ticket_number)).await;
+    assert_eq!(told[0]["recipient"]["platform"], "city");
+    let text = told[0]["text"].as_str().unwrap();
+    assert!(text.contains("city-water") && text.contains("小区内管道归物业"), "{text}");
     for _ in 0..400 {
         if p.timers_of(&v.ticket_id).await == 0 {
             break;

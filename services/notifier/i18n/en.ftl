@@ -8,4 +8,5 @@ urging-letter = Urging letter: ticket { $number } is overdue again (deadline { $
 leader-urging = Supervision: ticket { $number } is overdue a second time (deadline { $due }), responsible unit { $unit }; it is now a supervised item.
 leader-supervised = Supervised item: ticket { $number }: { $reason }.
 desk-completed = Ticket { $number } was completed by the platform above: { $result }
+desk-returned = Returned: { $unit } sent ticket { $number } back: { $reason }. Please dispatch it again.
 monthly-summary = [12345] { $unit }, { $month }: { $dispatched } dispatched, { $completed } completed, on time { $on_time }, satisfaction { $satisfaction }, { $reworked } reworked, { $returned } returned.

@@ -8,4 +8,5 @@ urging-letter = 督促状：案件 { $number } は再び期限切れです（期
 leader-urging = 督察通知：案件 { $number } が二度目の期限切れ（期限 { $due }）、担当部署 { $unit }。督察案件となりました。
 leader-supervised = 督察案件：案件 { $number }：{ $reason }。
 desk-completed = 案件 { $number } は上位の指令台で完了しました：{ $result }
+desk-returned = 差し戻し：{ $unit } が案件 { $number } を差し戻しました：{ $reason }。再配分してください。
 monthly-summary = 【12345】{ $unit } { $month } 月報：配分 { $dispatched } 件、完了 { $completed } 件、期限内 { $on_time }、満足度 { $satisfaction }、再対応 { $reworked } 件、差し戻し { $returned } 件。

@@ -8,4 +8,5 @@ urging-letter = 독촉장: 민원 { $number } 이(가) 다시 기한을 넘겼�
 leader-urging = 감독 통지: 민원 { $number } 두 번째 기한 초과(기한 { $due }), 담당 기관 { $unit }. 감독 대상이 되었습니다.
 leader-supervised = 감독 대상: 민원 { $number }: { $reason }.
 desk-completed = 민원 { $number } 은(는) 상급 플랫폼에서 완료되었습니다: { $result }
+desk-returned = 반송: { $unit } 이(가) 민원 { $number } 을(를) 반송했습니다: { $reason }. 다시 배정하세요.
 monthly-summary = [12345] { $unit } { $month } 월간: 배정 { $dispatched }건, 완료 { $completed }건, 기한 내 { $on_time }, 만족도 { $satisfaction }, 재처리 { $reworked }건, 반송 { $returned }건.

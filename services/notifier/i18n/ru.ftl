@@ -8,4 +8,5 @@ urging-letter = Письмо-требование: заявка { $number } сн
 leader-urging = Контроль: заявка { $number } просрочена второй раз (срок { $due }), ответственный { $unit }; взята на контроль.
 leader-supervised = На контроле: заявка { $number }: { $reason }.
 desk-completed = Заявка { $number } выполнена вышестоящей платформой: { $result }
+desk-returned = Возврат: { $unit } вернул заявку { $number }: { $reason }. Назначьте её заново.
 monthly-summary = [12345] { $unit }, { $month }: назначено { $dispatched }, выполнено { $completed }, в срок { $on_time }, удовлетворённость { $satisfaction }, доработок { $reworked }, возвратов { $returned }.

@@ -9,4 +9,5 @@ urging-letter = 催办函：工单 { $number } 再次超时（原时限 { $due }
 leader-urging = 督办通知：工单 { $number } 二次超时（原时限 { $due }），责任单位 { $unit }，已列入督办，请督促办理。
 leader-supervised = 督办事项：工单 { $number } 已列入督办，原因：{ $reason }。
 desk-completed = 工单 { $number } 已由上级平台办结：{ $result }
+desk-returned = 退单：{ $unit } 退回工单 { $number }，原因：{ $reason }。请重新派单。
 monthly-summary = 【12345】{ $unit } { $month } 月度办理情况：派单 { $dispatched } 件，办结 { $completed } 件，按时办结率 { $on_time }，满意率 { $satisfaction }，返工 { $reworked } 件，退单 { $returned } 件。

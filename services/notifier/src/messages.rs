@@ -20,11 +20,12 @@ pub enum Template {
     LeaderUrging,
     LeaderSupervised,
     DeskCompleted,
+    DeskReturned,
     MonthlySummary,
 }
 
 impl Template {
-    pub const ALL: [Template; 11] = [
+    pub const ALL: [Template; 12] = [
         Template::TicketReceived,
         Template::TicketCompleted,
         Template::RevisitQuestion,
@@ -35,6 +36,7 @@ impl Template {
         Template::LeaderUrging,
         Template::LeaderSupervised,
         Template::DeskCompleted,
+        Template::DeskReturned,
         Template::MonthlySummary,
     ];
 
@@ -50,6 +52,7 @@ impl Template {
             Template::LeaderUrging => "leader_urging",
             Template::LeaderSupervised => "leader_supervised",
             Template::DeskCompleted => "desk_completed",
+            Template::DeskReturned => "desk_returned",
             Template::MonthlySummary => "monthly_summary",
         }
     }
@@ -67,6 +70,7 @@ impl Template {
             Template::LeaderUrging => "leader-urging",
             Template::LeaderSupervised => "leader-supervised",
             Template::DeskCompleted => "desk-completed",
+            Template::DeskReturned => "desk-returned",
             Template::MonthlySummary => "monthly-summary",
         }
     }
@@ -179,6 +183,7 @@ pub fn needs_ticket(e: &Event) -> bool {
             | EventKind::Overdue { .. }
             | EventKind::Reopened { .. }
             | EventKind::Supervised { .. }
+            | EventKind::Returned { .. }
     )
 }
 
@@ -263,6 +268,16 @@ pub fn for_event(e: &Event, ticket: Option<&Ticket>, ctx: &Context<'_>) -> Vec<M
                 &[n(t), ("reason", reason.clone()), ("due", local(deadline.due_at))],
             )],
             None => vec![],
+        },
+        // A unit sent a misrouted ticket back: the platform's desk must dispatch it again.
+        (EventKind::Returned { reason }, Some(t)) => match &t.state {
+            whistle_domain::TicketState::Queued { platform, reason: whistle_domain::QueueReason::Returned { unit, .. } } => vec![official(
+                Template::DeskReturned,
+                t,
+                Recipient::Desk { platform: platform.to_string() },
+                &[n(t), ("unit", unit.to_string()), ("reason", reason.clone())],
+            )],
+            _ => vec![],
         },
         (EventKind::Supervised { reason }, Some(t)) => match t.state.platform().and_then(|p| (ctx.leader_of)(p)) {
             Some(leader) => {
