@@ -119,7 +119,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 const DELIVERED_TTL_SECONDS: u64 = 90 * 24 * 3600;
 
 /// Where one message goes on one channel.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Sms(String),
     Email(String),
@@ -207,6 +207,33 @@ impl Directory {
         Ok(d)
     }
 
+    /// The channels a message goes out on: the citizen's phone and mailbox
+    /// from the ticket; officials' webhook (their own, or the default one),
+    /// phone and mailbox from the city file; unit heads by SMS and email.
+    pub fn routes(&self, m: &Message, default_webhook: &str, sms: bool, email: bool) -> Vec<Route> {
+        let id = m.recipient.id();
+        let sms_to = |phone: &str| sms.then(|| Route::Sms(phone.to_owned()));
+        let email_to = |addr: &str| email.then(|| Route::Email(addr.to_owned()));
+        let mut out = Vec::new();
+        match &m.recipient {
+            Recipient::Citizen => {
+                if let Some(c) = &m.citizen {
+                    out.extend(c.phone.as_deref().and_then(sms_to));
+                    out.extend(c.email.as_deref().and_then(email_to));
+                }
+                return out;
+            }
+            Recipient::Unit { .. } | Recipient::Leader { .. } | Recipient::Desk { .. } => out.push(match self.webhooks.get(&id) {
+                Some(url) => Route::Webhook { url: url.clone(), shared: false },
+                None => Route::Webhook { url: default_webhook.to_owned(), shared: true },
+            }),
+            Recipient::UnitHead { .. } => {}
+        }
+        out.extend(self.phones.get(&id).and_then(|p| sms_to(p)));
+        out.extend(self.emails.get(&id).and_then(|e| email_to(e)));
+        out
+    }
+
     pub fn leader_of(&self, p: &PlatformId) -> Option<String> {
         self.leaders.get(p).cloned()
     }
@@ -239,31 +266,7 @@ pub enum Undelivered {
 impl Deliverer {
     /// The channels a message goes out on.
     pub fn routes(&self, m: &Message) -> Vec<Route> {
-        let id = m.recipient.id();
-        let mut out = Vec::new();
-        let sms_to = |phone: &str| self.sms.as_ref().map(|_| Route::Sms(phone.to_owned()));
-        let email_to = |addr: &str| self.smtp.as_ref().map(|_| Route::Email(addr.to_owned()));
-        match &m.recipient {
-            Recipient::Citizen => {
-                if let Some(c) = &m.citizen {
-                    out.extend(c.phone.as_deref().and_then(sms_to));
-                    out.extend(c.email.as_deref().and_then(email_to));
-                }
-            }
-            Recipient::Unit { .. } | Recipient::Leader { .. } | Recipient::Desk { .. } => {
-                out.push(match self.directory.webhooks.get(&id) {
-                    Some(url) => Route::Webhook { url: url.clone(), shared: false },
-                    None => Route::Webhook { url: self.settings.webhook_url.clone(), shared: true },
-                });
-                out.extend(self.directory.phones.get(&id).and_then(|p| sms_to(p)));
-                out.extend(self.directory.emails.get(&id).and_then(|e| email_to(e)));
-            }
-            Recipient::UnitHead { .. } => {
-                out.extend(self.directory.phones.get(&id).and_then(|p| sms_to(p)));
-                out.extend(self.directory.emails.get(&id).and_then(|e| email_to(e)));
-            }
-        }
-        out
+        self.directory.routes(m, &self.settings.webhook_url, self.sms.is_some(), self.smtp.is_some())
     }
 
     fn delivered_key(&self, m: &Message, route: &Route) -> String {
@@ -463,5 +466,32 @@ mod tests {
         let d = Directory::from_city(&city).unwrap();
         assert!(d.heads.len() > 100, "the demo city's unit heads");
         assert!(format!("{:?}", n.sms.auth_value).contains("secret"), "the gateway key never prints");
+    }
+
+    #[test]
+    fn each_recipient_goes_out_on_its_channels() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config/demo-city.toml");
+        let d = Directory::from_city(&whistle_runtime::city::load(&file).unwrap()).unwrap();
+        let to = |recipient: Recipient, citizen: Option<messages::CitizenContact>| {
+            d.routes(&Message { recipient, citizen, ..Message::probe() }, "http://hook", true, true)
+        };
+        let shared = || Route::Webhook { url: "http://hook".into(), shared: true };
+        let citizen = messages::CitizenContact { phone: Some("13800138000".into()), email: Some("a@b.example".into()) };
+        assert_eq!(to(Recipient::Citizen, Some(citizen)), [Route::Sms("13800138000".into()), Route::Email("a@b.example".into())]);
+        assert_eq!(to(Recipient::Citizen, None), [], "anonymous");
+        assert_eq!(
+            to(Recipient::Unit { unit: "city-water".into() }, None),
+            [shared(), Route::Email("city-water@units.demo-city.example".into())]
+        );
+        assert_eq!(to(Recipient::Leader { leader: "city-deputy-mayor".into() }, None), [shared(), Route::Sms("13901000001".into())]);
+        assert_eq!(to(Recipient::Desk { platform: "city".into() }, None), [shared()]);
+        assert_eq!(
+            to(Recipient::UnitHead { unit: "city-water".into() }, None),
+            [Route::Sms("13900000002".into()), Route::Email("head.city-water@units.demo-city.example".into())]
+        );
+        assert_eq!(to(Recipient::UnitHead { unit: "xc-xinjiekou-community-1".into() }, None), [], "communities have no head");
+        // Without an SMS gateway or SMTP the citizen has no channel; officials keep the webhook.
+        let m = Message { recipient: Recipient::Leader { leader: "city-deputy-mayor".into() }, ..Message::probe() };
+        assert_eq!(d.routes(&m, "http://hook", false, false), [shared()]);
     }
 }
