@@ -492,6 +492,12 @@ impl Platform {
         assert!(deleted > 0, "no revisit keys under {}revisit:*", self.prefix);
     }
 
+    /// Deletes the figures' daily tallies: Redis "lost" them.
+    pub async fn wipe_figures(&self) {
+        let deleted = self.delete_keys(&["figures:*"]).await;
+        assert!(deleted > 0, "no figures keys under {}figures:*", self.prefix);
+    }
+
     /// Deletes this platform's keys matching the patterns; returns how many.
     async fn delete_keys(&self, patterns: &[&str]) -> usize {
         let client = redis::Client::open(self.redis.url.expose().as_str()).expect("redis");

@@ -23,7 +23,7 @@
 //! reworked / completed; return = returned / dispatched. A rate with nothing
 //! to divide by is `None` (shown as "-").
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use time::OffsetDateTime;
 
@@ -70,6 +70,75 @@ impl Counts {
     }
 }
 
+/// One of the counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Counter {
+    Received,
+    Dispatched,
+    Completed,
+    OnTime,
+    Returned,
+    Revisited,
+    Satisfied,
+    Unsatisfied,
+    Unreachable,
+    Reworked,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 10] = [
+        Counter::Received,
+        Counter::Dispatched,
+        Counter::Completed,
+        Counter::OnTime,
+        Counter::Returned,
+        Counter::Revisited,
+        Counter::Satisfied,
+        Counter::Unsatisfied,
+        Counter::Unreachable,
+        Counter::Reworked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Counter::Received => "received",
+            Counter::Dispatched => "dispatched",
+            Counter::Completed => "completed",
+            Counter::OnTime => "on_time",
+            Counter::Returned => "returned",
+            Counter::Revisited => "revisited",
+            Counter::Satisfied => "satisfied",
+            Counter::Unsatisfied => "unsatisfied",
+            Counter::Unreachable => "unreachable",
+            Counter::Reworked => "reworked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Counter> {
+        Counter::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl Counts {
+    /// Adds `n` to one count.
+    pub fn add(&mut self, counter: Counter, n: u64) {
+        let field = match counter {
+            Counter::Received => &mut self.received,
+            Counter::Dispatched => &mut self.dispatched,
+            Counter::Completed => &mut self.completed,
+            Counter::OnTime => &mut self.on_time,
+            Counter::Returned => &mut self.returned,
+            Counter::Revisited => &mut self.revisited,
+            Counter::Satisfied => &mut self.satisfied,
+            Counter::Unsatisfied => &mut self.unsatisfied,
+            Counter::Unreachable => &mut self.unreachable,
+            Counter::Reworked => &mut self.reworked,
+        };
+        *field += n;
+    }
+}
+
 /// Where a count goes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(tag = "scope", content = "code", rename_all = "snake_case")]
@@ -77,6 +146,26 @@ pub enum Scope {
     City,
     Platform(PlatformId),
     Unit(UnitCode),
+}
+
+impl Scope {
+    /// `city`, `platform` or `unit`, and the code (empty for the city).
+    pub fn parts(&self) -> (&'static str, String) {
+        match self {
+            Scope::City => ("city", String::new()),
+            Scope::Platform(p) => ("platform", p.to_string()),
+            Scope::Unit(u) => ("unit", u.to_string()),
+        }
+    }
+
+    pub fn from_parts(kind: &str, code: &str) -> Option<Scope> {
+        match kind {
+            "city" => Some(Scope::City),
+            "platform" => PlatformId::parse(code).ok().map(Scope::Platform),
+            "unit" => UnitCode::parse(code).ok().map(Scope::Unit),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Scope {
@@ -90,10 +179,10 @@ impl std::fmt::Display for Scope {
 }
 
 /// One count to add to one scope.
-type Increment = (Scope, fn(&mut Counts));
+pub type Increment = (Scope, Counter);
 
 /// Counts one thing city-wide, on the platform and on the unit.
-fn with(add: &mut Vec<Increment>, platform: &PlatformId, unit: &UnitCode, f: fn(&mut Counts)) {
+fn with(add: &mut Vec<Increment>, platform: &PlatformId, unit: &UnitCode, f: Counter) {
     add.push((Scope::City, f));
     add.push((Scope::Platform(platform.clone()), f));
     add.push((Scope::Unit(unit.clone()), f));
@@ -101,8 +190,8 @@ fn with(add: &mut Vec<Increment>, platform: &PlatformId, unit: &UnitCode, f: fn(
 
 /// What the fold remembers of one ticket (from all of its events, also the
 /// ones before the period).
-#[derive(Debug, Default)]
-struct Track {
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Track {
     /// Platform, unit and due instant of the assignment in force.
     assignment: Option<(PlatformId, UnitCode, OffsetDateTime)>,
     /// The assignment last completed, while waiting for its first revisit.
@@ -146,94 +235,106 @@ impl Figures {
     /// known about their ticket; only events inside it are counted.
     pub fn apply(&mut self, e: &Event) {
         let inside = e.occurred_at >= self.from && e.occurred_at < self.to;
-        let track = self.tickets.entry(e.ticket_id).or_default();
-        let mut add: Vec<Increment> = Vec::new();
-        match &e.kind {
-            EventKind::Received { .. } => {
-                // Every request comes in through the city's hotline platform.
-                add.push((Scope::City, |c| c.received += 1));
-                if track.platforms.insert(PlatformId::City) {
-                    add.push((Scope::Platform(PlatformId::City), |c| c.received += 1));
-                }
-            }
-            EventKind::Delegated { to, .. } | EventKind::Whistled { to, .. } => {
-                if track.platforms.insert(to.clone()) {
-                    add.push((Scope::Platform(to.clone()), |c| c.received += 1));
-                }
-            }
-            EventKind::Dispatched { platform, unit, deadline, .. } => {
-                if track.platforms.insert(platform.clone()) {
-                    add.push((Scope::Platform(platform.clone()), |c| c.received += 1));
-                }
-                if track.units.insert(unit.clone()) {
-                    add.push((Scope::Unit(unit.clone()), |c| c.received += 1));
-                }
-                with(&mut add, platform, unit, |c| c.dispatched += 1);
-                track.assignment = Some((platform.clone(), unit.clone(), deadline.due_at));
-            }
-            EventKind::ExtensionDecided(crate::ExtensionDecision::Granted { deadline, .. }) => {
-                if let Some(a) = &mut track.assignment {
-                    a.2 = deadline.due_at;
-                }
-            }
-            EventKind::Returned { .. } => {
-                if let Some((platform, unit, _)) = track.assignment.take() {
-                    with(&mut add, &platform, &unit, |c| c.returned += 1);
-                }
-            }
-            EventKind::Completed { .. } => {
-                if let Some((platform, unit, due_at)) = track.assignment.take() {
-                    with(&mut add, &platform, &unit, |c| c.completed += 1);
-                    if e.occurred_at <= due_at {
-                        with(&mut add, &platform, &unit, |c| c.on_time += 1);
-                    }
-                    track.awaiting_revisit = Some((platform.clone(), unit.clone()));
-                    track.revisited = Some((platform, unit));
-                }
-            }
-            EventKind::RevisitRecorded { outcome, .. } => {
-                if let Some((platform, unit)) = track.awaiting_revisit.take() {
-                    with(&mut add, &platform, &unit, |c| c.revisited += 1);
-                }
-                if let Some((platform, unit)) = track.revisited.clone() {
-                    match outcome {
-                        RevisitOutcome::Satisfied => with(&mut add, &platform, &unit, |c| c.satisfied += 1),
-                        RevisitOutcome::Unsatisfied => with(&mut add, &platform, &unit, |c| c.unsatisfied += 1),
-                        RevisitOutcome::Unreachable => {}
-                    }
-                }
-            }
-            EventKind::Reopened { deadline, .. } => {
-                if let Some((platform, unit)) = track.revisited.take() {
-                    with(&mut add, &platform, &unit, |c| c.reworked += 1);
-                    track.assignment = Some((platform, unit, deadline.due_at));
-                }
-                track.awaiting_revisit = None;
-            }
-            EventKind::Closed { resolution } => {
-                if let (Resolution::Unreachable, Some((platform, unit))) = (resolution, &track.revisited) {
-                    let (platform, unit) = (platform.clone(), unit.clone());
-                    with(&mut add, &platform, &unit, |c| c.unreachable += 1);
-                }
-                track.awaiting_revisit = None;
-                track.revisited = None;
-            }
-            EventKind::Classified { .. }
-            | EventKind::Answered { .. }
-            | EventKind::Acknowledged
-            | EventKind::ReportedIn { .. }
-            | EventKind::ExtensionRequested { .. }
-            | EventKind::ExtensionDecided(crate::ExtensionDecision::Refused { .. })
-            | EventKind::DeadlineWarning { .. }
-            | EventKind::Overdue { .. }
-            | EventKind::Supervised { .. } => {}
-        }
+        let add = step(self.tickets.entry(e.ticket_id).or_default(), e);
         if inside {
-            for (scope, f) in add {
-                f(self.counts.entry(scope).or_default());
+            for (scope, counter) in add {
+                self.counts.entry(scope).or_default().add(counter, 1);
             }
         }
     }
+
+    /// Figures of a period from counts added up elsewhere (daily tallies).
+    pub fn from_counts(from: OffsetDateTime, to: OffsetDateTime, counts: BTreeMap<Scope, Counts>) -> Self {
+        Figures { from, to, counts, tickets: HashMap::new() }
+    }
+}
+
+/// What one event adds, to which scopes, given what is known of its ticket
+/// (which it updates). [`Figures::apply`] and the revisit service's daily
+/// tallies both count through this.
+pub fn step(track: &mut Track, e: &Event) -> Vec<Increment> {
+    let mut add: Vec<Increment> = Vec::new();
+    match &e.kind {
+        EventKind::Received { .. } => {
+            // Every request comes in through the city's hotline platform.
+            add.push((Scope::City, Counter::Received));
+            if track.platforms.insert(PlatformId::City) {
+                add.push((Scope::Platform(PlatformId::City), Counter::Received));
+            }
+        }
+        EventKind::Delegated { to, .. } | EventKind::Whistled { to, .. } => {
+            if track.platforms.insert(to.clone()) {
+                add.push((Scope::Platform(to.clone()), Counter::Received));
+            }
+        }
+        EventKind::Dispatched { platform, unit, deadline, .. } => {
+            if track.platforms.insert(platform.clone()) {
+                add.push((Scope::Platform(platform.clone()), Counter::Received));
+            }
+            if track.units.insert(unit.clone()) {
+                add.push((Scope::Unit(unit.clone()), Counter::Received));
+            }
+            with(&mut add, platform, unit, Counter::Dispatched);
+            track.assignment = Some((platform.clone(), unit.clone(), deadline.due_at));
+        }
+        EventKind::ExtensionDecided(crate::ExtensionDecision::Granted { deadline, .. }) => {
+            if let Some(a) = &mut track.assignment {
+                a.2 = deadline.due_at;
+            }
+        }
+        EventKind::Returned { .. } => {
+            if let Some((platform, unit, _)) = track.assignment.take() {
+                with(&mut add, &platform, &unit, Counter::Returned);
+            }
+        }
+        EventKind::Completed { .. } => {
+            if let Some((platform, unit, due_at)) = track.assignment.take() {
+                with(&mut add, &platform, &unit, Counter::Completed);
+                if e.occurred_at <= due_at {
+                    with(&mut add, &platform, &unit, Counter::OnTime);
+                }
+                track.awaiting_revisit = Some((platform.clone(), unit.clone()));
+                track.revisited = Some((platform, unit));
+            }
+        }
+        EventKind::RevisitRecorded { outcome, .. } => {
+            if let Some((platform, unit)) = track.awaiting_revisit.take() {
+                with(&mut add, &platform, &unit, Counter::Revisited);
+            }
+            if let Some((platform, unit)) = track.revisited.clone() {
+                match outcome {
+                    RevisitOutcome::Satisfied => with(&mut add, &platform, &unit, Counter::Satisfied),
+                    RevisitOutcome::Unsatisfied => with(&mut add, &platform, &unit, Counter::Unsatisfied),
+                    RevisitOutcome::Unreachable => {}
+                }
+            }
+        }
+        EventKind::Reopened { deadline, .. } => {
+            if let Some((platform, unit)) = track.revisited.take() {
+                with(&mut add, &platform, &unit, Counter::Reworked);
+                track.assignment = Some((platform, unit, deadline.due_at));
+            }
+            track.awaiting_revisit = None;
+        }
+        EventKind::Closed { resolution } => {
+            if let (Resolution::Unreachable, Some((platform, unit))) = (resolution, &track.revisited) {
+                let (platform, unit) = (platform.clone(), unit.clone());
+                with(&mut add, &platform, &unit, Counter::Unreachable);
+            }
+            track.awaiting_revisit = None;
+            track.revisited = None;
+        }
+        EventKind::Classified { .. }
+        | EventKind::Answered { .. }
+        | EventKind::Acknowledged
+        | EventKind::ReportedIn { .. }
+        | EventKind::ExtensionRequested { .. }
+        | EventKind::ExtensionDecided(crate::ExtensionDecision::Refused { .. })
+        | EventKind::DeadlineWarning { .. }
+        | EventKind::Overdue { .. }
+        | EventKind::Supervised { .. } => {}
+    }
+    add
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 pub mod figures;
 mod grpc;
 mod http;
+pub mod tally;
 pub mod tasks;
 
 use serde::{Deserialize, Serialize};
@@ -135,6 +136,7 @@ pub struct Core {
     kafka: KafkaConfig,
     claim_ms: u64,
     link_secret: Vec<u8>,
+    tally: tally::Tally,
 }
 
 impl Core {
@@ -355,6 +357,10 @@ impl Core {
                 let n = self.rebuild().await?;
                 tracing::warn!(tasks = n, "revisit queue was missing in Redis; rebuilt from the events topic");
             }
+            if !self.tally.alive().await? {
+                let n = self.tally.rebuild().await?;
+                tracing::warn!(events = n, "figures' daily tallies were missing in Redis; rebuilt from the events topic");
+            }
             if !whistle_runtime::shutdown::sleep_or_shutdown(every, &shutdown).await {
                 return Ok(());
             }
@@ -389,6 +395,13 @@ impl Revisit {
         }
         let store = TicketStore::connect(&config.redis).await?;
         let tasks = Tasks::new(store.redis(), store.prefix());
+        let tally = tally::Tally::new(
+            store.redis(),
+            store.prefix(),
+            calendar.offset(),
+            config.kafka.clone(),
+            format!("{}-figures", config.revisit.group),
+        );
         let core = Arc::new(Core {
             tasks,
             store,
@@ -400,6 +413,7 @@ impl Revisit {
             kafka: config.kafka.clone(),
             claim_ms: config.revisit.claim_minutes.max(1) * 60_000,
             link_secret: config.revisit.link_secret.expose().as_bytes().to_vec(),
+            tally,
         });
         let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source }) };
         let grpc = bind(config.revisit.listen).await?;
@@ -427,6 +441,10 @@ impl Revisit {
             let n = core.rebuild().await?;
             tracing::info!(tasks = n, "revisit queue rebuilt from the events topic");
         }
+        if !core.tally.alive().await? {
+            let n = core.tally.rebuild().await?;
+            tracing::info!(events = n, "figures' daily tallies rebuilt from the events topic");
+        }
         let watch = spawn_supervised("revisit-watch", &shutdown, core.clone().watch(Duration::from_secs(2), shutdown.clone()));
         let follow = spawn_supervised(
             "revisit-follow",
@@ -435,6 +453,17 @@ impl Revisit {
                 config.kafka.clone(),
                 ConsumerSettings::new("revisit", config.revisit.group.clone(), vec![topics.events()]),
                 Arc::new(Follow { core: core.clone() }),
+                core.producer.clone(),
+                shutdown.clone(),
+            ),
+        );
+        let tally = spawn_supervised(
+            "revisit-tally",
+            &shutdown,
+            consumer::run(
+                config.kafka.clone(),
+                ConsumerSettings::new("revisit-figures", core.tally.group().to_owned(), vec![topics.events()]),
+                Arc::new(core.tally.clone()),
                 core.producer.clone(),
                 shutdown.clone(),
             ),
@@ -453,7 +482,7 @@ impl Revisit {
             })
             .await;
         shutdown.trigger();
-        drain(vec![follow], Duration::from_secs(15)).await;
+        drain(vec![follow, tally], Duration::from_secs(15)).await;
         drain(vec![watch], Duration::from_secs(5)).await;
         drain(vec![web], Duration::from_secs(5)).await;
         core.producer.flush(Duration::from_secs(5));

@@ -173,6 +173,14 @@ pub async fn run<H: Handler>(
     loop {
         let first = tokio::select! {
             _ = shutdown.wait() => break,
+            // Idle with work handled but not committed: commit it now, so the
+            // group's offsets (its lag, and what readers wait for) are current.
+            _ = tokio::time::sleep(settings.commit_interval), if dirty => {
+                commit(&consumer, &pending, CommitMode::Async);
+                last_commit = Instant::now();
+                dirty = false;
+                continue;
+            }
             m = consumer.recv() => m,
         };
         let mut batch = match first {

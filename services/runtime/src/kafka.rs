@@ -165,6 +165,33 @@ pub fn scan_topic(cfg: &KafkaConfig, topic: &str, mut each: impl FnMut(Scanned))
     Ok(read)
 }
 
+/// Whether consumer group `group` (without the configured prefix) has
+/// committed everything `topic` held when asked: every partition's committed
+/// offset at its high watermark. Blocking.
+pub fn group_caught_up(cfg: &KafkaConfig, group: &str, topic: &str) -> Result<bool> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer =
+        client_config(cfg).set("group.id", format!("{}{group}", cfg.group_prefix)).set("enable.auto.commit", "false").create()?;
+    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
+    for p in meta.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
+        let (lo, hi) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        if hi > lo {
+            tpl.add_partition(topic, p);
+            ends.insert(p, hi);
+        }
+    }
+    if ends.is_empty() {
+        return Ok(true);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(committed.elements().iter().all(|e| match e.offset() {
+        rdkafka::Offset::Offset(o) => ends.get(&e.partition()).is_none_or(|end| o >= *end),
+        _ => false,
+    }))
+}
+
 /// The assessment figures of `[from, to)`, folded from the whole events
 /// topic (blocking: run it on a blocking thread). A ticket's events are on
 /// one partition, read in order, which is all the fold needs.

@@ -367,7 +367,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let f = revisit(&cli).await?.figures(pb::FiguresRequest { from, to, scope, code }).await.map_err(status)?.into_inner();
             if cli.json {
                 let rows: Vec<_> = f.rows.iter().map(figure_json).collect();
-                println!("{}", serde_json::json!({"from": f.from, "to": f.to, "rows": rows}));
+                println!("{}", serde_json::json!({"from": f.from, "to": f.to, "source": f.source, "rows": rows}));
             } else {
                 print!("{}", figures_table(&f));
             }
@@ -446,7 +446,7 @@ fn figure_json(r: &pb::FigureRow) -> serde_json::Value {
 
 /// The figures as a fixed-width table, one row per scope.
 fn figures_table(f: &pb::FiguresResponse) -> String {
-    let mut out = format!("figures from {} to {}\n", f.from, f.to);
+    let mut out = format!("figures from {} to {} ({})\n", f.from, f.to, f.source);
     out += &format!(
         "{:<34} {:>6} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}\n",
         "scope", "recv", "disp", "done", "on-time", "feedback", "revisit", "satisf", "rework", "return", "unreach"
@@ -498,6 +498,7 @@ mod tests {
         let f = pb::FiguresResponse {
             from: "2026-11-01T00:00:00+08:00".into(),
             to: "2026-12-01T00:00:00+08:00".into(),
+            source: "daily tallies".into(),
             rows: vec![
                 pb::FigureRow {
                     scope: "city".into(),
