@@ -277,12 +277,12 @@ async fn a_poison_message_is_dead_lettered_and_the_next_one_still_flows() {
     assert_eq!(v.unit, "city-transport");
 
     let events_topic = p.topics().events();
-    let dead = p.wait_dead_letters(6, WAIT, |m| m.payload == garbage).await;
+    let dead = p.wait_dead_letters(7, WAIT, |m| m.payload == garbage).await;
     // Every consumer group (projector, classifier, dispatcher, sla-timer,
-    // notifier, revisit) set it aside with its reason.
-    assert_eq!(dead.len(), 6, "{dead:#?}");
+    // notifier, revisit, revisit-figures) set it aside with its reason.
+    assert_eq!(dead.len(), 7, "{dead:#?}");
     let services: std::collections::BTreeSet<&str> = dead.iter().filter_map(|d| d.headers.get("dlq-service").map(String::as_str)).collect();
-    assert_eq!(services.len(), 6, "{services:?}");
+    assert_eq!(services.len(), 7, "{services:?}");
     for d in &dead {
         assert_eq!(d.headers.get("dlq-topic"), Some(&events_topic));
         let reason = d.headers.get("dlq-reason").cloned().unwrap_or_default();
