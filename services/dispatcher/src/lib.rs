@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use whistle_domain::{Clock, DeadlinePolicy, PlatformId, SystemClock};
 pub use whistle_runtime::config::CalendarSettings;
 use whistle_runtime::consumer::{self, ConsumerSettings};
-use whistle_runtime::shutdown::{drain, spawn_supervised};
+use whistle_runtime::shutdown::drain;
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -131,16 +131,13 @@ impl Dispatcher {
         let Dispatcher { config, platform, listener, router, store, producer, clock, tokens } = self;
         let topics = Topics::new(&config.kafka);
         let group = format!("{}-{}", config.dispatcher.group, platform.to_string().replace(':', "-"));
-        let routing = spawn_supervised(
+        let routing = consumer::spawn(
             "routing",
+            &config.kafka,
+            ConsumerSettings::new("dispatcher", group, vec![topics.events()]),
+            router.clone(),
+            producer.clone(),
             &shutdown,
-            consumer::run(
-                config.kafka.clone(),
-                ConsumerSettings::new("dispatcher", group, vec![topics.events()]),
-                router.clone(),
-                producer.clone(),
-                shutdown.clone(),
-            ),
         );
         let desk = desk::DeskService::new(platform, store, producer.clone(), clock, tokens, router.clone(), shutdown.clone());
         let served = tonic::transport::Server::builder()

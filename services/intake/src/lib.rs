@@ -110,27 +110,21 @@ impl Intake {
                 Ok::<_, whistle_runtime::Error>(())
             }
         });
-        let projector = spawn_supervised(
+        let projector = consumer::spawn(
             "projector",
+            &config.kafka,
+            ConsumerSettings::new("intake", config.intake.projector_group.clone(), vec![topics.events()]),
+            Arc::new(projector::Projector::new(store.clone())),
+            producer.clone(),
             &shutdown,
-            consumer::run(
-                config.kafka.clone(),
-                ConsumerSettings::new("intake", config.intake.projector_group.clone(), vec![topics.events()]),
-                Arc::new(projector::Projector::new(store.clone())),
-                producer.clone(),
-                shutdown.clone(),
-            ),
         );
-        let intake_topic = spawn_supervised(
+        let intake_topic = consumer::spawn(
             "intake-topic",
+            &config.kafka,
+            ConsumerSettings::new("intake", "intake-requests", vec![topics.intake_requests()]),
+            Arc::new(numbers::TopicIntake::new(registrar.clone())),
+            producer.clone(),
             &shutdown,
-            consumer::run(
-                config.kafka.clone(),
-                ConsumerSettings::new("intake", "intake-requests", vec![topics.intake_requests()]),
-                Arc::new(numbers::TopicIntake::new(registrar.clone())),
-                producer.clone(),
-                shutdown.clone(),
-            ),
         );
         let service = grpc::IntakeService::new(registrar, store);
         let server = tonic::transport::Server::builder()

@@ -446,27 +446,21 @@ impl Revisit {
             tracing::info!(events = n, "figures' daily tallies rebuilt from the events topic");
         }
         let watch = spawn_supervised("revisit-watch", &shutdown, core.clone().watch(Duration::from_secs(2), shutdown.clone()));
-        let follow = spawn_supervised(
+        let follow = consumer::spawn(
             "revisit-follow",
+            &config.kafka,
+            ConsumerSettings::new("revisit", config.revisit.group.clone(), vec![topics.events()]),
+            Arc::new(Follow { core: core.clone() }),
+            core.producer.clone(),
             &shutdown,
-            consumer::run(
-                config.kafka.clone(),
-                ConsumerSettings::new("revisit", config.revisit.group.clone(), vec![topics.events()]),
-                Arc::new(Follow { core: core.clone() }),
-                core.producer.clone(),
-                shutdown.clone(),
-            ),
         );
-        let tally = spawn_supervised(
+        let tally = consumer::spawn(
             "revisit-tally",
+            &config.kafka,
+            ConsumerSettings::new("revisit-figures", core.tally.group().to_owned(), vec![topics.events()]),
+            Arc::new(core.tally.clone()),
+            core.producer.clone(),
             &shutdown,
-            consumer::run(
-                config.kafka.clone(),
-                ConsumerSettings::new("revisit-figures", core.tally.group().to_owned(), vec![topics.events()]),
-                Arc::new(core.tally.clone()),
-                core.producer.clone(),
-                shutdown.clone(),
-            ),
         );
         let web = spawn_supervised(
             "revisit-http",

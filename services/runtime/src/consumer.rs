@@ -144,6 +144,19 @@ fn take_pending(pending: &Pending) -> TopicPartitionList {
 }
 
 /// Runs the consumer until shutdown, then commits what was handled.
+/// Runs a consumer as a supervised task: when it fails, the service shuts
+/// down (see [`crate::shutdown::spawn_supervised`]).
+pub fn spawn<H: Handler>(
+    task: &'static str,
+    kafka: &KafkaConfig,
+    settings: ConsumerSettings,
+    handler: Arc<H>,
+    dlq: EventProducer,
+    shutdown: &Shutdown,
+) -> tokio::task::JoinHandle<Result<()>> {
+    crate::shutdown::spawn_supervised(task, shutdown, run(kafka.clone(), settings, handler, dlq, shutdown.clone()))
+}
+
 pub async fn run<H: Handler>(
     kafka: KafkaConfig,
     settings: ConsumerSettings,

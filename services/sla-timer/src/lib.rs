@@ -22,7 +22,7 @@ use whistle_domain::event::ExtensionDecision;
 use whistle_domain::{Actor, Clock, Deadline, Event, EventKind, OverdueLevel, SystemClock, TicketId, TimerKey, TimerKind, UnitCode};
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
 use whistle_runtime::redis_client::RedisConn;
-use whistle_runtime::shutdown::{drain, spawn_supervised};
+use whistle_runtime::shutdown::drain;
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, Topics};
 
 pub use engine::{Engine, EngineSettings, Sink, Stopped};
@@ -261,16 +261,13 @@ impl SlaTimer {
             }
             let epoch = shutdown.child();
             let arming = Arc::new(Arming { store: self.store.clone(), wake: wake.clone() });
-            let consumer = spawn_supervised(
+            let consumer = consumer::spawn(
                 "arming",
+                &self.config.kafka,
+                ConsumerSettings::new("sla-timer", self.config.sla_timer.group.clone(), vec![topics.events()]),
+                arming,
+                self.producer.clone(),
                 &epoch,
-                consumer::run(
-                    self.config.kafka.clone(),
-                    ConsumerSettings::new("sla-timer", self.config.sla_timer.group.clone(), vec![topics.events()]),
-                    arming,
-                    self.producer.clone(),
-                    epoch.clone(),
-                ),
             );
             let stopped = {
                 let engine = engine.clone();
