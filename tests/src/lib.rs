@@ -249,13 +249,7 @@ impl Platform {
         config.dispatcher.listen = ([127, 0, 0, 1], 0).into();
         config.dispatcher.platform = platform.to_owned();
         config.dispatcher.city_file = city_file();
-        config.dispatcher.tokens = DESK_CALLERS
-            .iter()
-            .map(|c| whistle_dispatcher::auth::TokenEntry {
-                caller: (*c).to_owned(),
-                sha256: whistle_dispatcher::auth::hash_token(&token_for(c)),
-            })
-            .collect();
+        config.dispatcher.tokens = token_entries(DESK_CALLERS);
         let svc = whistle_dispatcher::Dispatcher::build_with_clock(config, self.clock_arc()).await.expect("build dispatcher");
         if platform == "city" {
             self.desk_addr = svc.local_addr();
@@ -315,13 +309,7 @@ impl Platform {
         r.rules = self.options.revisit.clone();
         r.link_secret = whistle_runtime::Secret::new(LINK_SECRET.into());
         r.sms_reply_token = Some(whistle_runtime::Secret::new(SMS_REPLY_TOKEN.into()));
-        r.tokens = REVISIT_CALLERS
-            .iter()
-            .map(|c| whistle_dispatcher::auth::TokenEntry {
-                caller: (*c).to_owned(),
-                sha256: whistle_dispatcher::auth::hash_token(&token_for(c)),
-            })
-            .collect();
+        r.tokens = token_entries(REVISIT_CALLERS);
         let svc = whistle_revisit::Revisit::build_with_clock(config, self.clock_arc()).await.expect("build revisit");
         self.revisit_addr = svc.grpc_addr();
         self.revisit_http = svc.http_addr();
@@ -688,6 +676,14 @@ pub async fn wait_mails_since(to: &str, since: std::time::SystemTime, n: usize, 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The configured (hashed) tokens of these callers.
+fn token_entries(callers: &[&str]) -> Vec<whistle_runtime::auth::TokenEntry> {
+    callers
+        .iter()
+        .map(|c| whistle_runtime::auth::TokenEntry { caller: (*c).to_owned(), sha256: whistle_runtime::auth::hash_token(&token_for(c)) })
+        .collect()
 }
 
 /// The test token of a desk caller.

@@ -70,6 +70,11 @@ impl Counts {
     }
 }
 
+/// A rate as people read it: `97.5%`, or `-` when there is nothing to divide by.
+pub fn percent(rate: Option<f64>) -> String {
+    rate.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
+}
+
 /// One of the counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

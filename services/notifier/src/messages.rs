@@ -143,7 +143,40 @@ pub struct Message {
     pub citizen: Option<CitizenContact>,
 }
 
+/// What a message is about: an event of a ticket, or a monthly summary.
+pub struct About {
+    pub event_id: String,
+    pub event: &'static str,
+    pub ticket_id: String,
+    pub ticket_number: String,
+}
+
 impl Message {
+    /// A message with its text rendered in `lang` (or Chinese) from the
+    /// template; its id is (what it is about, recipient, template).
+    pub fn render(
+        catalog: &Catalog,
+        about: About,
+        template: Template,
+        lang: Language,
+        recipient: Recipient,
+        args: &[(&str, String)],
+    ) -> Self {
+        let (used, text) = catalog.render(lang, template.message_id(), args);
+        Message {
+            message_id: format!("{}:{}:{}", about.event_id, recipient.id(), template.as_str()),
+            event_id: about.event_id,
+            event: about.event,
+            ticket_id: about.ticket_id,
+            ticket_number: about.ticket_number,
+            template,
+            language: used.as_str(),
+            recipient,
+            text,
+            citizen: None,
+        }
+    }
+
     /// A sample message (config checks, tests).
     pub fn probe() -> Self {
         Message {
@@ -199,19 +232,13 @@ fn citizen_contact(request: &whistle_domain::Request) -> Option<CitizenContact> 
 /// this event (required when [`needs_ticket`] says so).
 pub fn for_event(e: &Event, ticket: Option<&Ticket>, ctx: &Context<'_>) -> Vec<Message> {
     let build = |template: Template, number: &str, lang: Language, recipient: Recipient, args: &[(&str, String)]| {
-        let (used, text) = ctx.catalog.render(lang, template.message_id(), args);
-        Message {
-            message_id: format!("{}:{}:{}", e.id, recipient.id(), template.as_str()),
+        let about = About {
             event_id: e.id.to_string(),
             event: e.kind.name(),
             ticket_id: e.ticket_id.to_string(),
             ticket_number: number.to_owned(),
-            template,
-            language: used.as_str(),
-            recipient,
-            text,
-            citizen: None,
-        }
+        };
+        Message::render(ctx.catalog, about, template, lang, recipient, args)
     };
     let official = |template: Template, t: &Ticket, recipient: Recipient, args: &[(&str, String)]| {
         let lang = (ctx.language_of)(&recipient);

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use time::{Date, Month, OffsetDateTime, UtcOffset};
 use whistle_domain::Clock;
-use whistle_domain::figures::{Figures, Scope};
+use whistle_domain::figures::{Figures, Scope, percent};
 use whistle_runtime::shutdown::sleep_or_shutdown;
 use whistle_runtime::{KafkaConfig, Shutdown};
 
 use crate::i18n::Catalog;
+use crate::messages::About;
 use crate::{Deliverer, Message, Recipient, Template, Undelivered};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,10 +69,6 @@ pub fn due_period(now: OffsetDateTime, offset: UtcOffset, s: &SummarySettings) -
     let (year, month) =
         if local.month() == Month::January { (local.year() - 1, Month::December) } else { (local.year(), local.month().previous()) };
     Some(Period { start: first_of(year, month, offset), end: this_month, year, month })
-}
-
-fn percent(r: Option<f64>) -> String {
-    r.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
 }
 
 pub struct Monthly {
@@ -132,19 +129,13 @@ impl Monthly {
                     ("reworked", c.reworked.to_string()),
                     ("returned", c.returned.to_string()),
                 ];
-                let (used, text) = self.catalog.render(lang, Template::MonthlySummary.message_id(), &args);
-                Message {
-                    message_id: format!("summary-{label}:{}", recipient.id()),
+                let about = About {
                     event_id: format!("summary-{label}"),
                     event: "monthly_summary",
                     ticket_id: String::new(),
                     ticket_number: String::new(),
-                    template: Template::MonthlySummary,
-                    language: used.as_str(),
-                    recipient,
-                    text,
-                    citizen: None,
-                }
+                };
+                Message::render(&self.catalog, about, Template::MonthlySummary, lang, recipient, &args)
             })
             .collect()
     }

@@ -129,15 +129,18 @@ impl Tasks {
     /// Waiting tasks due by `until` (all when `None`), oldest first.
     pub async fn due(&self, until: Option<OffsetDateTime>, limit: usize) -> Result<Vec<TaskRecord>> {
         let max = until.map_or("+inf".to_owned(), |t| ((t.unix_timestamp_nanos() / 1_000_000) as i64).to_string());
-        let ids: Vec<String> = self.redis.clone().zrangebyscore_limit(self.due_key(), "-inf", max, 0, limit as isize).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Ok(id) = TicketId::parse(&id) else { continue };
-            if let Some(rec) = self.get(&id).await? {
-                out.push(rec);
-            }
+        let mut redis = self.redis.clone();
+        let ids: Vec<TicketId> = {
+            let ids: Vec<String> = redis.zrangebyscore_limit(self.due_key(), "-inf", max, 0, limit as isize).await?;
+            ids.iter().filter_map(|id| TicketId::parse(id).ok()).collect()
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        // One round trip for all the records.
+        let keys: Vec<String> = ids.iter().map(|id| self.task_key(id)).collect();
+        let raw: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut redis).await?;
+        raw.into_iter().flatten().map(|r| Ok(serde_json::from_str(&r)?)).collect()
     }
 
     /// The ticket waiting for a revisit of the citizen with this phone (the

@@ -98,6 +98,23 @@ pub struct Scanned {
     pub headers: Vec<(String, String)>,
 }
 
+/// The partitions of `topic` that hold messages now, with their low and
+/// high watermarks.
+fn holding<C: rdkafka::consumer::Consumer<Ctx>, Ctx: rdkafka::consumer::ConsumerContext>(
+    consumer: &C,
+    topic: &str,
+) -> Result<Vec<(i32, i64, i64)>> {
+    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut out = Vec::new();
+    for p in meta.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
+        let (lo, hi) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        if hi > lo {
+            out.push((p, lo, hi));
+        }
+    }
+    Ok(out)
+}
+
 /// Reads a whole topic, every partition from its start up to the end it had
 /// when the scan began, without joining any consumer group. Blocking: call it
 /// from a blocking task. Used to rebuild state that Redis lost, and by tests.
@@ -112,16 +129,11 @@ pub fn scan_topic(cfg: &KafkaConfig, topic: &str, mut each: impl FnMut(Scanned))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
-    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = meta.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
     let mut tpl = rdkafka::TopicPartitionList::new();
     let mut ends = HashMap::new();
-    for p in partitions {
-        let (lo, hi) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
-        if hi > lo {
-            tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(lo))?;
-            ends.insert(p, hi);
-        }
+    for (p, lo, hi) in holding(&consumer, topic)? {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(lo))?;
+        ends.insert(p, hi);
     }
     if ends.is_empty() {
         return Ok(0);
@@ -172,15 +184,11 @@ pub fn group_caught_up(cfg: &KafkaConfig, group: &str, topic: &str) -> Result<bo
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer =
         client_config(cfg).set("group.id", format!("{}{group}", cfg.group_prefix)).set("enable.auto.commit", "false").create()?;
-    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut tpl = rdkafka::TopicPartitionList::new();
     let mut ends = std::collections::HashMap::new();
-    for p in meta.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
-        let (lo, hi) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
-        if hi > lo {
-            tpl.add_partition(topic, p);
-            ends.insert(p, hi);
-        }
+    for (p, _, hi) in holding(&consumer, topic)? {
+        tpl.add_partition(topic, p);
+        ends.insert(p, hi);
     }
     if ends.is_empty() {
         return Ok(true);

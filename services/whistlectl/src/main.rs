@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use whistle_domain::figures::percent;
 use whistle_proto::v1::{self as pb, desk_client::DeskClient, intake_client::IntakeClient, revisit_client::RevisitClient};
 
 #[derive(Parser)]
@@ -430,10 +431,6 @@ async fn revisit(cli: &Cli) -> anyhow::Result<Revisit> {
     Ok(RevisitClient::with_interceptor(channel, whistle_proto::Bearer::new(token(cli)?.as_deref()).map_err(anyhow::Error::msg)?))
 }
 
-fn pct(r: Option<f64>) -> String {
-    r.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
-}
-
 fn figure_json(r: &pb::FigureRow) -> serde_json::Value {
     serde_json::json!({
         "scope": r.scope, "code": r.code, "received": r.received, "dispatched": r.dispatched, "completed": r.completed,
@@ -459,12 +456,12 @@ fn figures_table(f: &pb::FiguresResponse) -> String {
             r.received,
             r.dispatched,
             r.completed,
-            pct(r.on_time_rate),
-            pct(r.feedback_rate),
-            pct(r.revisit_coverage),
-            pct(r.satisfaction_rate),
-            pct(r.rework_rate),
-            pct(r.return_rate),
+            percent(r.on_time_rate),
+            percent(r.feedback_rate),
+            percent(r.revisit_coverage),
+            percent(r.satisfaction_rate),
+            percent(r.rework_rate),
+            percent(r.return_rate),
             r.unreachable
         );
     }
