@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test stop infra install bench bench-timers lint status
+.PHONY: run test stop infra install bench bench-timers bench-classifier model lint status
 
 run:
 	deploy/local/up.sh
@@ -30,6 +30,16 @@ bench: install infra
 # Timer engine vs BullMQ delayed jobs on the same redis-server (prints a table).
 bench-timers: install infra
 	cargo bench -p whistle-tests --bench timers
+
+# The classifier's model, from the corpus and the city's rules (writes
+# services/classifier/model/whistle.model and prints dev and test figures).
+model:
+	python3 deploy/config/gen-demo-city.py
+	cargo run --quiet -p whistle-classifier -- train --compare
+
+# The classifier's figures on the held-out test split, per language (prints a table).
+bench-classifier:
+	cargo run --quiet --release -p whistle-classifier -- eval
 
 lint:
 	cargo fmt --all --check

@@ -52,7 +52,8 @@ fn holidays_2026() -> whistle_dispatcher::CalendarSettings {
 async fn a_friday_afternoon_deadline_lands_on_monday_and_each_timer_fires_once() {
     let start = datetime!(2026-11-20 15:00 +08:00);
     let p = Platform::start_with("friday", Options { start, ..Options::default() }).await;
-    let t = submit(&p, "家里老人独居，暖气不热", "东城区安定门").await;
+    // A whole building without heating: important (an elderly person alone would make it urgent).
+    let t = submit(&p, "整栋楼的暖气都不热，找物业说热力公司在查，一直没人来", "东城区安定门").await;
     let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
     assert_eq!((v.category.as_str(), v.urgency.as_str()), ("heating", "important"));
     assert_eq!(china(&v.deadline), datetime!(2026-11-23 15:00 +08:00), "one working day from Friday 15:00");
@@ -117,7 +118,8 @@ async fn a_friday_afternoon_deadline_lands_on_monday_and_each_timer_fires_once()
 async fn a_holiday_week_is_skipped() {
     let start = datetime!(2026-09-30 10:00 +08:00);
     let p = Platform::start_with("holiday", Options { start, calendar: holidays_2026(), ..Options::default() }).await;
-    let t = submit(&p, "家里老人独居，暖气不热", "东城区安定门").await;
+    // A whole building without water: important.
+    let t = submit(&p, "整栋楼停水了，从早上到现在一滴水都没有", "东城区安定门").await;
     let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
     // Wednesday before National Day + 1 working day: October 1-7 are off.
     assert_eq!(china(&v.deadline), datetime!(2026-10-08 10:00 +08:00));
@@ -182,7 +184,7 @@ async fn an_extension_supersedes_the_old_timers() {
 async fn timers_lost_from_redis_are_rebuilt_from_kafka() {
     let p = Platform::start("rebuild").await;
     let urgent = submit(&p, "燃气泄漏，紧急", "西城区新街口").await;
-    let ordinary = submit(&p, "楼道灯坏了", "西城区金融街").await;
+    let ordinary = submit(&p, "自来水有点发黄，烧开了还有一层水垢", "西城区金融街").await;
     let vu = p.wait_ticket(&urgent.ticket_number, WAIT, |v| v.state == "assigned").await;
     let vo = p.wait_ticket(&ordinary.ticket_number, WAIT, |v| v.state == "assigned").await;
     assert_eq!(vu.urgency, "urgent");

@@ -108,13 +108,13 @@ async fn the_figures_of_a_scripted_month_match_the_hand_computed_ones() {
     s.at(t4, d(12, 1), completed()).await;
     // T5: a consultation answered at once.
     let t5 = s.received(d(11, 25)).await;
-    let classified = EventKind::Classified {
-        category: Category::Consultation,
-        urgency: Urgency::Consultation,
-        whistle_level: WhistleLevel::Ordinary,
-        jurisdiction: Jurisdiction::default(),
-        matched_rules: vec![],
-    };
+    let classified = EventKind::classified_surely(
+        Category::Consultation,
+        Urgency::Consultation,
+        WhistleLevel::Ordinary,
+        Jurisdiction::default(),
+        whistle_domain::Language::Zh,
+    );
     s.at(t5, d(11, 25), classified).await;
     s.at(t5, d(11, 25), EventKind::Answered { answer: "see the website".into(), knowledge_id: "kb-1".into() }).await;
     s.at(t5, d(11, 25), EventKind::Closed { resolution: Resolution::Answered }).await;

@@ -211,7 +211,7 @@ async fn a_timer_survives_the_sla_timer_being_killed_between_arm_and_due() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resubmitting_the_same_request_returns_the_same_number() {
     let p = Platform::start("resubmit").await;
-    let mut req = request("路灯坏了", "西城区金融街");
+    let mut req = request("家里自来水发黄，还有股铁锈味", "西城区金融街");
     req.channel = "app".into();
     req.external_id = "app-778899".into();
     let first = submit(&p, req.clone()).await;
@@ -317,7 +317,7 @@ async fn a_failing_webhook_is_retried_and_a_refused_message_is_dead_lettered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_ticket_is_one_trace_across_services() {
     let p = Platform::start("trace").await;
-    let t = submit(&p, request("路灯不亮", "西城区金融街")).await;
+    let t = submit(&p, request("自来水发黄，烧开以后有很多水垢", "西城区金融街")).await;
     let v = assigned(&p, &t.ticket_number).await;
     for _ in 0..400 {
         if p.timers_of(&t.ticket_id).await == 3 {

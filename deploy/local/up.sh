@@ -79,5 +79,13 @@ A noise complaint in Xinjiekou starts at that street's desk:
   WHISTLE_DESK=http://127.0.0.1:50054 WHISTLE_TOKEN=demo-street-xc-xinjiekou target/debug/whistlectl queue
   WHISTLE_DESK=http://127.0.0.1:50054 WHISTLE_TOKEN=demo-street-xc-xinjiekou target/debug/whistlectl whistle <ticket number> --reason "需要区里协调"
 
+A request the classifier is unsure of waits on the city desk's triage queue until an operator corrects it:
+  target/debug/whistlectl submit "喂，那个事你们到底管不管"
+  WHISTLE_TOKEN=demo-city-desk target/debug/whistlectl queue
+  WHISTLE_TOKEN=demo-city-desk target/debug/whistlectl reclassify <ticket number> --category water --street dc-jingshan --reason "楼道水管漏水"
+
+Classify requests offline, as the service would (one JSON object a line):
+  echo '{"id": 1, "text": "엘리베이터에 갇혔어요", "address": "차오양구 왕징"}' | target/debug/whistle-classifier classify --json
+
 Stop it with: make stop
 INFO

@@ -28,6 +28,11 @@ pub fn city_file() -> PathBuf {
     repo_root().join("deploy/config/demo-city.toml")
 }
 
+/// The classifier's model, as shipped.
+pub fn model_file() -> PathBuf {
+    repo_root().join("services/classifier/model/whistle.model")
+}
+
 #[derive(Debug, Clone)]
 pub struct Infra {
     pub brokers: String,
@@ -232,8 +237,15 @@ impl Platform {
     }
 
     pub async fn start_classifier(&mut self) {
-        let mut config = whistle_classifier::Config { kafka: self.kafka.clone(), ..Default::default() };
+        let mut config = whistle_classifier::Config {
+            kafka: self.kafka.clone(),
+            redis: self.redis.clone(),
+            calendar: self.options.calendar.clone(),
+            ..Default::default()
+        };
         config.classifier.city_file = city_file();
+        config.classifier.model = model_file();
+        config.classifier.history_check_ms = 200;
         let svc = whistle_classifier::Classifier::build_with_clock(config, self.clock_arc()).await.expect("build classifier");
         self.spawn("classifier", |s| async move { svc.run(s).await.expect("classifier") });
     }
@@ -478,6 +490,28 @@ impl Platform {
     pub async fn wipe_revisits(&self) {
         let deleted = self.delete_keys(&["revisit:*"]).await;
         assert!(deleted > 0, "no revisit keys under {}revisit:*", self.prefix);
+    }
+
+    /// Deletes the classifier's repeat history: Redis "lost" it.
+    pub async fn wipe_repeat_history(&self) {
+        let deleted = self.delete_keys(&["repeat:*"]).await;
+        assert!(deleted > 0, "no repeat history keys under {}repeat:*", self.prefix);
+    }
+
+    /// Waits until this platform's Redis holds `key` (without the prefix);
+    /// panics naming it after `within`.
+    pub async fn wait_key(&self, key: &str, within: Duration) {
+        let client = redis::Client::open(self.redis.url.expose().as_str()).expect("redis");
+        let mut c = client.get_multiplexed_async_connection().await.expect("redis connect");
+        let start = Instant::now();
+        while start.elapsed() < within {
+            let n: i64 = redis::cmd("EXISTS").arg(format!("{}{key}", self.prefix)).query_async(&mut c).await.expect("exists");
+            if n > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis key {}{key} did not appear within {within:?}", self.prefix);
     }
 
     /// Deletes the figures' daily tallies: Redis "lost" them.

@@ -1,39 +1,73 @@
-//! Classifier: consumes `received` events and publishes `classified` with the
-//! category, urgency, whistle level and jurisdiction that the city's keyword
-//! rules (the city file) give. Idempotent: the `classified` event id derives
-//! from the `received` event id.
+//! Classifier: consumes `received` events and publishes `classified` with
+//! the category, urgency, whistle level, jurisdiction and language of the
+//! request, the model's confidence and its runners-up. The model
+//! (`services/classifier/model/whistle.model`, trained from the corpus by
+//! `whistle-classifier train`) reads the text; the city's signals overrule
+//! it where danger or a dragged-on case shows; the ticket history raises
+//! the whistle level of a repeated problem; the gazetteer places it. A
+//! request the model is unsure of is marked for the city desk's triage
+//! queue instead of being dispatched. Idempotent: the `classified` event id
+//! derives from the `received` event id.
 
-pub mod rules;
+pub mod cli;
+pub mod corpus;
+pub mod engine;
+pub mod eval;
+pub mod features;
+pub mod gazetteer;
+pub mod history;
+pub mod model;
+pub mod signals;
+pub mod text;
+pub mod training;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use whistle_domain::{Actor, Clock, Event, EventId, EventKind, SystemClock};
+use whistle_runtime::config::CalendarSettings;
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
-use whistle_runtime::{EventProducer, KafkaConfig, Shutdown, TelemetryConfig, Topics};
+use whistle_runtime::shutdown::{drain, spawn_supervised};
+use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, Topics};
 
-pub use rules::Rules;
+pub use engine::{Engine, Input, Outcome};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
     pub kafka: KafkaConfig,
+    pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
     pub classifier: ClassifierSettings,
+    /// For the city's time (the month a request arrived in).
+    pub calendar: CalendarSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClassifierSettings {
-    /// The city file with the classification keywords and places.
+    /// The city file: category word lists, signals, gazetteer.
     pub city_file: PathBuf,
+    /// The model file `whistle-classifier train` writes.
+    pub model: PathBuf,
+    /// Below this confidence a ticket waits on the city desk's triage
+    /// queue instead of being dispatched.
+    pub triage_below: f32,
     pub group: String,
+    /// How often to check that Redis still holds the history.
+    pub history_check_ms: u64,
 }
 
 impl Default for ClassifierSettings {
     fn default() -> Self {
-        ClassifierSettings { city_file: "deploy/config/demo-city.toml".into(), group: "classifier".into() }
+        ClassifierSettings {
+            city_file: "deploy/config/demo-city.toml".into(),
+            model: "services/classifier/model/whistle.model".into(),
+            triage_below: 0.5,
+            group: "classifier".into(),
+            history_check_ms: 2000,
+        }
     }
 }
 
@@ -41,6 +75,14 @@ impl Default for ClassifierSettings {
 pub enum Error {
     #[error(transparent)]
     Runtime(#[from] whistle_runtime::Error),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("model: {0}")]
+    Model(String),
+    #[error("corpus: {0}")]
+    Corpus(String),
+    #[error("{0}")]
+    Io(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -58,27 +100,58 @@ impl Classifier {
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         let city = whistle_runtime::city::load(&config.classifier.city_file)?;
+        let engine = Engine::load(&config.classifier.model, &city, config.classifier.triage_below)?;
+        let offset = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?.offset();
         if config.kafka.create_topics {
             whistle_runtime::topics::ensure(&config.kafka).await?;
         }
         let producer = EventProducer::new(&config.kafka)?;
-        let handler = Arc::new(ClassifyHandler { rules: Rules::new(&city), producer: producer.clone(), clock });
+        let redis = whistle_runtime::redis_client::connect(&config.redis).await?;
+        let history = history::History::new(redis, &config.redis.key_prefix, engine.repeat_rule().window_days);
+        let handler = Arc::new(ClassifyHandler { engine, history, producer: producer.clone(), clock, offset });
         Ok(Classifier { config, handler, producer })
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let topics = Topics::new(&self.config.kafka);
+        let h = &self.handler;
+        if !h.history.alive().await? {
+            let n = h.history.rebuild(&self.config.kafka, h.clock.now()).await?;
+            tracing::info!(reports = n, "repeat history rebuilt from the events topic");
+        }
+        let watch =
+            spawn_supervised("history-watch", &shutdown, watch_history(self.handler.clone(), self.config.clone(), shutdown.clone()));
         let settings = ConsumerSettings::new("classifier", self.config.classifier.group.clone(), vec![topics.events()]);
-        let r = consumer::run(self.config.kafka.clone(), settings, self.handler, self.producer.clone(), shutdown).await;
+        let consumer = consumer::spawn("classify", &self.config.kafka, settings, self.handler.clone(), self.producer.clone(), &shutdown);
+        shutdown.wait().await;
+        drain(vec![consumer, watch], Duration::from_secs(15)).await;
         self.producer.flush(Duration::from_secs(5));
-        Ok(r?)
+        Ok(())
     }
 }
 
+/// Rebuilds the history whenever Redis lost it while running.
+async fn watch_history(h: Arc<ClassifyHandler>, config: Config, shutdown: Shutdown) -> whistle_runtime::Result<()> {
+    let every = Duration::from_millis(config.classifier.history_check_ms.max(50));
+    while whistle_runtime::shutdown::sleep_or_shutdown(every, &shutdown).await {
+        match h.history.alive().await {
+            Ok(true) => {}
+            Ok(false) => match h.history.rebuild(&config.kafka, h.clock.now()).await {
+                Ok(n) => tracing::warn!(reports = n, "redis lost the repeat history; rebuilt from the events topic"),
+                Err(e) => tracing::warn!(error = %e, "repeat history rebuild failed; will try again"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot check the repeat history"),
+        }
+    }
+    Ok(())
+}
+
 struct ClassifyHandler {
-    rules: Rules,
+    engine: Engine,
+    history: history::History,
     producer: EventProducer,
     clock: Arc<dyn Clock>,
+    offset: time::UtcOffset,
 }
 
 impl Handler for ClassifyHandler {
@@ -87,8 +160,34 @@ impl Handler for ClassifyHandler {
         let EventKind::Received { request, .. } = &event.kind else {
             return Ok(());
         };
-        let o = self.rules.classify(&request.text, &request.location.address);
-        tracing::info!(ticket = %event.ticket_id, category = %o.category, urgency = %o.urgency, street = o.jurisdiction.street.as_deref().unwrap_or(""), "classified");
+        let local = event.occurred_at.to_offset(self.offset);
+        let reading = self.engine.read(&Input {
+            text: &request.text,
+            address: &request.location.address,
+            point: request.location.point,
+            language: request.language,
+            arrived: Some((u8::from(local.month()), local.day())),
+        });
+        let earlier = match history::place_of(&request.location.address, &reading.jurisdiction) {
+            Some(place) => Some(
+                self.history
+                    .record(reading.category, &place, &event.ticket_id, event.occurred_at)
+                    .await
+                    .map_err(|e| HandleError::Retry(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let o = self.engine.finish(reading, earlier);
+        tracing::info!(
+            ticket = %event.ticket_id,
+            category = %o.category,
+            urgency = %o.urgency,
+            whistle = %o.whistle_level,
+            confidence = o.confidence,
+            triage = o.triage,
+            street = o.jurisdiction.street.as_deref().unwrap_or(""),
+            "classified"
+        );
         let out = Event {
             id: EventId::derived(&event.id, "classified"),
             ticket_id: event.ticket_id,
@@ -100,6 +199,10 @@ impl Handler for ClassifyHandler {
                 whistle_level: o.whistle_level,
                 jurisdiction: o.jurisdiction,
                 matched_rules: o.matched,
+                language: o.language,
+                confidence: o.confidence,
+                runners_up: o.runners_up,
+                triage: o.triage,
             },
         };
         self.producer.publish(&out).await?;

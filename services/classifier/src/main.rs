@@ -1,22 +1,107 @@
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-/// Whistle classifier: category, urgency, whistle level, jurisdiction.
+/// Whistle classifier: category, urgency, whistle level, jurisdiction and
+/// language of every received request. Without a command it runs the
+/// service.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// TOML config file (sections [kafka], [telemetry], [classifier]).
-    #[arg(long, env = "WHISTLE_CONFIG")]
+    /// TOML config file (sections [kafka], [redis], [telemetry], [classifier], [calendar]).
+    #[arg(long, env = "WHISTLE_CONFIG", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Run,
+    /// Train the model from the corpus, write the model file, print
+    /// precision, recall and the confusion matrices on dev and test.
+    Train {
+        #[arg(long, default_value = whistle_classifier::cli::CORPUS_DIR)]
+        corpus: PathBuf,
+        /// Where to write the model (default: the config's classifier.model).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also train on the desks' corrections (`reclassified` events) read
+        /// from the events topic of the configured broker.
+        #[arg(long)]
+        with_corrections: bool,
+        /// Also measure the alternatives (keyword lists, naive Bayes) on dev.
+        #[arg(long)]
+        compare: bool,
+    },
+    /// Classify JSON lines from stdin ({"id", "text", "address",
+    /// "language"}), one result a line on stdout, as the service would.
+    Classify {
+        /// Print JSON lines instead of a tab-separated table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try settings around the defaults on the dev split (never test).
+    Tune {
+        #[arg(long, default_value = whistle_classifier::cli::CORPUS_DIR)]
+        corpus: PathBuf,
+        /// Only the decision thresholds, on one model.
+        #[arg(long)]
+        thresholds: bool,
+    },
+    /// The benchmark: accuracy per language on the held-out test split,
+    /// urgent recall, time per request and model size, against the targets.
+    Eval {
+        #[arg(long, default_value = whistle_classifier::cli::CORPUS_DIR)]
+        corpus: PathBuf,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config: whistle_classifier::Config = whistle_runtime::config::load(args.config.as_deref())?;
-    let _telemetry = whistle_runtime::telemetry::init("classifier", &config.telemetry)?;
-    let shutdown = whistle_runtime::Shutdown::on_signals();
-    let classifier = whistle_classifier::Classifier::build(config).await?;
-    classifier.run(shutdown).await?;
+    let c = &config.classifier;
+    match args.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            let _telemetry = whistle_runtime::telemetry::init("classifier", &config.telemetry)?;
+            let shutdown = whistle_runtime::Shutdown::on_signals();
+            whistle_classifier::Classifier::build(config).await?.run(shutdown).await?;
+        }
+        Command::Train { corpus, out, with_corrections, compare } => {
+            let corrections =
+                if with_corrections { whistle_classifier::training::corrections_from(&config.kafka).await? } else { Vec::new() };
+            let args = whistle_classifier::cli::TrainArgs {
+                corpus,
+                city: c.city_file.clone(),
+                out: out.unwrap_or_else(|| c.model.clone()),
+                compare,
+                corrections,
+                triage_below: c.triage_below,
+            };
+            whistle_classifier::cli::train(&args, &mut std::io::stdout().lock())?;
+        }
+        Command::Classify { json } => {
+            let city = whistle_runtime::city::load(&c.city_file)?;
+            let engine = whistle_classifier::Engine::load(&c.model, &city, c.triage_below)?;
+            let refused = whistle_classifier::cli::classify(&engine, std::io::stdin().lock(), &mut std::io::stdout().lock(), json)?;
+            if refused > 0 {
+                eprintln!("{refused} line(s) refused; each says why");
+                std::process::exit(2);
+            }
+        }
+        Command::Tune { corpus, thresholds } => {
+            let city = whistle_runtime::city::load(&c.city_file)?;
+            let examples = whistle_classifier::corpus::load(&corpus)?;
+            let rules = whistle_classifier::engine::Rules::new(&city);
+            print!("{}", whistle_classifier::training::tune(&rules, &examples, c.triage_below, thresholds));
+        }
+        Command::Eval { corpus } => {
+            let met = whistle_classifier::cli::eval(&corpus, &c.city_file, &c.model, c.triage_below, &mut std::io::stdout().lock())?;
+            if !met {
+                eprintln!("some targets were missed (see above)");
+            }
+        }
+    }
     Ok(())
 }

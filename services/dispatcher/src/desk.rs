@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use whistle_domain::access::{Caller, DeskAction, authorize};
 use whistle_domain::event::ExtensionDecision;
-use whistle_domain::{Actor, Clock, Deadline, Event, EventId, EventKind, PlatformId, UnitCode};
+use whistle_domain::{Actor, Clock, Deadline, Event, EventId, EventKind, Jurisdiction, PlatformId, UnitCode};
 use whistle_proto::v1::{self as pb, desk_server::Desk};
 use whistle_proto::{timestamp, to_datetime};
 use whistle_runtime::store::{CaughtUp, Projection};
@@ -31,6 +31,12 @@ pub struct DeskService {
 
 fn invalid(e: whistle_domain::Error) -> Status {
     Status::invalid_argument(e.to_string())
+}
+
+/// The value a field names, or `keep` when it is left empty.
+fn or_keep<T>(s: &str, keep: T, parse: impl Fn(&str) -> whistle_domain::Result<T>) -> Result<T, Status> {
+    let s = s.trim();
+    if s.is_empty() { Ok(keep) } else { parse(s).map_err(invalid) }
 }
 
 fn text(field: &'static str, s: &str) -> Result<String, Status> {
@@ -123,6 +129,35 @@ impl DeskService {
 
     fn now(&self) -> time::OffsetDateTime {
         self.clock.now()
+    }
+
+    /// A jurisdiction an operator typed, checked against the city file:
+    /// the levels above a street or community are filled in, and must agree.
+    fn jurisdiction(&self, county: &str, street: &str, community: &str) -> Result<Jurisdiction, Status> {
+        let city = self.router.city();
+        let bad = |field: &'static str, reason: String| invalid(whistle_domain::Error::invalid(field, reason));
+        let mut street = (!street.is_empty()).then(|| street.to_owned());
+        if !community.is_empty() {
+            let of = city.street_of(community).ok_or_else(|| bad("community", format!("unknown community {community:?}")))?;
+            if street.as_deref().is_some_and(|s| s != of) {
+                return Err(bad("community", format!("community {community:?} belongs to street {of:?}, not {street:?}")));
+            }
+            street = Some(of.to_owned());
+        }
+        let mut county = (!county.is_empty()).then(|| county.to_owned());
+        if let Some(s) = &street {
+            let of = city.county_of(s).ok_or_else(|| bad("street", format!("unknown street {s:?}")))?;
+            if county.as_deref().is_some_and(|c| c != of) {
+                return Err(bad("street", format!("street {s:?} belongs to county {of:?}, not {county:?}")));
+            }
+            county = Some(of.to_owned());
+        }
+        if let Some(c) = &county
+            && !city.has_platform(&PlatformId::County(c.clone()))
+        {
+            return Err(bad("county", format!("unknown county {c:?}")));
+        }
+        Ok(Jurisdiction { county, street, community: (!community.is_empty()).then(|| community.to_owned()) })
     }
 }
 
@@ -288,6 +323,25 @@ impl Desk for DeskService {
             )));
         }
         self.act(&caller, DeskAction::Dispatch, &p, EventId::new(), EventKind::Delegated { from: self.platform.clone(), to, reason }).await
+    }
+
+    async fn reclassify(&self, req: Request<pb::ReclassifyRequest>) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        let r = req.into_inner();
+        let p = self.ticket(&r.ticket).await?;
+        self.check(&caller, DeskAction::Reclassify, &p)?;
+        let reason = text("reason", &r.reason)?;
+        let current = p.ticket.classification.clone().ok_or_else(|| Status::failed_precondition("the ticket is not classified yet"))?;
+        let category = or_keep(&r.category, current.category, whistle_domain::Category::parse)?;
+        let urgency = or_keep(&r.urgency, current.urgency, whistle_domain::Urgency::parse)?;
+        let whistle_level = or_keep(&r.whistle_level, current.whistle_level, whistle_domain::WhistleLevel::parse)?;
+        let jurisdiction = if [&r.county, &r.street, &r.community].iter().all(|s| s.trim().is_empty()) {
+            current.jurisdiction
+        } else {
+            self.jurisdiction(r.county.trim(), r.street.trim(), r.community.trim())?
+        };
+        let kind = EventKind::Reclassified { category, urgency, whistle_level, jurisdiction, reason };
+        self.act(&caller, DeskAction::Reclassify, &p, EventId::new(), kind).await
     }
 
     type WatchStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::QueueItem, Status>> + Send>>;

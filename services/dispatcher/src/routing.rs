@@ -65,6 +65,10 @@ impl Router {
         };
         let here = |p: &Projection| p.ticket.state.platform() == Some(&self.platform);
         let announced = match &event.kind {
+            EventKind::Classified { triage: true, confidence, runners_up, .. } if self.platform == PlatformId::City => {
+                let also: Vec<String> = runners_up.iter().map(|a| format!("{} {:.2}", a.category, a.probability)).collect();
+                Some(item("triage", "classifier".into(), format!("confidence {confidence:.2}; also {}", also.join(", ")), 0))
+            }
             EventKind::Delegated { from, to, reason } if *to == self.platform => {
                 Some(item("delegated", from.to_string(), reason.clone(), 0))
             }
@@ -137,7 +141,12 @@ impl Handler for Router {
         let event = msg.event()?;
         self.announce(msg, &event).await?;
         match &event.kind {
-            EventKind::Classified { category, urgency, whistle_level, jurisdiction, .. } if self.platform == PlatformId::City => {
+            // A sure classification, or a desk's correction, is routed from
+            // the top; an unsure one waits on the city desk's triage queue.
+            EventKind::Classified { category, urgency, whistle_level, jurisdiction, triage: false, .. }
+            | EventKind::Reclassified { category, urgency, whistle_level, jurisdiction, .. }
+                if self.platform == PlatformId::City =>
+            {
                 let start = self.city.start_platform(*category, *whistle_level, jurisdiction);
                 if start == PlatformId::City {
                     self.dispatch_here(event.ticket_id, EventId::derived(&event.id, "dispatched"), *category, *urgency).await

@@ -31,6 +31,8 @@ pub enum DeskAction {
     Read,
     /// Dispatch or re-dispatch to a unit, or delegate down a tier.
     Dispatch,
+    /// Correct the classification of a ticket waiting on the desk.
+    Reclassify,
     Whistle,
     DecideExtension,
     Supervise,
@@ -47,6 +49,7 @@ impl DeskAction {
         match self {
             DeskAction::Read => "read",
             DeskAction::Dispatch => "dispatch",
+            DeskAction::Reclassify => "reclassify",
             DeskAction::Whistle => "whistle",
             DeskAction::DecideExtension => "decide an extension",
             DeskAction::Supervise => "supervise",
@@ -95,7 +98,7 @@ pub fn authorize(
                     deny("a platform reads only the tickets it has held")
                 }
             }
-            DeskAction::Dispatch | DeskAction::Whistle | DeskAction::DecideExtension | DeskAction::Supervise => {
+            DeskAction::Dispatch | DeskAction::Reclassify | DeskAction::Whistle | DeskAction::DecideExtension | DeskAction::Supervise => {
                 if holder == Some(p) {
                     Ok(())
                 } else {
@@ -125,7 +128,7 @@ pub fn authorize(
                     deny("only a department of the platform holding the ticket reports in")
                 }
             }
-            DeskAction::Dispatch | DeskAction::Whistle | DeskAction::DecideExtension | DeskAction::Supervise => {
+            DeskAction::Dispatch | DeskAction::Reclassify | DeskAction::Whistle | DeskAction::DecideExtension | DeskAction::Supervise => {
                 deny("this is a platform desk's action")
             }
         },
@@ -160,13 +163,13 @@ mod tests {
         let mut t = Ticket::open(&ev(id, EventKind::Received { number: TicketNumber::parse("20261123000001").unwrap(), request })).unwrap();
         t.apply(&ev(
             id,
-            EventKind::Classified {
-                category: Category::Noise,
-                urgency: Urgency::Ordinary,
-                whistle_level: WhistleLevel::Ordinary,
-                jurisdiction: Jurisdiction::default(),
-                matched_rules: vec![],
-            },
+            EventKind::classified_surely(
+                Category::Noise,
+                Urgency::Ordinary,
+                WhistleLevel::Ordinary,
+                Jurisdiction::default(),
+                crate::Language::Zh,
+            ),
         ))
         .unwrap();
         t.apply(&ev(id, EventKind::Delegated { from: PlatformId::City, to: p("street:s1"), reason: "routing".into() })).unwrap();

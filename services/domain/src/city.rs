@@ -6,15 +6,24 @@
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::{Category, Error, PlatformId, Result, UnitCode, Urgency, WhistleLevel};
+use crate::{Category, Error, PlatformId, Result, UnitCode, WhistleLevel};
+
+/// An outline on the map: one ring of `[longitude, latitude]` points, as
+/// GeoJSON writes a polygon's outer ring (closed or not).
+pub type Outline = Vec<[f64; 2]>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct County {
     pub code: String,
     pub name: String,
+    /// Every name a citizen may use for it: official and short names,
+    /// traditional characters, pinyin and English, Japanese, Korean and
+    /// Russian renderings (the gazetteer).
+    #[serde(default, alias = "keywords")]
+    pub aliases: Vec<String>,
     #[serde(default)]
-    pub keywords: Vec<String>,
+    pub outline: Option<Outline>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -23,8 +32,23 @@ pub struct Street {
     pub code: String,
     pub county: String,
     pub name: String,
+    #[serde(default, alias = "keywords")]
+    pub aliases: Vec<String>,
     #[serde(default)]
-    pub keywords: Vec<String>,
+    pub outline: Option<Outline>,
+}
+
+/// A community (社区 or village) below a street.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Community {
+    pub code: String,
+    pub street: String,
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub outline: Option<Outline>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,16 +106,107 @@ pub struct CategoryRule {
     pub keywords: Vec<String>,
 }
 
+/// What a signal does to a request whose text shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalEffect {
+    /// Urgent, whatever the model says (danger to life or property).
+    Urgent,
+    /// Important at least (serious or widespread, no danger now).
+    Important,
+    /// A key whistle at least (reported again, many affected).
+    Key,
+    /// A difficult whistle (dragged on, passed around, several departments).
+    Difficult,
+}
+
+/// A rule read from the text: it fires when any word of `any` appears, or
+/// when every group of `all` has a word in the text; with a `season`, only
+/// in that season (the month the text names, else the month it arrived,
+/// else the season's words in the text), and only where the word is not
+/// part of one of its `unless` phrases. Words match case-insensitively,
+/// in simplified or traditional characters; a Latin or Cyrillic word
+/// matches whole words, or as a stem when it ends in `*`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signal {
+    pub name: String,
+    pub effect: SignalEffect,
+    #[serde(default)]
+    pub any: Vec<String>,
+    #[serde(default)]
+    pub all: Vec<Vec<String>>,
+    #[serde(default)]
+    pub season: Option<String>,
+    /// Phrases that contain a word of the signal but mean something else
+    /// ("打不着火" holds "着火"; "漏电保护器" holds "漏电"): a word found
+    /// inside one of them does not count.
+    #[serde(default)]
+    pub unless: Vec<String>,
+}
+
+/// A time of year a signal may depend on (the heating season): from one
+/// day of the year to another (`"11-15"` to `"03-15"`, across the new year).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Season {
+    pub from: String,
+    pub until: String,
+    /// Words that place a text in the season when it names no date.
+    #[serde(default)]
+    pub words: Vec<String>,
+}
+
+impl Season {
+    /// `"MM-DD"` as (month, day).
+    pub fn day_of_year(s: &str) -> Option<(u8, u8)> {
+        let (m, d) = s.split_once('-')?;
+        let (m, d): (u8, u8) = (m.parse().ok()?, d.parse().ok()?);
+        ((1..=12).contains(&m) && (1..=31).contains(&d)).then_some((m, d))
+    }
+
+    /// Whether (month, day) falls in the season, both ends included.
+    pub fn contains(&self, month: u8, day: u8) -> bool {
+        let (Some(from), Some(until)) = (Self::day_of_year(&self.from), Self::day_of_year(&self.until)) else { return false };
+        let at = (month, day);
+        if from <= until { from <= at && at <= until } else { at >= from || at <= until }
+    }
+}
+
+/// Repeated reports raise the whistle level: the same category at the
+/// same address (or community, when there is no address) within
+/// `window_days`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepeatRule {
+    pub window_days: u32,
+    /// This many earlier reports make the next one a key whistle.
+    pub key_after: u32,
+    /// This many earlier reports make the next one a difficult whistle.
+    #[serde(default)]
+    pub difficult_after: Option<u32>,
+}
+
+impl Default for RepeatRule {
+    fn default() -> Self {
+        RepeatRule { window_days: 30, key_after: 2, difficult_after: None }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Classification {
-    /// Checked in order; the category with most keyword hits wins, the first
-    /// listed on a tie.
+    /// Words that point to a category, in the city's languages: features
+    /// the classifier's model weighs (it learns how much each list counts),
+    /// not decisions.
     pub categories: Vec<CategoryRule>,
+    /// Danger and whistle signals: decisions the model cannot overrule.
     #[serde(default)]
-    pub urgency: BTreeMap<Urgency, Vec<String>>,
+    pub signals: Vec<Signal>,
     #[serde(default)]
-    pub whistle_level: BTreeMap<WhistleLevel, Vec<String>>,
+    pub seasons: BTreeMap<String, Season>,
+    #[serde(default)]
+    pub repeat: RepeatRule,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +255,8 @@ pub struct CityConfig {
     #[serde(default)]
     pub streets: Vec<Street>,
     #[serde(default)]
+    pub communities: Vec<Community>,
+    #[serde(default)]
     pub units: Vec<Unit>,
     #[serde(default)]
     pub leaders: Vec<Leader>,
@@ -155,6 +272,38 @@ pub struct City {
     counties: HashSet<String>,
     /// Street code -> its county's code.
     streets: HashMap<String, String>,
+    /// Community code -> its street's code.
+    communities: HashMap<String, String>,
+}
+
+fn validate_classification(c: &Classification) -> Result<()> {
+    let invalid = |reason: String| Err(Error::invalid("classification", reason));
+    for (name, season) in &c.seasons {
+        if Season::day_of_year(&season.from).is_none() || Season::day_of_year(&season.until).is_none() {
+            return invalid(format!("season {name:?}: from and until must be days of the year like \"11-15\""));
+        }
+    }
+    let mut names = HashSet::new();
+    for s in &c.signals {
+        if !names.insert(s.name.as_str()) {
+            return invalid(format!("signal {:?} is defined twice", s.name));
+        }
+        if s.any.iter().chain(s.all.iter().flatten()).any(|w| w.trim().is_empty()) {
+            return invalid(format!("signal {:?} has an empty word", s.name));
+        }
+        if s.any.is_empty() && (s.all.is_empty() || s.all.iter().any(Vec::is_empty)) {
+            return invalid(format!("signal {:?} needs words in `any`, or in every group of `all`", s.name));
+        }
+        if let Some(season) = &s.season
+            && !c.seasons.contains_key(season)
+        {
+            return invalid(format!("signal {:?} names unknown season {season:?}", s.name));
+        }
+    }
+    if c.repeat.window_days == 0 || c.repeat.key_after == 0 || c.repeat.difficult_after.is_some_and(|d| d <= c.repeat.key_after) {
+        return invalid("repeat: window_days and key_after must be at least 1, difficult_after more than key_after".into());
+    }
+    Ok(())
 }
 
 impl City {
@@ -189,7 +338,46 @@ impl City {
                 });
             }
         }
-        let mut city = City { config, units: HashMap::new(), counties, streets };
+        let mut communities = HashMap::new();
+        for c in &config.communities {
+            if communities.insert(c.code.clone(), c.street.clone()).is_some() {
+                return Err(Error::City {
+                    entry: "communities",
+                    code: c.code.clone(),
+                    duplicate: true,
+                    reason: format!("duplicate community code {:?}", c.code),
+                });
+            }
+            if !streets.contains_key(&c.street) {
+                return Err(Error::City {
+                    entry: "communities",
+                    code: c.code.clone(),
+                    duplicate: false,
+                    reason: format!("community {:?} names unknown street {:?}", c.code, c.street),
+                });
+            }
+        }
+        let outlines = config
+            .counties
+            .iter()
+            .map(|c| ("counties", &c.code, &c.outline))
+            .chain(config.streets.iter().map(|s| ("streets", &s.code, &s.outline)))
+            .chain(config.communities.iter().map(|c| ("communities", &c.code, &c.outline)));
+        for (entry, code, outline) in outlines {
+            if let Some(ring) = outline {
+                let bad = ring.iter().find(|[lon, lat]| !(-180.0..=180.0).contains(lon) || !(-90.0..=90.0).contains(lat));
+                if ring.len() < 3 || bad.is_some() {
+                    return Err(Error::City {
+                        entry,
+                        code: code.clone(),
+                        duplicate: false,
+                        reason: format!("the outline of {code:?} needs 3 or more [longitude, latitude] points within range"),
+                    });
+                }
+            }
+        }
+        validate_classification(&config.classification)?;
+        let mut city = City { config, units: HashMap::new(), counties, streets, communities };
         let mut units = HashMap::new();
         for (i, u) in city.config.units.iter().enumerate() {
             if units.insert(u.code.clone(), i).is_some() {
@@ -291,6 +479,10 @@ impl City {
     pub fn county_of(&self, street: &str) -> Option<&str> {
         self.streets.get(street).map(String::as_str)
     }
+
+    pub fn street_of(&self, community: &str) -> Option<&str> {
+        self.communities.get(community).map(String::as_str)
+    }
 }
 
 #[cfg(test)]
@@ -300,11 +492,12 @@ mod tests {
     fn config(units: Vec<Unit>, default_unit: &str) -> CityConfig {
         CityConfig {
             name: "t".into(),
-            counties: vec![County { code: "east".into(), name: "East".into(), keywords: vec![] }],
-            streets: vec![Street { code: "e1".into(), county: "east".into(), name: "E1".into(), keywords: vec![] }],
+            counties: vec![County { code: "east".into(), name: "East".into(), aliases: vec![], outline: None }],
+            streets: vec![Street { code: "e1".into(), county: "east".into(), name: "E1".into(), aliases: vec![], outline: None }],
+            communities: vec![],
             units,
             leaders: vec![],
-            classification: Classification { categories: vec![], urgency: BTreeMap::new(), whistle_level: BTreeMap::new() },
+            classification: Classification { categories: vec![], signals: vec![], seasons: BTreeMap::new(), repeat: RepeatRule::default() },
             routing: Routing {
                 city: BTreeMap::new(),
                 default_unit: UnitCode::parse(default_unit).unwrap(),

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{Category, Deadline, EventId, Jurisdiction, PlatformId, Request, TicketId, TicketNumber, UnitCode, Urgency, WhistleLevel};
+use crate::{
+    Category, Deadline, EventId, Jurisdiction, Language, PlatformId, Request, TicketId, TicketNumber, UnitCode, Urgency, WhistleLevel,
+};
 
 /// Current version of the event schema (the protobuf envelope's
 /// `schema_version`).
@@ -178,6 +180,13 @@ impl Resolution {
     }
 }
 
+/// A category the classifier also considered, with its probability.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Alternative {
+    pub category: Category,
+    pub probability: f32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
@@ -186,13 +195,31 @@ pub enum EventKind {
         number: TicketNumber,
         request: Request,
     },
-    /// Category, urgency, whistle level and jurisdiction were set.
+    /// Category, urgency, whistle level, jurisdiction and language were set
+    /// by the classifier, with how sure it was. A `triage` ticket is not
+    /// dispatched automatically: it waits on the city desk's triage queue.
     Classified {
         category: Category,
         urgency: Urgency,
         whistle_level: WhistleLevel,
         jurisdiction: Jurisdiction,
+        /// Why: the signals, places and history that decided.
         matched_rules: Vec<String>,
+        language: Language,
+        /// The model's probability of `category`, 0 to 1.
+        confidence: f32,
+        /// The next most likely categories, most likely first.
+        runners_up: Vec<Alternative>,
+        triage: bool,
+    },
+    /// A desk operator corrected the classification; the ticket is routed
+    /// again from the top by the new one.
+    Reclassified {
+        category: Category,
+        urgency: Urgency,
+        whistle_level: WhistleLevel,
+        jurisdiction: Jurisdiction,
+        reason: String,
     },
     /// A consultation answered at once from the knowledge base.
     Answered {
@@ -269,12 +296,36 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// A classification made with full confidence (no runners-up, no
+    /// triage), in the ticket's language: what scripted events use (tools,
+    /// tests, imports from another system).
+    pub fn classified_surely(
+        category: Category,
+        urgency: Urgency,
+        whistle_level: WhistleLevel,
+        jurisdiction: Jurisdiction,
+        language: Language,
+    ) -> Self {
+        EventKind::Classified {
+            category,
+            urgency,
+            whistle_level,
+            jurisdiction,
+            matched_rules: Vec::new(),
+            language,
+            confidence: 1.0,
+            runners_up: Vec::new(),
+            triage: false,
+        }
+    }
+
     /// The event's name as used on the wire, in logs and in notification
     /// templates.
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::Received { .. } => "received",
             EventKind::Classified { .. } => "classified",
+            EventKind::Reclassified { .. } => "reclassified",
             EventKind::Answered { .. } => "answered",
             EventKind::Dispatched { .. } => "dispatched",
             EventKind::Delegated { .. } => "delegated",

@@ -330,6 +330,7 @@ pub fn step(track: &mut Track, e: &Event) -> Vec<Increment> {
             track.revisited = None;
         }
         EventKind::Classified { .. }
+        | EventKind::Reclassified { .. }
         | EventKind::Answered { .. }
         | EventKind::Acknowledged
         | EventKind::ReportedIn { .. }

@@ -18,7 +18,7 @@ pub mod timer;
 
 pub use calendar::{DeadlinePolicy, Span, WorkCalendar};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use event::{Actor, ActorKind, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome};
+pub use event::{Actor, ActorKind, Alternative, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome};
 pub use ids::{EventId, TicketId, TicketNumber};
 pub use request::{Channel, Contact, GeoPoint, Language, Location, PhoneNumber, Request, RequestFields, Sensitive};
 pub use taxonomy::{Category, Jurisdiction, PlatformId, Tier, UnitCode, Urgency, WhistleLevel};

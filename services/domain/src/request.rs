@@ -121,6 +121,58 @@ impl Language {
         }
     }
 
+    /// The language a text is written in, among the five the hotline
+    /// serves, or `None` when it has no letters to tell by. The five are
+    /// told apart by their scripts: Hangul is Korean, kana Japanese (kanji
+    /// alone reads as Chinese), Cyrillic Russian, Latin English, Han Chinese;
+    /// a Han character weighs as much as a Latin word, so Chinese with an
+    /// English word in it ("我家的heating又坏了") stays Chinese, and a few
+    /// Chinese place names in Korean or Russian text do not make it Chinese.
+    pub fn detect(text: &str) -> Option<Language> {
+        #[derive(PartialEq)]
+        enum Word {
+            None,
+            Latin,
+            Cyrillic,
+        }
+        let (mut hangul, mut kana, mut han, mut cyrillic_words, mut latin_words) = (0usize, 0usize, 0usize, 0usize, 0usize);
+        let mut word = Word::None;
+        for c in text.chars() {
+            let now = if c.is_ascii_alphabetic() || ('\u{00C0}'..='\u{024F}').contains(&c) {
+                Word::Latin
+            } else if ('\u{0400}'..='\u{04FF}').contains(&c) {
+                Word::Cyrillic
+            } else {
+                Word::None
+            };
+            if now != word {
+                match now {
+                    Word::Latin => latin_words += 1,
+                    Word::Cyrillic => cyrillic_words += 1,
+                    Word::None => {}
+                }
+            }
+            word = now;
+            match c {
+                '\u{AC00}'..='\u{D7A3}' | '\u{1100}'..='\u{11FF}' | '\u{3130}'..='\u{318F}' => hangul += 1,
+                '\u{3041}'..='\u{309F}' | '\u{30A0}'..='\u{30FF}' | '\u{31F0}'..='\u{31FF}' | '\u{FF66}'..='\u{FF9F}' => kana += 1,
+                '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}' => han += 1,
+                _ => {}
+            }
+        }
+        if hangul > 0 && hangul * 2 >= kana + han / 2 {
+            return Some(Language::Ko);
+        }
+        if kana > 0 && kana * 10 >= han {
+            return Some(Language::Ja);
+        }
+        [(Language::Zh, han), (Language::Ru, cyrillic_words), (Language::En, latin_words)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .max_by_key(|(_, n)| *n)
+            .map(|(l, _)| l)
+    }
+
     /// Empty means Chinese, the default.
     pub fn parse(s: &str) -> Result<Self> {
         if s.is_empty() {
@@ -336,7 +388,11 @@ impl Request {
             text: text.to_owned(),
             location,
             contact,
-            language: Language::parse(language)?,
+            language: if language.trim().is_empty() {
+                Language::detect(text).unwrap_or_default()
+            } else {
+                Language::parse(language.trim())?
+            },
         })
     }
 }
@@ -377,6 +433,29 @@ mod tests {
         assert_eq!(r.language, Language::Zh);
         assert_eq!(r.location.address, "东城区");
         assert_eq!(r.contact.phone.as_ref().unwrap().expose(), "13800138000");
+    }
+
+    #[test]
+    fn the_language_is_told_by_the_script_when_the_channel_does_not_say() {
+        let cases = [
+            ("楼上漏水，已经三天了", Some(Language::Zh)),
+            ("我家的heating又坏了", Some(Language::Zh)),
+            ("樓上漏水，電梯也壞了", Some(Language::Zh)),
+            ("No hot water in my flat in Wangjing since Monday", Some(Language::En)),
+            ("エレベーターが故障しています。望京の小区です", Some(Language::Ja)),
+            ("暖房が全然つきません", Some(Language::Ja)),
+            ("왕징 望京 아파트에 난방이 안 돼요 ㅠㅠ", Some(Language::Ko)),
+            ("В районе Чаоян (朝阳区) третий день нет воды", Some(Language::Ru)),
+            ("12345 !!! ???", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(Language::detect(text), want, "{text}");
+        }
+        let r = Request::parse("web", "", "엘리베이터에 갇혔어요", Location::default(), Contact::default(), "").unwrap();
+        assert_eq!(r.language, Language::Ko);
+        let r = Request::parse("web", "", "엘리베이터에 갇혔어요", Location::default(), Contact::default(), "en").unwrap();
+        assert_eq!(r.language, Language::En, "what the channel says wins");
     }
 
     #[test]

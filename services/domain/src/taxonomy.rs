@@ -157,11 +157,26 @@ impl From<UnitCode> for String {
     }
 }
 
-/// The county and street a request falls in, as far as known.
+/// The county, street and community a request falls in, as far as known:
+/// `None` where it cannot be told (never a guess presented as fact).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Jurisdiction {
     pub county: Option<String>,
     pub street: Option<String>,
+    #[serde(default)]
+    pub community: Option<String>,
+}
+
+impl Jurisdiction {
+    /// A jurisdiction known down to the street (and its county).
+    pub fn street(county: &str, street: &str) -> Self {
+        Jurisdiction { county: Some(county.to_owned()), street: Some(street.to_owned()), community: None }
+    }
+
+    /// A jurisdiction known only to the county.
+    pub fn county(county: &str) -> Self {
+        Jurisdiction { county: Some(county.to_owned()), street: None, community: None }
+    }
 }
 
 #[cfg(test)]

@@ -38,9 +38,20 @@ pub struct Classification {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QueueReason {
-    Delegated { from: PlatformId, reason: String },
-    Returned { unit: UnitCode, reason: String },
-    Whistled { from: PlatformId, reason: String },
+    /// The classifier was unsure: the city desk checks the classification.
+    Triage,
+    Delegated {
+        from: PlatformId,
+        reason: String,
+    },
+    Returned {
+        unit: UnitCode,
+        reason: String,
+    },
+    Whistled {
+        from: PlatformId,
+        reason: String,
+    },
 }
 
 /// A ticket in a unit's hands.
@@ -214,8 +225,32 @@ impl Ticket {
         let kind = &event.kind;
         match kind {
             EventKind::Received { .. } => Err(self.refuse(kind, "a ticket is received only once")),
-            EventKind::Classified { category, urgency, whistle_level, jurisdiction, .. } => match self.state {
+            EventKind::Classified { category, urgency, whistle_level, jurisdiction, triage, language, .. } => match self.state {
                 TicketState::Received => {
+                    self.classification = Some(Classification {
+                        category: *category,
+                        urgency: *urgency,
+                        whistle_level: *whistle_level,
+                        jurisdiction: jurisdiction.clone(),
+                    });
+                    self.request.language = *language;
+                    self.state = if *triage {
+                        self.see(&PlatformId::City);
+                        TicketState::Queued { platform: PlatformId::City, reason: QueueReason::Triage }
+                    } else {
+                        TicketState::Classified
+                    };
+                    Ok(())
+                }
+                TicketState::Classified
+                | TicketState::Queued { .. }
+                | TicketState::Assigned(_)
+                | TicketState::Acknowledged(_)
+                | TicketState::Completed { .. }
+                | TicketState::Closed { .. } => Err(self.refuse(kind, "only a received ticket is classified")),
+            },
+            EventKind::Reclassified { category, urgency, whistle_level, jurisdiction, .. } => match &self.state {
+                TicketState::Classified | TicketState::Queued { .. } => {
                     self.classification = Some(Classification {
                         category: *category,
                         urgency: *urgency,
@@ -225,7 +260,13 @@ impl Ticket {
                     self.state = TicketState::Classified;
                     Ok(())
                 }
-                _ => Err(self.refuse(kind, "only a received ticket is classified")),
+                TicketState::Received
+                | TicketState::Assigned(_)
+                | TicketState::Acknowledged(_)
+                | TicketState::Completed { .. }
+                | TicketState::Closed { .. } => {
+                    Err(self.refuse(kind, "only a ticket waiting on a desk (triage, delegated, whistled, returned) is reclassified"))
+                }
             },
             EventKind::Answered { .. } => match self.state {
                 TicketState::Classified => {
@@ -434,13 +475,46 @@ mod tests {
     }
 
     fn classified() -> EventKind {
-        EventKind::Classified {
-            category: Category::Water,
+        EventKind::classified_surely(
+            Category::Water,
+            Urgency::Ordinary,
+            WhistleLevel::Ordinary,
+            Jurisdiction::default(),
+            crate::Language::Zh,
+        )
+    }
+
+    #[test]
+    fn an_unsure_classification_waits_on_the_city_triage_queue_until_reclassified() {
+        let (mut t, id) = received();
+        let unsure = EventKind::Classified {
+            category: Category::Other,
             urgency: Urgency::Ordinary,
             whistle_level: WhistleLevel::Ordinary,
             jurisdiction: Jurisdiction::default(),
             matched_rules: vec![],
-        }
+            language: crate::Language::En,
+            confidence: 0.31,
+            runners_up: vec![crate::Alternative { category: Category::Water, probability: 0.29 }],
+            triage: true,
+        };
+        t.apply(&ev(id, unsure)).unwrap();
+        assert_eq!(t.state, TicketState::Queued { platform: PlatformId::City, reason: QueueReason::Triage });
+        assert_eq!(t.request.language, crate::Language::En, "the classifier's language is the ticket's");
+        let fix = EventKind::Reclassified {
+            category: Category::Water,
+            urgency: Urgency::Urgent,
+            whistle_level: WhistleLevel::Ordinary,
+            jurisdiction: Jurisdiction::street("dongcheng", "dc-jingshan"),
+            reason: "a burst pipe".into(),
+        };
+        t.apply(&ev(id, fix.clone())).unwrap();
+        assert_eq!(t.state, TicketState::Classified);
+        let c = t.classification.clone().unwrap();
+        assert_eq!((c.category, c.urgency, c.jurisdiction.street.as_deref()), (Category::Water, Urgency::Urgent, Some("dc-jingshan")));
+        t.apply(&ev(id, dispatched(deadline()))).unwrap();
+        let err = t.apply(&ev(id, fix)).unwrap_err();
+        assert!(err.to_string().contains("only a ticket waiting on a desk"), "{err}");
     }
 
     fn deadline() -> Deadline {

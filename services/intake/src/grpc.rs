@@ -123,6 +123,7 @@ pub fn view(p: &Projection) -> pb::TicketView {
         jurisdiction: c.map(|c| pb::Jurisdiction {
             county: c.jurisdiction.county.clone().unwrap_or_default(),
             street: c.jurisdiction.street.clone().unwrap_or_default(),
+            community: c.jurisdiction.community.clone().unwrap_or_default(),
         }),
         platform: platform.unwrap_or_default(),
         unit: unit.unwrap_or_default(),

@@ -4,10 +4,10 @@
 use prost::Message;
 use time::OffsetDateTime;
 use whistle_domain::event::{
-    Actor, ActorKind, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome, SCHEMA_VERSION,
+    Actor, ActorKind, Alternative, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome, SCHEMA_VERSION,
 };
 use whistle_domain::{
-    Category, Deadline, EventId, Jurisdiction, PlatformId, RequestFields, TicketId, TicketNumber, UnitCode, Urgency, WhistleLevel,
+    Category, Deadline, EventId, Jurisdiction, Language, PlatformId, RequestFields, TicketId, TicketNumber, UnitCode, Urgency, WhistleLevel,
 };
 
 use crate::v1 as pb;
@@ -66,6 +66,18 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event> {
     from_pb(pb::TicketEvent::decode(bytes)?)
 }
 
+fn jurisdiction_pb(j: &Jurisdiction) -> pb::Jurisdiction {
+    pb::Jurisdiction {
+        county: j.county.clone().unwrap_or_default(),
+        street: j.street.clone().unwrap_or_default(),
+        community: j.community.clone().unwrap_or_default(),
+    }
+}
+
+fn jurisdiction_domain(j: pb::Jurisdiction) -> Jurisdiction {
+    Jurisdiction { county: opt(&j.county), street: opt(&j.street), community: opt(&j.community) }
+}
+
 pub fn to_pb(e: &Event) -> pb::TicketEvent {
     use pb::ticket_event::Body;
     let body = match &e.kind {
@@ -85,15 +97,36 @@ pub fn to_pb(e: &Event) -> pb::TicketEvent {
             }),
             language: request.language.as_str().to_owned(),
         }),
-        EventKind::Classified { category, urgency, whistle_level, jurisdiction, matched_rules } => Body::Classified(pb::Classified {
+        EventKind::Classified {
+            category,
+            urgency,
+            whistle_level,
+            jurisdiction,
+            matched_rules,
+            language,
+            confidence,
+            runners_up,
+            triage,
+        } => Body::Classified(pb::Classified {
             category: category.as_str().to_owned(),
             urgency: urgency.as_str().to_owned(),
             whistle_level: whistle_level.as_str().to_owned(),
-            jurisdiction: Some(pb::Jurisdiction {
-                county: jurisdiction.county.clone().unwrap_or_default(),
-                street: jurisdiction.street.clone().unwrap_or_default(),
-            }),
+            jurisdiction: Some(jurisdiction_pb(jurisdiction)),
             matched_rules: matched_rules.clone(),
+            language: language.as_str().to_owned(),
+            confidence: *confidence,
+            runners_up: runners_up
+                .iter()
+                .map(|a| pb::Alternative { category: a.category.as_str().to_owned(), probability: a.probability })
+                .collect(),
+            triage: *triage,
+        }),
+        EventKind::Reclassified { category, urgency, whistle_level, jurisdiction, reason } => Body::Reclassified(pb::Reclassified {
+            category: category.as_str().to_owned(),
+            urgency: urgency.as_str().to_owned(),
+            whistle_level: whistle_level.as_str().to_owned(),
+            jurisdiction: Some(jurisdiction_pb(jurisdiction)),
+            reason: reason.clone(),
         }),
         EventKind::Answered { answer, knowledge_id } => {
             Body::Answered(pb::Answered { answer: answer.clone(), knowledge_id: knowledge_id.clone() })
@@ -177,15 +210,32 @@ pub fn from_pb(e: pb::TicketEvent) -> Result<Event> {
             EventKind::Received { number: TicketNumber::parse(&r.ticket_number)?, request }
         }
         Body::Classified(c) => {
-            let j = c.jurisdiction.unwrap_or_default();
+            if !(0.0..=1.0).contains(&c.confidence) {
+                return Err(Error::Invalid(whistle_domain::Error::invalid("confidence", format!("{} is not a probability", c.confidence))));
+            }
             EventKind::Classified {
                 category: Category::parse(&c.category)?,
                 urgency: Urgency::parse(&c.urgency)?,
                 whistle_level: WhistleLevel::parse(&c.whistle_level)?,
-                jurisdiction: Jurisdiction { county: opt(&j.county), street: opt(&j.street) },
+                jurisdiction: jurisdiction_domain(c.jurisdiction.unwrap_or_default()),
                 matched_rules: c.matched_rules,
+                language: Language::parse(&c.language)?,
+                confidence: c.confidence,
+                runners_up: c
+                    .runners_up
+                    .iter()
+                    .map(|a| Ok(Alternative { category: Category::parse(&a.category)?, probability: a.probability }))
+                    .collect::<Result<_>>()?,
+                triage: c.triage,
             }
         }
+        Body::Reclassified(c) => EventKind::Reclassified {
+            category: Category::parse(&c.category)?,
+            urgency: Urgency::parse(&c.urgency)?,
+            whistle_level: WhistleLevel::parse(&c.whistle_level)?,
+            jurisdiction: jurisdiction_domain(c.jurisdiction.unwrap_or_default()),
+            reason: c.reason,
+        },
         Body::Answered(a) => EventKind::Answered { answer: a.answer, knowledge_id: a.knowledge_id },
         Body::Dispatched(d) => EventKind::Dispatched {
             platform: PlatformId::parse(&d.platform)?,
@@ -256,8 +306,19 @@ mod tests {
                 category: Category::Water,
                 urgency: Urgency::Urgent,
                 whistle_level: WhistleLevel::Key,
-                jurisdiction: Jurisdiction { county: Some("east".into()), street: None },
-                matched_rules: vec!["water:漏水".into()],
+                jurisdiction: Jurisdiction { county: Some("east".into()), street: Some("e1".into()), community: Some("e1-c2".into()) },
+                matched_rules: vec!["signal:burst-pipe".into()],
+                language: whistle_domain::Language::Ru,
+                confidence: 0.75,
+                runners_up: vec![Alternative { category: Category::Property, probability: 0.125 }],
+                triage: true,
+            },
+            EventKind::Reclassified {
+                category: Category::Heating,
+                urgency: Urgency::Important,
+                whistle_level: WhistleLevel::Difficult,
+                jurisdiction: Jurisdiction::county("east"),
+                reason: "radiators, not pipes".into(),
             },
             EventKind::Dispatched {
                 platform: PlatformId::parse("county:east").unwrap(),

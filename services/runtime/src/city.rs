@@ -73,8 +73,11 @@ default_unit = "hub"
     fn tickets_start_at_the_tier_their_rules_name() {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config/demo-city.toml");
         let city = load(&file).unwrap();
-        let j =
-            |county: Option<&str>, street: Option<&str>| Jurisdiction { county: county.map(Into::into), street: street.map(Into::into) };
+        let j = |county: Option<&str>, street: Option<&str>| Jurisdiction {
+            county: county.map(Into::into),
+            street: street.map(Into::into),
+            community: None,
+        };
         let noise = city.start_platform(Category::Noise, WhistleLevel::Ordinary, &j(Some("xicheng"), Some("xc-xinjiekou")));
         assert_eq!(noise, PlatformId::parse("street:xc-xinjiekou").unwrap());
         assert_eq!(

@@ -134,6 +134,7 @@ pub fn effect(kind: &EventKind) -> Effect<'_> {
         EventKind::Closed { .. } => Effect::Forget,
         EventKind::Received { .. }
         | EventKind::Classified { .. }
+        | EventKind::Reclassified { .. }
         | EventKind::Answered { .. }
         | EventKind::Delegated { .. }
         | EventKind::Acknowledged

@@ -108,6 +108,26 @@ enum Command {
     },
     /// Take part in a ticket of your platform (报到), as a department.
     ReportIn { ticket: String },
+    /// Correct the classification of a ticket waiting on your desk (the
+    /// city's triage queue, or delegated, whistled, returned); it is routed
+    /// again. Options left out keep their value.
+    Reclassify {
+        ticket: String,
+        #[arg(long, default_value = "")]
+        category: String,
+        #[arg(long, default_value = "")]
+        urgency: String,
+        #[arg(long, default_value = "")]
+        whistle_level: String,
+        #[arg(long, default_value = "")]
+        county: String,
+        #[arg(long, default_value = "")]
+        street: String,
+        #[arg(long, default_value = "")]
+        community: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Hand a ticket down to a platform below (county:<code>, street:<code>).
     Delegate {
         ticket: String,
@@ -222,6 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ("whistle level", t.whistle_level.clone()),
                 ("county", j.county),
                 ("street", j.street),
+                ("community", j.community),
                 ("platform", t.platform.clone()),
                 ("unit", t.unit.clone()),
                 ("deadline", ts(&t.deadline)),
@@ -293,6 +314,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ReportIn { ticket } => {
             let r = desk(&cli).await?.report_in(pb::TicketRef { ticket }).await.map_err(status)?.into_inner();
             done(&cli, "reported in to", &r);
+        }
+        Command::Reclassify { ticket, category, urgency, whistle_level, county, street, community, reason } => {
+            let req = pb::ReclassifyRequest { ticket, category, urgency, whistle_level, county, street, community, reason };
+            let r = desk(&cli).await?.reclassify(req).await.map_err(status)?.into_inner();
+            done(&cli, "reclassified", &r);
         }
         Command::Delegate { ticket, platform, reason } => {
             let r = desk(&cli).await?.delegate(pb::DelegateRequest { ticket, platform, reason }).await.map_err(status)?.into_inner();
