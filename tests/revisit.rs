@@ -45,16 +45,7 @@ async fn complete(p: &Platform, number: &str, result: &str) {
 
 /// Waits until the agent's queue (due now, or all with `later`) lists the ticket.
 async fn queued(p: &Platform, agent: &str, number: &str, later: bool) -> pb::RevisitTask {
-    let mut client = p.revisit_as(agent).await;
-    let start = Instant::now();
-    loop {
-        let tasks = client.list_due(pb::ListDueRequest { limit: 100, include_later: later }).await.expect("list due").into_inner().tasks;
-        if let Some(t) = tasks.into_iter().find(|t| t.ticket_number == number) {
-            return t;
-        }
-        assert!(start.elapsed() < WAIT, "ticket {number} never appeared on {agent}'s revisit queue");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    p.wait_revisit_queued(agent, number, later).await
 }
 
 async fn is_due_now(p: &Platform, agent: &str, number: &str) -> bool {

@@ -39,6 +39,7 @@ start notifier target/debug/whistle-notifier
 start revisit target/debug/whistle-revisit
 
 wait_port 127.0.0.1 50051 60 intake
+wait_port 127.0.0.1 8031 60 "intake (Open311)"
 wait_port 127.0.0.1 50052 60 dispatcher
 wait_port 127.0.0.1 50053 60 "county:xicheng dispatcher"
 wait_port 127.0.0.1 50054 60 "street:xc-xinjiekou dispatcher"
@@ -54,6 +55,8 @@ Whistle is running.
   broker (Tansu)      $KAFKA_HOST:$KAFKA_PORT   data: $WHISTLE_DATA/tansu
   redis               $REDIS_HOST:$REDIS_PORT   data: $WHISTLE_DATA/redis
   intake (gRPC)       127.0.0.1:50051
+  Open311 GeoReport v2 http://127.0.0.1:8031/open311/v2   (demo key: demo-open311-key)
+  tracking page       http://127.0.0.1:8031/track
   city desk (gRPC)    127.0.0.1:50052
   county:xicheng desk 127.0.0.1:50053   street:xc-xinjiekou desk 127.0.0.1:50054
   revisit (gRPC)      127.0.0.1:50056   citizens' answers (HTTP) 127.0.0.1:8026
@@ -78,6 +81,12 @@ A noise complaint in Xinjiekou starts at that street's desk:
   target/debug/whistlectl submit "晚上施工噪音扰民" --address "西城区新街口"
   WHISTLE_DESK=http://127.0.0.1:50054 WHISTLE_TOKEN=demo-street-xc-xinjiekou target/debug/whistlectl queue
   WHISTLE_DESK=http://127.0.0.1:50054 WHISTLE_TOKEN=demo-street-xc-xinjiekou target/debug/whistlectl whistle <ticket number> --reason "需要区里协调"
+
+Submit and follow a request over Open311 (JSON or XML by the extension):
+  curl -s http://127.0.0.1:8031/open311/v2/services.json
+  curl -s -d api_key=demo-open311-key -d service_code=water -d address_string="东城区景山街道3号楼" -d phone=13800138000 -d description="楼道水管漏水" http://127.0.0.1:8031/open311/v2/requests.json
+  curl -s http://127.0.0.1:8031/open311/v2/requests/<service_request_id>.xml
+  in a browser: http://127.0.0.1:8031/track/<service_request_id>?phone=8000
 
 A request the classifier is unsure of waits on the city desk's triage queue until an operator corrects it:
   target/debug/whistlectl submit "喂，那个事你们到底管不管"

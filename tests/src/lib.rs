@@ -117,6 +117,8 @@ pub struct Options {
     pub revisit: whistle_domain::revisit::RevisitPolicy,
     /// Start only the revisit service (for tests that script the events).
     pub only_revisit: bool,
+    /// Open311 POSTs a key may make a minute.
+    pub open311_posts_per_minute: u32,
 }
 
 impl Default for Options {
@@ -132,6 +134,7 @@ impl Default for Options {
             summary: false,
             revisit: whistle_domain::revisit::RevisitPolicy::default(),
             only_revisit: false,
+            open311_posts_per_minute: 600,
         }
     }
 }
@@ -148,6 +151,8 @@ pub struct Platform {
     pub redis: RedisConfig,
     pub clock: ManualClock,
     pub intake_addr: SocketAddr,
+    /// Intake's HTTP front: Open311 and the tracking page.
+    pub intake_http: SocketAddr,
     pub desk_addr: SocketAddr,
     /// Desk address of every dispatcher instance, by platform.
     pub desks: HashMap<String, SocketAddr>,
@@ -190,6 +195,7 @@ impl Platform {
             redis,
             clock,
             intake_addr: ([127, 0, 0, 1], 0).into(),
+            intake_http: ([127, 0, 0, 1], 0).into(),
             desk_addr: ([127, 0, 0, 1], 0).into(),
             desks: HashMap::new(),
             webhook,
@@ -229,10 +235,36 @@ impl Platform {
     }
 
     pub async fn start_intake(&mut self) {
-        let mut config = whistle_intake::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), ..Default::default() };
+        let mut config = whistle_intake::Config {
+            kafka: self.kafka.clone(),
+            redis: self.redis.clone(),
+            revisit: whistle_runtime::config::RevisitLink {
+                link_secret: whistle_runtime::Secret::new(LINK_SECRET.into()),
+                public_url: "http://revisit.test".into(),
+            },
+            ..Default::default()
+        };
         config.intake.listen = ([127, 0, 0, 1], 0).into();
+        config.intake.http_listen = ([127, 0, 0, 1], 0).into();
+        config.intake.city_file = city_file();
+        config.open311.keys = vec![
+            whistle_intake::open311::ApiKey {
+                system: "tests".into(),
+                channel: "app".into(),
+                sha256: whistle_runtime::auth::hash_token(OPEN311_KEY),
+                answer_with_token: false,
+            },
+            whistle_intake::open311::ApiKey {
+                system: "batch-tests".into(),
+                channel: "external".into(),
+                sha256: whistle_runtime::auth::hash_token(OPEN311_TOKEN_KEY),
+                answer_with_token: true,
+            },
+        ];
+        config.open311.posts_per_minute = self.options.open311_posts_per_minute;
         let svc = whistle_intake::Intake::build_with_clock(config, self.clock_arc()).await.expect("build intake");
         self.intake_addr = svc.local_addr();
+        self.intake_http = svc.http_addr();
         self.spawn("intake", |s| async move { svc.run(s).await.expect("intake") });
     }
 
@@ -374,6 +406,22 @@ impl Platform {
     pub async fn revisit_as(&self, caller: &str) -> RevisitClient<InterceptedService<Channel, whistle_proto::Bearer>> {
         let channel = Channel::from_shared(format!("http://{}", self.revisit_addr)).expect("uri").connect().await.expect("connect revisit");
         RevisitClient::with_interceptor(channel, whistle_proto::Bearer::new(Some(&token_for(caller))).expect("token"))
+    }
+
+    /// Waits until the agent's revisit queue (due now, or all with `later`)
+    /// lists the ticket; panics naming it after a minute.
+    pub async fn wait_revisit_queued(&self, agent: &str, number: &str, later: bool) -> pb::RevisitTask {
+        let mut client = self.revisit_as(agent).await;
+        let start = Instant::now();
+        loop {
+            let tasks =
+                client.list_due(pb::ListDueRequest { limit: 100, include_later: later }).await.expect("list due").into_inner().tasks;
+            if let Some(t) = tasks.into_iter().find(|t| t.ticket_number == number) {
+                return t;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "ticket {number} never appeared on {agent}'s revisit queue");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The citizen answers the revisit by SMS reply, as the gateway posts it.
@@ -623,6 +671,10 @@ pub const DESK_CALLERS: &[&str] = &[
 
 /// The revisit callers the test platform has tokens for.
 pub const REVISIT_CALLERS: &[&str] = &["agent:wang", "agent:li", "city"];
+
+/// The Open311 API keys of the test platform: answered with ids, and with tokens.
+pub const OPEN311_KEY: &str = "test-open311-key";
+pub const OPEN311_TOKEN_KEY: &str = "test-open311-token-key";
 
 /// The key of the signed revisit links in tests.
 pub const LINK_SECRET: &str = "test-revisit-link-secret-0123456789";

@@ -28,11 +28,13 @@ containers:
       - { name: RUST_LOG, value: {{ $root.Values.logLevel | quote }} }
       # Inside a pod every server listens on all interfaces.
       - { name: WHISTLE__INTAKE__LISTEN, value: "0.0.0.0:50051" }
+      - { name: WHISTLE__INTAKE__HTTP_LISTEN, value: "0.0.0.0:8031" }
       - { name: WHISTLE__DISPATCHER__LISTEN, value: "0.0.0.0:50052" }
       - { name: WHISTLE__REVISIT__LISTEN, value: "0.0.0.0:50056" }
       - { name: WHISTLE__REVISIT__HTTP_LISTEN, value: "0.0.0.0:8026" }
       - { name: WHISTLE__DISPATCHER__CITY_FILE, value: /etc/whistle/city/city.toml }
       - { name: WHISTLE__CLASSIFIER__CITY_FILE, value: /etc/whistle/city/city.toml }
+      - { name: WHISTLE__INTAKE__CITY_FILE, value: /etc/whistle/city/city.toml }
       - { name: WHISTLE__NOTIFIER__CITY_FILE, value: /etc/whistle/city/city.toml }
     {{- if $root.Values.existingSecret }}
     envFrom:

@@ -82,7 +82,14 @@ pub fn eval(corpus_dir: &Path, city: &Path, model_path: &Path, triage_below: f32
     for _ in 0..5 {
         for ex in &test {
             let t = std::time::Instant::now();
-            let o = engine.read(&Input { text: &ex.text, address: &ex.address, point: None, language: ex.language, arrived: None });
+            let o = engine.read(&Input {
+                text: &ex.text,
+                address: &ex.address,
+                point: None,
+                language: ex.language,
+                arrived: None,
+                service: None,
+            });
             std::hint::black_box(o);
             micros.push(t.elapsed().as_secs_f64() * 1e6);
         }
@@ -187,6 +194,7 @@ pub fn classify_line(engine: &Engine, line: &[u8]) -> std::result::Result<(serde
         point: request.location.point,
         language: request.language,
         arrived: None,
+        service: None,
     });
     Ok((l.id, o))
 }

@@ -38,6 +38,8 @@ pub struct Input<'a> {
     pub language: Language,
     /// The (month, day) it arrived (city time), when known.
     pub arrived: Option<(u8, u8)>,
+    /// The category the citizen chose (an Open311 service), which stands.
+    pub service: Option<Category>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -182,8 +184,14 @@ impl Engine {
         let p = self.model.predict(&x);
         let mut ranked: Vec<(Category, f32)> = Category::ALL.iter().copied().zip(p[0].iter().copied()).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let (category, confidence) = ranked[0];
         let mut matched: Vec<String> = fired.iter().map(|f| format!("signal:{}:{}", f.name, f.word)).collect();
+        // The citizen's own choice of service stands; the model ranks the rest.
+        if let Some(chosen) = input.service {
+            ranked.retain(|(c, _)| *c != chosen);
+            ranked.insert(0, (chosen, 1.0));
+            matched.push(format!("service:{chosen}"));
+        }
+        let (category, confidence) = ranked[0];
         let effects: Vec<SignalEffect> = fired.iter().map(|f| f.effect).collect();
         let urgency = if effects.contains(&SignalEffect::Urgent) {
             Urgency::Urgent

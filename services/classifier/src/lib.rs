@@ -167,6 +167,7 @@ impl Handler for ClassifyHandler {
             point: request.location.point,
             language: request.language,
             arrived: Some((u8::from(local.month()), local.day())),
+            service: request.service,
         });
         let earlier = match history::place_of(&request.location.address, &reading.jurisdiction) {
             Some(place) => Some(

@@ -142,7 +142,8 @@ impl Evaluation {
 /// The engine on examples (the service's path, without history).
 pub fn evaluate_engine(engine: &Engine, examples: &[&Example]) -> Evaluation {
     Evaluation::of(examples, |ex| {
-        let o = engine.read(&Input { text: &ex.text, address: &ex.address, point: None, language: ex.language, arrived: None });
+        let o =
+            engine.read(&Input { text: &ex.text, address: &ex.address, point: None, language: ex.language, arrived: None, service: None });
         ((o.category, o.urgency, o.whistle_level), o.triage)
     })
 }

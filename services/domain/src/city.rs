@@ -480,6 +480,24 @@ impl City {
         self.streets.get(street).map(String::as_str)
     }
 
+    /// A place's name as a citizen reads it (the first of its names, else
+    /// its code's entry name), with the places above it: "西城区 新街口街道".
+    pub fn place_name(&self, code: &str) -> Option<String> {
+        let c = &self.config;
+        let first = |aliases: &[String], name: &str| aliases.first().cloned().unwrap_or_else(|| name.to_owned());
+        let county = |code: &str| c.counties.iter().find(|k| k.code == code).map(|k| first(&k.aliases, &k.name));
+        let street = |code: &str| c.streets.iter().find(|s| s.code == code).map(|s| (first(&s.aliases, &s.name), s.county.clone()));
+        if let Some(name) = county(code) {
+            return Some(name);
+        }
+        if let Some((name, of)) = street(code) {
+            return Some(format!("{} {name}", county(&of).unwrap_or_default()).trim().to_owned());
+        }
+        let m = c.communities.iter().find(|m| m.code == code)?;
+        let (street_name, of) = street(&m.street)?;
+        Some(format!("{} {street_name} {}", county(&of).unwrap_or_default(), m.name).trim().to_owned())
+    }
+
     pub fn street_of(&self, community: &str) -> Option<&str> {
         self.communities.get(community).map(String::as_str)
     }

@@ -2,9 +2,10 @@
 //! bad input with the field and the reason.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::{Error, Result};
+use crate::{Category, Error, Result};
 
 /// Longest request text accepted, in characters.
 pub const MAX_TEXT_CHARS: usize = 4000;
@@ -342,6 +343,14 @@ pub struct RequestFields {
     pub citizen_email: String,
     #[serde(default)]
     pub language: String,
+    /// The category the citizen chose (an Open311 `service_code`), if any.
+    #[serde(default)]
+    pub service_code: String,
+    /// The chosen service's extra fields (Open311 `attribute[CODE]`).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub media_url: String,
 }
 
 impl RequestFields {
@@ -349,8 +358,55 @@ impl RequestFields {
     pub fn validate(&self) -> Result<Request> {
         let location = Location::parse(&self.address, self.lat, self.lon)?;
         let contact = Contact::parse(&self.citizen_name, &self.citizen_phone, &self.citizen_email)?;
-        Request::parse(&self.channel, &self.external_id, &self.text, location, contact, &self.language)
+        let mut request = Request::parse(&self.channel, &self.external_id, &self.text, location, contact, &self.language)?;
+        request.service = match self.service_code.trim() {
+            "" => None,
+            code => Some(Category::parse(code).map_err(|_| Error::invalid("service_code", format!("unknown service_code {code:?}")))?),
+        };
+        request.attributes = parse_attributes(&self.attributes)?;
+        request.media_url = parse_media_url(&self.media_url)?;
+        Ok(request)
     }
+}
+
+/// At most this many attributes, values per attribute, characters a value.
+pub const MAX_ATTRIBUTES: usize = 20;
+const MAX_VALUE_CHARS: usize = 500;
+
+fn parse_attributes(given: &BTreeMap<String, Vec<String>>) -> Result<BTreeMap<String, Vec<String>>> {
+    if given.len() > MAX_ATTRIBUTES {
+        return Err(Error::invalid("attribute", format!("{} attributes; at most {MAX_ATTRIBUTES}", given.len())));
+    }
+    let mut out = BTreeMap::new();
+    for (code, values) in given {
+        let ok = !code.is_empty() && code.len() <= 64 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok {
+            return Err(Error::invalid("attribute", format!("{code:?} is not an attribute code (letters, digits, _ -, at most 64)")));
+        }
+        let values: Vec<String> = values.iter().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect();
+        if values.len() > MAX_ATTRIBUTES || values.iter().any(|v| v.chars().count() > MAX_VALUE_CHARS) {
+            return Err(Error::invalid(
+                "attribute",
+                format!("attribute[{code}]: at most {MAX_ATTRIBUTES} values of {MAX_VALUE_CHARS} characters"),
+            ));
+        }
+        if !values.is_empty() {
+            out.insert(code.clone(), values);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_media_url(s: &str) -> Result<Option<String>> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let ok = (s.starts_with("http://") || s.starts_with("https://")) && s.len() <= 2000 && !s.chars().any(char::is_whitespace);
+    if !ok {
+        return Err(Error::invalid("media_url", "is not an http(s) URL of at most 2,000 characters"));
+    }
+    Ok(Some(s.to_owned()))
 }
 
 /// A validated request, before it has a ticket.
@@ -364,6 +420,13 @@ pub struct Request {
     pub location: Location,
     pub contact: Contact,
     pub language: Language,
+    /// The category the citizen chose, when the channel let them (Open311).
+    #[serde(default)]
+    pub service: Option<Category>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub media_url: Option<String>,
 }
 
 impl Request {
@@ -393,6 +456,9 @@ impl Request {
             } else {
                 Language::parse(language.trim())?
             },
+            service: None,
+            attributes: BTreeMap::new(),
+            media_url: None,
         })
     }
 }

@@ -53,6 +53,7 @@ impl Intake for IntakeService {
             citizen_phone: r.citizen_phone,
             citizen_email: r.citizen_email,
             language: r.language,
+            ..RequestFields::default()
         }
         .validate()
         .map_err(invalid)?;

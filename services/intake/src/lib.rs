@@ -7,6 +7,7 @@
 
 mod grpc;
 mod numbers;
+pub mod open311;
 mod projector;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,9 @@ pub struct Config {
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
     pub intake: IntakeSettings,
+    pub open311: open311::Open311Settings,
+    /// The revisit link the tracking page offers (`[revisit]`, shared).
+    pub revisit: whistle_runtime::config::RevisitLink,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,11 +43,21 @@ pub struct IntakeSettings {
     pub utc_offset_hours: i8,
     /// Consumer group of the projector.
     pub projector_group: String,
+    /// HTTP listen address (Open311, the tracking page); port 0 picks a free port.
+    pub http_listen: SocketAddr,
+    /// The city file: units' names, the gazetteer's codes.
+    pub city_file: std::path::PathBuf,
 }
 
 impl Default for IntakeSettings {
     fn default() -> Self {
-        IntakeSettings { listen: ([127, 0, 0, 1], 50051).into(), utc_offset_hours: 8, projector_group: "intake-projector".into() }
+        IntakeSettings {
+            listen: ([127, 0, 0, 1], 50051).into(),
+            utc_offset_hours: 8,
+            projector_group: "intake-projector".into(),
+            http_listen: ([127, 0, 0, 1], 8031).into(),
+            city_file: "deploy/config/demo-city.toml".into(),
+        }
     }
 }
 
@@ -65,6 +79,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Intake {
     config: Config,
     listener: TcpListener,
+    http: TcpListener,
+    front: Arc<open311::Front>,
     registrar: Registrar,
     store: TicketStore,
     producer: EventProducer,
@@ -83,20 +99,31 @@ impl Intake {
         }
         let producer = EventProducer::new(&config.kafka)?;
         let store = TicketStore::connect(&config.redis).await?;
-        let registrar = Registrar::new(store.clone(), producer.clone(), clock, offset);
+        let registrar = Registrar::new(store.clone(), producer.clone(), clock.clone(), offset);
+        let city = Arc::new(whistle_runtime::city::load(&config.intake.city_file)?);
+        let front =
+            open311::Front::new(registrar.clone(), store.clone(), city, config.open311.clone(), config.revisit.clone(), offset, clock)
+                .map_err(Error::Config)?;
         let addr = config.intake.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
-        Ok(Intake { config, listener, registrar, store, producer })
+        let addr = config.intake.http_listen;
+        let http = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
+        Ok(Intake { config, listener, http, front: Arc::new(front), registrar, store, producer })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.config.intake.listen)
     }
 
+    /// Where Open311 and the tracking page listen.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().unwrap_or(self.config.intake.http_listen)
+    }
+
     /// Serves gRPC and runs the projector and the intake-topic consumer until
     /// shutdown, then drains.
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let Intake { config, listener, registrar, store, producer } = self;
+        let Intake { config, listener, http, front, registrar, store, producer } = self;
         let topics = Topics::new(&config.kafka);
         // Redis may have lost the projection: rebuild it from Kafka before
         // projecting anything new, and again whenever its marker disappears.
@@ -126,6 +153,10 @@ impl Intake {
             producer.clone(),
             &shutdown,
         );
+        let web = spawn_supervised("open311", &shutdown, {
+            let shutdown = shutdown.clone();
+            async move { open311::serve(http, front, shutdown).await.map_err(|e| Error::Config(format!("open311 http: {e}"))) }
+        });
         let service = grpc::IntakeService::new(registrar, store);
         let server = tonic::transport::Server::builder()
             .trace_fn(whistle_runtime::telemetry::grpc_span)
@@ -137,6 +168,7 @@ impl Intake {
         let served = server.await;
         shutdown.trigger();
         drain(vec![projector, intake_topic, watch], Duration::from_secs(15)).await;
+        drain(vec![web], Duration::from_secs(5)).await;
         producer.flush(Duration::from_secs(5));
         served?;
         Ok(())

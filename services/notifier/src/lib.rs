@@ -27,7 +27,7 @@ use whistle_domain::{Category, Clock, Language, PlatformId, SystemClock, TicketI
 use whistle_runtime::config::CalendarSettings;
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
 use whistle_runtime::shutdown::{drain, spawn_supervised};
-use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Secret, Shutdown, TelemetryConfig, TicketStore, Topics};
+use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
 
 use channels::{Failure, Sms, SmsSettings, Smtp, SmtpSettings, Webhook};
 pub use messages::{Message, Recipient, Template};
@@ -44,19 +44,7 @@ pub struct Config {
     pub revisit: RevisitLink,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RevisitLink {
-    pub link_secret: Secret<String>,
-    /// Where citizens open their link: `<public_url>/r/<token>`.
-    pub public_url: String,
-}
-
-impl Default for RevisitLink {
-    fn default() -> Self {
-        RevisitLink { link_secret: Secret::new("change-me-revisit-link-secret".into()), public_url: "http://127.0.0.1:8026".into() }
-    }
-}
+pub use whistle_runtime::config::RevisitLink;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -376,12 +364,7 @@ impl Notifier {
             settings: config.notifier.clone(),
         };
         let producer = EventProducer::new(&config.kafka)?;
-        let handler = Arc::new(Notify {
-            deliverer: Arc::new(deliverer),
-            catalog: Arc::new(catalog),
-            link_secret: config.revisit.link_secret.expose().as_bytes().to_vec(),
-            link_base: config.revisit.public_url.trim_end_matches('/').to_owned(),
-        });
+        let handler = Arc::new(Notify { deliverer: Arc::new(deliverer), catalog: Arc::new(catalog), revisit: config.revisit.clone() });
         Ok(Notifier { config, handler, producer, clock })
     }
 
@@ -412,8 +395,7 @@ impl Notifier {
 struct Notify {
     deliverer: Arc<Deliverer>,
     catalog: Arc<i18n::Catalog>,
-    link_secret: Vec<u8>,
-    link_base: String,
+    revisit: RevisitLink,
 }
 
 impl Handler for Notify {
@@ -423,7 +405,7 @@ impl Handler for Notify {
         let projection =
             if messages::needs_ticket(&event) { Some(d.store.projection_at(&event.ticket_id, msg.offset).await?) } else { None };
         let messages = {
-            let link = |t: &TicketId| format!("{}/r/{}", self.link_base, whistle_domain::revisit::link_token(&self.link_secret, t));
+            let link = |t: &TicketId| self.revisit.url(t);
             let ctx = messages::Context {
                 catalog: &self.catalog,
                 leader_of: &|p| d.directory.leader_of(p),

@@ -96,6 +96,13 @@ pub fn to_pb(e: &Event) -> pb::TicketEvent {
                 email: request.contact.email.as_ref().map(|m| m.expose().clone()).unwrap_or_default(),
             }),
             language: request.language.as_str().to_owned(),
+            service_code: request.service.map(|c| c.as_str().to_owned()).unwrap_or_default(),
+            attributes: request
+                .attributes
+                .iter()
+                .map(|(code, values)| pb::Attribute { code: code.clone(), values: values.clone() })
+                .collect(),
+            media_url: request.media_url.clone().unwrap_or_default(),
         }),
         EventKind::Classified {
             category,
@@ -205,6 +212,9 @@ pub fn from_pb(e: pb::TicketEvent) -> Result<Event> {
                 citizen_phone: c.phone,
                 citizen_email: c.email,
                 language: r.language,
+                service_code: r.service_code,
+                attributes: r.attributes.into_iter().map(|a| (a.code, a.values)).collect(),
+                media_url: r.media_url,
             }
             .validate()?;
             EventKind::Received { number: TicketNumber::parse(&r.ticket_number)?, request }

@@ -134,6 +134,34 @@ mod tests {
     }
 }
 
+/// The signed revisit link citizens open (`[revisit] link_secret` and
+/// `public_url`): the revisit service checks it, the notifier and intake's
+/// tracking page make it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RevisitLink {
+    pub link_secret: Secret<String>,
+    /// Where citizens open their link: `<public_url>/r/<token>`.
+    pub public_url: String,
+}
+
+impl Default for RevisitLink {
+    fn default() -> Self {
+        RevisitLink { link_secret: Secret::new("change-me-revisit-link-secret".into()), public_url: "http://127.0.0.1:8026".into() }
+    }
+}
+
+impl RevisitLink {
+    /// The link of a ticket's revisit question.
+    pub fn url(&self, ticket: &whistle_domain::TicketId) -> String {
+        format!(
+            "{}/r/{}",
+            self.public_url.trim_end_matches('/'),
+            whistle_domain::revisit::link_token(self.link_secret.expose().as_bytes(), ticket)
+        )
+    }
+}
+
 /// The working-day calendar as configured (`[calendar]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]

@@ -143,6 +143,67 @@ impl TicketStore {
         Ok(if orphan.is_some_and(|o| o >= offset) { CaughtUp::Orphan } else { CaughtUp::Behind })
     }
 
+    /// Every ticket by the time it was received (milliseconds).
+    fn time_index_key(&self) -> String {
+        format!("{}tickets:by-time", self.prefix)
+    }
+
+    /// The tickets of one category by the time they were received.
+    fn category_index_key(&self, category: whistle_domain::Category) -> String {
+        format!("{}tickets:by-category:{category}", self.prefix)
+    }
+
+    /// Ticket ids received in `[from, to]` (either bound open), newest
+    /// first, of the given categories (all when empty), at most `limit`
+    /// after skipping `skip`.
+    pub async fn received_between(
+        &self,
+        from: Option<time::OffsetDateTime>,
+        to: Option<time::OffsetDateTime>,
+        categories: &[whistle_domain::Category],
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<TicketId>> {
+        let ms =
+            |t: Option<time::OffsetDateTime>, open: &str| t.map_or(open.to_owned(), |t| (t.unix_timestamp_nanos() / 1_000_000).to_string());
+        let (max, min) = (ms(to, "+inf"), ms(from, "-inf"));
+        let mut redis = self.redis.clone();
+        let keys: Vec<String> = if categories.is_empty() {
+            vec![self.time_index_key()]
+        } else {
+            categories.iter().map(|c| self.category_index_key(*c)).collect()
+        };
+        let mut all: Vec<(String, f64)> = Vec::new();
+        for key in keys {
+            let got: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
+                .arg(&key)
+                .arg(&max)
+                .arg(&min)
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(skip + limit)
+                .query_async(&mut redis)
+                .await?;
+            all.extend(got);
+        }
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(all.into_iter().skip(skip).take(limit).filter_map(|(id, _)| TicketId::parse(&id).ok()).collect())
+    }
+
+    /// The projections of these tickets, in order; unknown ones are left out.
+    pub async fn get_many(&self, ids: &[TicketId]) -> Result<Vec<Projection>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.ticket_key(id)).collect();
+        let raw: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut self.redis.clone()).await?;
+        raw.into_iter()
+            .zip(ids)
+            .filter_map(|(r, id)| r.map(|r| serde_json::from_str(&r).map_err(|e| Error::Corrupt(id.to_string(), e.to_string()))))
+            .collect()
+    }
+
     /// Where intake remembers a (channel, external id) it registered:
     /// `pending <id> <number>` while publishing, `done <id> <number>` after.
     pub fn request_key(&self, channel: &str, external_id: &str) -> String {
@@ -258,9 +319,30 @@ impl TicketStore {
             },
         };
         let json = serde_json::to_string(&projection)?;
+        if let (Applied::Applied, EventKind::Classified { category, .. } | EventKind::Reclassified { category, .. }) =
+            (&outcome, &event.kind)
+        {
+            // The by-category index follows the ticket's category.
+            let at = projection.ticket.received_at.unix_timestamp() * 1000;
+            let id = event.ticket_id.to_string();
+            let mut pipe = redis::pipe();
+            pipe.atomic().set(&key, json);
+            for c in whistle_domain::Category::ALL {
+                if c != category {
+                    pipe.zrem(self.category_index_key(*c), &id);
+                }
+            }
+            pipe.zadd(self.category_index_key(*category), &id, at);
+            let _: () = pipe.query_async(&mut redis).await?;
+            return Ok(outcome);
+        }
         if let EventKind::Received { number, request } = &event.kind {
             let mut pipe = redis::pipe();
-            pipe.atomic().set(&key, json).set(self.number_key(number.as_str()), event.ticket_id.to_string());
+            pipe.atomic().set(&key, json).set(self.number_key(number.as_str()), event.ticket_id.to_string()).zadd(
+                self.time_index_key(),
+                event.ticket_id.to_string(),
+                event.occurred_at.unix_timestamp() * 1000,
+            );
             if let Some(ext) = &request.external_id {
                 // Intake's idempotency record, so a resubmission after a
                 // rebuild still finds the ticket.
