@@ -33,7 +33,7 @@ fn china(t: &Option<whistle_proto::prost_types::Timestamp>) -> time::OffsetDateT
 async fn a_request_reaches_the_right_unit_and_everyone_is_told_once() {
     let p = Platform::start("flow").await;
 
-    let water = submit(&p, request("楼上漏水，已经三天了", "东城区景山街道3号楼")).await;
+    let water = submit(&p, request("自来水发黄，还有股铁锈味，烧开了有一层水垢", "东城区景山街道3号楼")).await;
     assert_eq!(water.ticket_number.len(), 14, "{water:?}");
     assert!(water.ticket_number.starts_with("20261123"), "dated by the city's clock: {water:?}");
     assert!(!water.duplicate);

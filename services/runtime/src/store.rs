@@ -284,7 +284,16 @@ impl TicketStore {
         };
         let (projection, outcome) = match existing {
             Some(mut p) => {
-                if p.applied.contains(&event.id) || p.offset >= offset && p.partition == partition {
+                if p.partition == partition && p.offset >= offset {
+                    return Ok(Applied::Duplicate);
+                }
+                if p.applied.contains(&event.id) {
+                    // The same event again at a later position (a timer fired
+                    // twice, a batch re-published): nothing changes but the
+                    // position, so readers waiting for it go on.
+                    p.partition = partition;
+                    p.offset = offset;
+                    let _: () = redis.set(&key, serde_json::to_string(&p)?).await?;
                     return Ok(Applied::Duplicate);
                 }
                 p.partition = partition;
