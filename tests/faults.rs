@@ -57,3 +57,136 @@ async fn a_repeated_event_does_not_stall_its_partition() {
     p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_and_their_reasons_hold_no_citizen_contact() {
+    use prost::Message;
+    let p = Platform::start("dlq-contact").await;
+    // An outside system's request that cannot be a ticket (latitude 100), with the citizen's contact.
+    let bad = r#"{"channel":"grid","external_id":"g-contact-1","text":"路灯坏了","citizen_name":"张三丰","citizen_phone":"13812345678","lat":100.0,"lon":116.4}"#;
+    p.publish_to(&p.topics().intake_requests(), "g-contact-1", bad.as_bytes()).await;
+    // A ticket event that does not validate (its number is not one), with a contact inside.
+    let t = TicketId::new();
+    let e = whistle_proto::v1::TicketEvent {
+        schema_version: 1,
+        event_id: EventId::new().to_string(),
+        ticket_id: t.to_string(),
+        occurred_at: Some(whistle_proto::timestamp(time::macros::datetime!(2026-11-23 10:00 +08:00))),
+        actor: Some(whistle_proto::v1::Actor { kind: "system".into(), id: "test".into() }),
+        body: Some(whistle_proto::v1::ticket_event::Body::Received(whistle_proto::v1::Received {
+            ticket_number: "not-a-number".into(),
+            channel: "phone".into(),
+            text: "我叫李四，电话13912345678，楼道漏水".into(),
+            contact: Some(whistle_proto::v1::Contact {
+                name: "李四".into(), phone: "13912345678".into(), email: "lisi@example.cn".into()
+            }),
+            ..Default::default()
+        })),
+    };
+    p.publish_raw(&t.to_string(), &e.encode_to_vec()).await;
+    // Intake's topic consumer, and every consumer group of the events topic, set them aside.
+    let dead = p.wait_dead_letters(8, WAIT, |_| true).await;
+    assert!(dead.len() >= 8, "{} dead letters", dead.len());
+    for d in &dead {
+        let all = format!("{} {:?}", String::from_utf8_lossy(&d.payload), d.headers);
+        for secret in ["13812345678", "张三丰", "13912345678", "李四", "lisi@"] {
+            assert!(!all.contains(secret), "a dead letter of {:?} holds {secret}: {all}", d.headers.get("dlq-service"));
+        }
+    }
+    // What was wrong is still said.
+    let intake = dead.iter().find(|d| d.headers.get("dlq-service").map(String::as_str) == Some("intake")).expect("intake's");
+    assert!(intake.headers["dlq-reason"].contains("lat"), "{:?}", intake.headers);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_too_big_to_dead_letter_whole_does_not_stall_its_partition() {
+    let p = Platform::start("dlq-size").await;
+    // The biggest message the producer takes: not an event, so every
+    // consumer dead-letters it, and with the reason's headers it no longer
+    // fits.
+    let producer = whistle_runtime::EventProducer::new(&p.kafka).expect("producer");
+    let topic = p.topics().events();
+    let mut size = 1_000_000;
+    let mut keys = Vec::new();
+    let mut partitions = BTreeSet::new();
+    while partitions.len() < 6 {
+        let key = TicketId::new().to_string();
+        let payload = vec![0xffu8; size];
+        match producer.send(&topic, Some(key.as_bytes()), &payload, rdkafka::message::OwnedHeaders::new()).await {
+            Ok(at) => {
+                if partitions.insert(at.partition) {
+                    keys.push(key);
+                }
+            }
+            Err(_) => {
+                size -= 100;
+                assert!(size > 900_000, "the producer took no message near its limit");
+            }
+        }
+        assert!(keys.len() <= 6 && size > 900_000);
+    }
+    let published = size;
+    // What comes after it on every partition still flows.
+    let t = p.intake().await.submit_request(request("自来水发黄，还有股铁锈味", "西城区金融街")).await.expect("submit").into_inner();
+    let told = p.sms.wait_for(1, WAIT, is("ticket_received", &t.ticket_number)).await;
+    assert_eq!(told.len(), 1, "the received SMS of a ticket behind a too-big poison message");
+    // And the poison is set aside, cut to what fits, saying so.
+    let ours = |m: &whistle_tests::Raw| keys.iter().any(|k| m.key.as_deref() == Some(k.as_bytes()));
+    let dead = p.wait_dead_letters(7 * 6, WAIT, ours).await;
+    assert_eq!(dead.len(), 7 * 6, "every consumer group of the events topic, every partition");
+    for d in &dead {
+        assert_eq!(d.headers.get("dlq-truncated").map(String::as_str), Some(published.to_string().as_str()), "{:?}", d.headers);
+        assert!(d.payload.len() < published);
+    }
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_is_kept_forever_and_a_topic_that_would_expire_it_is_refused() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let infra = whistle_tests::infra();
+    let kafka = |prefix: &str| whistle_runtime::KafkaConfig {
+        brokers: infra.brokers.clone(),
+        topic_prefix: prefix.to_owned(),
+        group_prefix: prefix.to_owned(),
+        create_topics: true,
+        ..Default::default()
+    };
+    // Created by the project: kept forever, with the in-sync replicas asked.
+    let good = kafka(&whistle_tests::unique_prefix("retention-good"));
+    whistle_runtime::topics::prepare(&good).await.expect("created and checked");
+    let admin: AdminClient<DefaultClientContext> = whistle_runtime::kafka::client_config(&good).create().expect("admin");
+    let events = whistle_runtime::Topics::new(&good).events();
+    let described = admin.describe_configs(&[ResourceSpecifier::Topic(&events)], &AdminOptions::new()).await.expect("describe");
+    let config = described.into_iter().next().expect("one").expect("the topic's config");
+    assert_eq!(config.get("retention.ms").and_then(|e| e.value.as_deref()), Some("-1"));
+    assert_eq!(config.get("min.insync.replicas").and_then(|e| e.value.as_deref()), Some("1"));
+    // Made elsewhere with the broker's default of seven days: refused at start, saying why.
+    let bad = whistle_runtime::KafkaConfig { create_topics: false, ..kafka(&whistle_tests::unique_prefix("retention-bad")) };
+    let topic = whistle_runtime::Topics::new(&bad).events();
+    let week = NewTopic::new(&topic, 6, TopicReplication::Fixed(1)).set("retention.ms", "604800000");
+    for r in admin.create_topics(&[week], &AdminOptions::new()).await.expect("create") {
+        r.expect("created");
+    }
+    let e = whistle_runtime::topics::prepare(&bad).await.expect_err("a record that expires");
+    assert!(e.to_string().contains("retention.ms is 604800000 but must be -1"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_notifier_replicas_send_the_monthly_summary_once() {
+    let mut p = Platform::start_with("summary-twice", whistle_tests::Options { summary: true, ..Default::default() }).await;
+    p.start_notifier_named("notifier-2").await;
+    p.clock.set(time::macros::datetime!(2026-12-01 09:00 +08:00));
+    let heads = 183;
+    let summaries = |m: &serde_json::Value| m["template"] == "monthly_summary";
+    let got = p.sms.wait_for(heads, WAIT, summaries).await;
+    assert_eq!(got.len(), heads, "every head told");
+    // Both replicas have had time to finish: still once per head.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = p.sms.messages(summaries);
+    let recipients: BTreeSet<String> = all.iter().map(|m| m["recipient"]["id"].to_string()).collect();
+    assert_eq!((all.len(), recipients.len()), (heads, heads), "each head once, not once per replica");
+    p.shutdown().await;
+}

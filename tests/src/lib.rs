@@ -312,6 +312,11 @@ impl Platform {
     }
 
     pub async fn start_notifier(&mut self) {
+        self.start_notifier_named("notifier").await
+    }
+
+    /// Another notifier replica beside the first (they share the group).
+    pub async fn start_notifier_named(&mut self, name: &'static str) {
         let mut config = whistle_notifier::Config {
             kafka: self.kafka.clone(),
             redis: self.redis.clone(),
@@ -336,7 +341,7 @@ impl Platform {
         n.summary.enabled = self.options.summary;
         n.summary.poll_ms = 50;
         let svc = whistle_notifier::Notifier::build_with_clock(config, self.clock_arc()).await.expect("build notifier");
-        self.spawn("notifier", |s| async move { svc.run(s).await.expect("notifier") });
+        self.spawn(name, |s| async move { svc.run(s).await.expect("notifier") });
     }
 
     pub async fn start_revisit(&mut self) {

@@ -102,9 +102,7 @@ impl Classifier {
         let city = whistle_runtime::city::load(&config.classifier.city_file)?;
         let engine = Engine::load(&config.classifier.model, &city, config.classifier.triage_below)?;
         let offset = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?.offset();
-        if config.kafka.create_topics {
-            whistle_runtime::topics::ensure(&config.kafka).await?;
-        }
+        whistle_runtime::topics::prepare(&config.kafka).await?;
         let producer = EventProducer::new(&config.kafka)?;
         let redis = whistle_runtime::redis_client::connect(&config.redis).await?;
         let history = history::History::new(redis, &config.redis.key_prefix, engine.repeat_rule().window_days);

@@ -99,9 +99,7 @@ impl Dispatcher {
                 config.dispatcher.city_file.display()
             )));
         }
-        if config.kafka.create_topics {
-            whistle_runtime::topics::ensure(&config.kafka).await?;
-        }
+        whistle_runtime::topics::prepare(&config.kafka).await?;
         let producer = EventProducer::new(&config.kafka)?;
         let store = TicketStore::connect(&config.redis).await?;
         let city = Arc::new(city);

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod event;
 pub mod figures;
 pub mod ids;
+pub mod privacy;
 pub mod request;
 pub mod revisit;
 pub mod taxonomy;

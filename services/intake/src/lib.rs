@@ -32,6 +32,7 @@ pub struct Config {
     pub open311: open311::Open311Settings,
     /// The revisit link the tracking page offers (`[revisit]`, shared).
     pub revisit: whistle_runtime::config::RevisitLink,
+    pub deployment: whistle_runtime::config::Deployment,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,9 +95,8 @@ impl Intake {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         let offset = time::UtcOffset::from_hms(config.intake.utc_offset_hours, 0, 0)
             .map_err(|e| Error::Config(format!("intake.utc_offset_hours: {e}")))?;
-        if config.kafka.create_topics {
-            whistle_runtime::topics::ensure(&config.kafka).await?;
-        }
+        config.deployment.require_secret("revisit.link_secret", Some(&config.revisit.link_secret)).map_err(Error::Config)?;
+        whistle_runtime::topics::prepare(&config.kafka).await?;
         let producer = EventProducer::new(&config.kafka)?;
         let store = TicketStore::connect(&config.redis).await?;
         let registrar = Registrar::new(store.clone(), producer.clone(), clock.clone(), offset);

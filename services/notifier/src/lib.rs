@@ -42,6 +42,7 @@ pub struct Config {
     pub notifier: NotifierSettings,
     /// The revisit link's key and public address (`[revisit]`, shared with the revisit service).
     pub revisit: RevisitLink,
+    pub deployment: whistle_runtime::config::Deployment,
 }
 
 pub use whistle_runtime::config::RevisitLink;
@@ -102,6 +103,9 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How long a replica's claim to send a message lasts (it outlives every try).
+const CLAIM_MS: u64 = 120_000;
 
 /// How long a delivered message is remembered for de-duplication.
 const DELIVERED_TTL_SECONDS: u64 = 90 * 24 * 3600;
@@ -240,6 +244,8 @@ pub struct Deliverer {
     smtp: Option<Smtp>,
     directory: Directory,
     settings: NotifierSettings,
+    /// This replica, in its claims.
+    instance: String,
 }
 
 /// Why a message could not be delivered this round.
@@ -282,11 +288,35 @@ impl Deliverer {
         if routes.is_empty() {
             tracing::debug!(message = %m.message_id, recipient = %m.recipient.id(), "no channel reaches this recipient");
         }
+        let redis_err = |e: redis::RedisError| Undelivered::Wait(format!("redis: {e}"));
         for route in routes {
             let key = self.delivered_key(m, &route);
-            let seen: bool = redis.exists(&key).await.map_err(|e| Undelivered::Wait(format!("redis: {e}")))?;
+            let seen: bool = redis.exists(&key).await.map_err(redis_err)?;
             if seen {
                 tracing::debug!(message = %m.message_id, channel = route.channel(), "already delivered");
+                continue;
+            }
+            // One sender at a time per (message, channel), whichever replica:
+            // the claim lapses if its holder dies before marking it.
+            let claim = format!("{key}:sending");
+            let claimed: Option<String> = redis::cmd("SET")
+                .arg(&claim)
+                .arg(&self.instance)
+                .arg("NX")
+                .arg("PX")
+                .arg(CLAIM_MS)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_err)?;
+            if claimed.is_none() {
+                return Err(Undelivered::Wait(format!(
+                    "message {} by {} is being sent by another notifier",
+                    m.message_id,
+                    route.channel()
+                )));
+            }
+            if redis.exists::<_, bool>(&key).await.map_err(redis_err)? {
+                let _: () = redis.del(&claim).await.map_err(redis_err)?;
                 continue;
             }
             let max = self.settings.max_attempts.max(1);
@@ -310,10 +340,17 @@ impl Deliverer {
             };
             match failure {
                 None => {
-                    let _: () = redis.set_ex(&key, 1, DELIVERED_TTL_SECONDS).await.map_err(|e| Undelivered::Wait(format!("redis: {e}")))?;
+                    let _: () = redis::pipe()
+                        .atomic()
+                        .set_ex(&key, 1, DELIVERED_TTL_SECONDS)
+                        .del(&claim)
+                        .query_async(&mut redis)
+                        .await
+                        .map_err(redis_err)?;
                     tracing::info!(ticket = %m.ticket_number, template = m.template.as_str(), recipient = %m.recipient.id(), channel = route.channel(), attempt, "message delivered");
                 }
                 Some(f) => {
+                    let _: () = redis.del(&claim).await.map_err(redis_err)?;
                     let reason = format!(
                         "message {} ({}) to {} by {}: {f} after {attempt} tries",
                         m.message_id,
@@ -345,9 +382,8 @@ impl Notifier {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
-        if config.kafka.create_topics {
-            whistle_runtime::topics::ensure(&config.kafka).await?;
-        }
+        config.deployment.require_secret("revisit.link_secret", Some(&config.revisit.link_secret)).map_err(Error::Config)?;
+        whistle_runtime::topics::prepare(&config.kafka).await?;
         let directory = match &config.notifier.city_file {
             Some(file) => Directory::from_city(&whistle_runtime::city::load(file)?)?,
             None => Directory::default(),
@@ -362,6 +398,7 @@ impl Notifier {
             smtp: Smtp::new(&config.notifier.smtp, timeout)?,
             directory,
             settings: config.notifier.clone(),
+            instance: uuid::Uuid::new_v4().to_string(),
         };
         let producer = EventProducer::new(&config.kafka)?;
         let handler = Arc::new(Notify { deliverer: Arc::new(deliverer), catalog: Arc::new(catalog), revisit: config.revisit.clone() });

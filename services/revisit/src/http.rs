@@ -71,11 +71,13 @@ fn next_name(n: Next) -> &'static str {
 }
 
 async fn sms_reply(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Some(token) = &s.sms_token {
-        let sent = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        if sent != Some(token.expose().as_str()) {
-            return problem(StatusCode::UNAUTHORIZED, "the SMS gateway must send `Authorization: Bearer <revisit.sms_reply_token>`");
-        }
+    // Closed unless a token is set; compared in constant time.
+    let Some(token) = &s.sms_token else {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "SMS replies are off: set revisit.sms_reply_token and give it to the SMS gateway");
+    };
+    let sent = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    if !whistle_runtime::config::same_secret(sent.as_bytes(), token.expose().as_bytes()) {
+        return problem(StatusCode::UNAUTHORIZED, "the SMS gateway must send `Authorization: Bearer <revisit.sms_reply_token>`");
     }
     // JSON or a form, whatever the content type says (`curl -d` labels JSON a form).
     let parsed = if body.trim_ascii_start().starts_with(b"{") {

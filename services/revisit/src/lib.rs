@@ -40,6 +40,7 @@ pub struct Config {
     pub policy: DeadlinePolicy,
     pub calendar: CalendarSettings,
     pub revisit: RevisitSettings,
+    pub deployment: whistle_runtime::config::Deployment,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -390,9 +391,10 @@ impl Revisit {
         if config.revisit.link_secret.expose().len() < 16 {
             return Err(Error::Config("revisit.link_secret: use at least 16 characters".into()));
         }
-        if config.kafka.create_topics {
-            whistle_runtime::topics::ensure(&config.kafka).await?;
-        }
+        let d = &config.deployment;
+        d.require_secret("revisit.link_secret", Some(&config.revisit.link_secret)).map_err(Error::Config)?;
+        d.require_secret("revisit.sms_reply_token", config.revisit.sms_reply_token.as_ref()).map_err(Error::Config)?;
+        whistle_runtime::topics::prepare(&config.kafka).await?;
         let store = TicketStore::connect(&config.redis).await?;
         let tasks = Tasks::new(store.redis(), store.prefix());
         let tally = tally::Tally::new(
@@ -499,5 +501,19 @@ mod tests {
         assert_eq!(tokens.caller(&md).unwrap(), whistle_domain::access::Caller::Agent("demo".into()));
         assert!(config.revisit.link_secret.expose().len() >= 16);
         assert_eq!(config.revisit.listen.port(), 50056);
+        assert_eq!(config.deployment.profile, whistle_runtime::config::Profile::Local, "the shipped file is the local one");
+    }
+
+    #[tokio::test]
+    async fn shipped_secrets_refuse_to_start_outside_the_local_profile() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/whistle.toml");
+        let mut config: Config = whistle_runtime::config::load(Some(&file)).unwrap();
+        config.deployment.profile = whistle_runtime::config::Profile::Production;
+        let e = Revisit::build(config.clone()).await.err().expect("refused");
+        assert!(e.to_string().contains("revisit.link_secret: this is the secret shipped with Whistle"), "{e}");
+        config.revisit.link_secret = Secret::new("a-real-link-secret-from-a-vault".into());
+        config.revisit.sms_reply_token = None;
+        let e = Revisit::build(config).await.err().expect("refused");
+        assert!(e.to_string().contains("revisit.sms_reply_token: required outside the local profile"), "{e}");
     }
 }

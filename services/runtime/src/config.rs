@@ -116,6 +116,20 @@ mod tests {
     }
 
     #[test]
+    fn shipped_or_missing_secrets_refuse_to_start_outside_the_local_profile() {
+        let production = Deployment::default();
+        let shipped = Secret::new("change-me-revisit-link-secret".to_owned());
+        let e = production.require_secret("revisit.link_secret", Some(&shipped)).unwrap_err();
+        assert!(e.starts_with("revisit.link_secret: this is the secret shipped with Whistle"), "{e}");
+        assert!(production.require_secret("revisit.sms_reply_token", None).unwrap_err().contains("required outside the local profile"));
+        assert!(production.require_secret("k", Some(&Secret::new("short".into()))).unwrap_err().contains("at least 16"));
+        production.require_secret("k", Some(&Secret::new("a-long-enough-real-secret".into()))).unwrap();
+        let local = Deployment { profile: Profile::Local };
+        local.require_secret("revisit.link_secret", Some(&shipped)).unwrap();
+        assert!(same_secret(b"abc", b"abc") && !same_secret(b"abc", b"abd") && !same_secret(b"abc", b"ab"));
+    }
+
+    #[test]
     fn missing_file_is_a_clear_error() {
         let err = load::<Sample>(Some(Path::new("/nonexistent/whistle.toml"))).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/whistle.toml does not exist"), "{err}");
@@ -132,6 +146,57 @@ mod tests {
         assert_eq!(s.redis.key_prefix, "whistle:");
         assert!(!format!("{s:?}").contains("hunter2"));
     }
+}
+
+/// Where a service runs (`[deployment] profile`): `local` (a developer's
+/// machine, the demo's shipped secrets allowed) or `production` (the
+/// default: a shipped, empty or short secret refuses to start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    Local,
+    #[default]
+    Production,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Deployment {
+    pub profile: Profile,
+}
+
+/// The secrets shipped in this repository (defaults and the local demo's):
+/// anyone can read them, so they sign nothing outside the local profile.
+pub const SHIPPED_SECRETS: &[&str] =
+    &["change-me-revisit-link-secret", "local-demo-revisit-link-secret", "local-demo-sms-reply", "local-demo-sms-key"];
+
+impl Deployment {
+    /// Refuses, naming the key, a secret that is missing, short or shipped
+    /// with the project, unless the profile is local.
+    pub fn require_secret(&self, key: &str, value: Option<&Secret<String>>) -> std::result::Result<(), String> {
+        if self.profile == Profile::Local {
+            return Ok(());
+        }
+        let v = value.map(|s| s.expose().trim()).unwrap_or("");
+        if v.is_empty() {
+            return Err(format!("{key}: required outside the local profile ([deployment] profile = \"local\" on a developer's machine)"));
+        }
+        if SHIPPED_SECRETS.contains(&v) {
+            return Err(format!(
+                "{key}: this is the secret shipped with Whistle, which anyone can read; set your own (a secret store, WHISTLE__… variables)"
+            ));
+        }
+        if v.chars().count() < 16 {
+            return Err(format!("{key}: use at least 16 characters"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether two secrets are equal, in time that does not depend on where
+/// they differ.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The signed revisit link citizens open (`[revisit] link_secret` and

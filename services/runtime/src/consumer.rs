@@ -304,6 +304,8 @@ impl<H: Handler> Ctx<H> {
             match self.handler.handle(m).instrument(span.clone()).await {
                 Ok(()) => return true,
                 Err(HandleError::Poison(reason)) => {
+                    // A reason may quote its input: no citizen's contact in the log or the topic.
+                    let reason = crate::redact::text(&reason);
                     tracing::warn!(parent: &span, %reason, "message dead-lettered");
                     return self.dead_letter(m, &reason).await;
                 }
@@ -320,6 +322,8 @@ impl<H: Handler> Ctx<H> {
     }
 
     async fn dead_letter(&self, m: &Incoming, reason: &str) -> bool {
+        /// What is kept of a dead letter too big to publish whole.
+        const TRUNCATED_TO: usize = 64 * 1024;
         let mut headers = OwnedHeaders::new();
         for (k, v) in &m.headers {
             headers = headers.insert(Header { key: k, value: v.as_deref() });
@@ -336,10 +340,20 @@ impl<H: Handler> Ctx<H> {
             .insert(Header { key: "dlq-group", value: Some(self.group.as_str()) })
             .insert(Header { key: "dlq-at", value: Some(at.as_str()) });
         let topic = self.dlq.topics().dead_letter();
+        let mut payload = crate::redact::payload(m.payload.as_deref().unwrap_or_default());
         let mut attempt = 0;
         loop {
-            match self.dlq.send(&topic, m.key.as_deref(), m.payload.as_deref().unwrap_or_default(), headers.clone()).await {
+            match self.dlq.send(&topic, m.key.as_deref(), &payload, headers.clone()).await {
                 Ok(_) => return true,
+                Err(e) if e.is_too_big() && !payload.is_empty() => {
+                    // With the reason's headers it no longer fits: keep its
+                    // start and say how long it was, rather than stall.
+                    let size = m.payload.as_ref().map_or(0, Vec::len).to_string();
+                    headers = headers.insert(Header { key: "dlq-truncated", value: Some(size.as_str()) });
+                    let keep = if payload.len() > TRUNCATED_TO { TRUNCATED_TO } else { 0 };
+                    tracing::warn!(topic = %m.topic, partition = m.partition, offset = m.offset, bytes = payload.len(), keep, "dead letter too big; truncated");
+                    payload.truncate(keep);
+                }
                 Err(e) => {
                     attempt += 1;
                     tracing::error!(error = %e, attempt, topic = %m.topic, partition = m.partition, offset = m.offset, "dead-letter publish failed");

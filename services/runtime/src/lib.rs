@@ -8,6 +8,7 @@ pub mod city;
 pub mod config;
 pub mod consumer;
 pub mod kafka;
+pub mod redact;
 pub mod redis_client;
 pub mod shutdown;
 pub mod store;
@@ -39,6 +40,18 @@ pub enum Error {
     Corrupt(String, String),
     #[error("shutting down")]
     ShuttingDown,
+}
+
+impl Error {
+    /// The broker or the producer refused a message for its size: sending
+    /// it again will never work.
+    pub fn is_too_big(&self) -> bool {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
+        matches!(
+            self,
+            Error::Kafka(KafkaError::MessageProduction(C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge))
+        )
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -209,9 +209,7 @@ impl SlaTimer {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
-        if config.kafka.create_topics {
-            whistle_runtime::topics::ensure(&config.kafka).await?;
-        }
+        whistle_runtime::topics::prepare(&config.kafka).await?;
         let producer = EventProducer::new(&config.kafka)?;
         let conn = RedisConn::connect(&config.redis).await?;
         let store = TimerStore::new(conn, &config.redis.key_prefix, config.sla_timer.shards);

@@ -184,43 +184,9 @@ fn status(p: &Projection, unit: Option<&str>) -> (&'static str, Option<String>, 
     }
 }
 
-/// Phone numbers (seven digits or more) and email addresses a citizen
-/// typed into the text, masked.
+/// Phone numbers and email addresses a citizen typed into the text, masked.
 pub fn mask(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i].is_ascii_digit() || chars[i] == '+' {
-            let mut j = i;
-            let mut digits = 0;
-            while j < chars.len()
-                && (chars[j].is_ascii_digit()
-                    || (j > i && matches!(chars[j], ' ' | '-') && chars.get(j + 1).is_some_and(char::is_ascii_digit))
-                    || (j == i && chars[j] == '+'))
-            {
-                digits += usize::from(chars[j].is_ascii_digit());
-                j += 1;
-            }
-            if digits >= 7 {
-                out.push_str("***");
-            } else {
-                out.extend(&chars[i..j.max(i + 1)]);
-            }
-            i = j.max(i + 1);
-            continue;
-        }
-        out.push(chars[i]);
-        i += 1;
-    }
-    // user@host: the part before @ goes.
-    out.split(' ')
-        .map(|w| match w.split_once('@') {
-            Some((user, host)) if !user.is_empty() && host.contains('.') => format!("***@{host}"),
-            _ => w.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    whistle_domain::privacy::mask_contacts(text)
 }
 
 /// One `<request>`, in the spec's order of fields.
