@@ -33,12 +33,12 @@ bench-timers: install infra
 
 # The classifier's model, from the corpus and the city's rules (writes
 # services/classifier/model/whistle.model and prints dev and test figures).
-model:
+model: install
 	python3 deploy/config/gen-demo-city.py
 	cargo run --quiet -p whistle-classifier -- train --compare
 
 # The classifier's figures on the held-out test split, per language (prints a table).
-bench-classifier:
+bench-classifier: install
 	cargo run --quiet --release -p whistle-classifier -- eval
 
 lint:
