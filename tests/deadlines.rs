@@ -26,14 +26,7 @@ async fn overdue(p: &Platform, ticket: &str, level: OverdueLevel) -> Vec<Event> 
 }
 
 async fn armed(p: &Platform, ticket: &str, n: usize) -> Vec<(TimerKind, time::OffsetDateTime)> {
-    for _ in 0..600 {
-        let due = p.due_of(ticket).await;
-        if due.len() == n {
-            return due;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("ticket {ticket} never had {n} timers armed: {:?}", p.due_of(ticket).await);
+    p.wait_due(ticket, WAIT, |due| due.len() == n).await
 }
 
 fn at(due: &[(TimerKind, time::OffsetDateTime)], kind: TimerKind) -> Option<time::OffsetDateTime> {

@@ -46,13 +46,7 @@ async fn a_returned_ticket_goes_back_to_the_platform_and_is_redispatched_with_a_
     assert_eq!(told[0]["recipient"]["platform"], "city");
     let text = told[0]["text"].as_str().unwrap();
     assert!(text.contains("city-water") && text.contains("小区内管道归物业"), "{text}");
-    for _ in 0..400 {
-        if p.timers_of(&v.ticket_id).await == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(p.timers_of(&v.ticket_id).await, 0, "a returned ticket has no running deadline");
+    p.wait_timers(&v.ticket_id, 0, WAIT).await; // a returned ticket has no running deadline
 
     let foreign =
         city.dispatch(pb::DispatchRequest { ticket: v.ticket_number.clone(), unit: "dongcheng-environment".into() }).await.unwrap_err();

@@ -148,14 +148,8 @@ async fn the_overdue_reminder_fires_once_and_completion_cancels_it() {
         .await
         .expect("complete");
     p.wait_ticket(&early.ticket_number, WAIT, |v| v.state == "completed").await;
-    for _ in 0..400 {
-        if p.timers_of(&early.ticket_id).await == 0 && p.timers_of(&late.ticket_id).await == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(p.timers_of(&early.ticket_id).await, 0, "completion cancels the timers");
-    assert_eq!(p.timers_of(&late.ticket_id).await, 3, "warning, first and second overdue armed");
+    p.wait_timers(&early.ticket_id, 0, WAIT).await; // completion cancels the timers
+    p.wait_timers(&late.ticket_id, 3, WAIT).await; // warning, first and second overdue armed
 
     // Past the deadline: the late ticket is reminded.
     p.clock.set(china(&late_view.deadline) + time::Duration::minutes(1));
@@ -187,13 +181,7 @@ async fn a_timer_survives_the_sla_timer_being_killed_between_arm_and_due() {
     let mut p = Platform::start("restart").await;
     let t = submit(&p, request("暖气不热", "东城区安定门")).await;
     let v = assigned(&p, &t.ticket_number).await;
-    for _ in 0..400 {
-        if p.timers_of(&t.ticket_id).await == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(p.timers_of(&t.ticket_id).await, 3, "armed before the kill");
+    p.wait_timers(&t.ticket_id, 3, WAIT).await;
 
     p.kill("sla-timer").await;
     p.start_sla_timer().await;
@@ -319,12 +307,7 @@ async fn one_ticket_is_one_trace_across_services() {
     let p = Platform::start("trace").await;
     let t = submit(&p, request("自来水发黄，烧开以后有很多水垢", "西城区金融街")).await;
     let v = assigned(&p, &t.ticket_number).await;
-    for _ in 0..400 {
-        if p.timers_of(&t.ticket_id).await == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    p.wait_timers(&t.ticket_id, 3, WAIT).await;
     p.clock.set(china(&v.deadline) + time::Duration::minutes(1));
     p.wait_ticket(&t.ticket_number, WAIT, |v| v.overdue_level == 1).await;
     let raw = p.read_topic(&p.topics().events()).await;

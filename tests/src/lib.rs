@@ -487,9 +487,10 @@ impl Platform {
         let start = Instant::now();
         loop {
             let found: Vec<Raw> = self.read_topic(&self.topics().dead_letter()).await.into_iter().filter(|m| pred(m)).collect();
-            if found.len() >= n || start.elapsed() > within {
+            if found.len() >= n {
                 return found;
             }
+            assert!(start.elapsed() <= within, "{} of {n} dead letters within {within:?}", found.len());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -511,6 +512,19 @@ impl Platform {
         store.timers_of(&TicketId::parse(ticket).expect("ticket id")).await.expect("timers").len()
     }
 
+    /// Waits until a ticket has exactly `n` outstanding timers; fails naming how many it has.
+    pub async fn wait_timers(&self, ticket: &str, n: usize, within: Duration) {
+        let start = Instant::now();
+        loop {
+            let have = self.timers_of(ticket).await;
+            if have == n {
+                return;
+            }
+            assert!(start.elapsed() <= within, "ticket {ticket} has {have} timers, not {n}, after {within:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Timers of a ticket still waiting (not claimed), with due times.
     pub async fn due_of(&self, ticket: &str) -> Vec<(whistle_domain::TimerKind, time::OffsetDateTime)> {
         let store = self.timer_store().await;
@@ -525,6 +539,24 @@ impl Platform {
                 )
             })
             .collect()
+    }
+
+    /// Waits until the ticket's waiting timers satisfy `pred`; fails naming what it saw.
+    pub async fn wait_due(
+        &self,
+        ticket: &str,
+        within: Duration,
+        pred: impl Fn(&[(whistle_domain::TimerKind, time::OffsetDateTime)]) -> bool,
+    ) -> Vec<(whistle_domain::TimerKind, time::OffsetDateTime)> {
+        let start = Instant::now();
+        loop {
+            let due = self.due_of(ticket).await;
+            if pred(&due) {
+                return due;
+            }
+            assert!(start.elapsed() <= within, "timers of {ticket} within {within:?}: {due:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Deletes every timer key of this platform: Redis "lost its data".
@@ -762,9 +794,10 @@ pub async fn wait_mails_since(to: &str, since: std::time::SystemTime, n: usize, 
     let start = Instant::now();
     loop {
         let got = mails_to_since(to, since);
-        if got.len() >= n || start.elapsed() > within {
+        if got.len() >= n {
             return got;
         }
+        assert!(start.elapsed() <= within, "{} of {n} emails to {to} within {within:?}", got.len());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

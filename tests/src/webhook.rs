@@ -67,9 +67,10 @@ impl WebhookReceiver {
         let start = Instant::now();
         loop {
             let found = self.messages(&pred);
-            if found.len() >= n || start.elapsed() > within {
+            if found.len() >= n {
                 return found;
             }
+            assert!(start.elapsed() <= within, "{} of {n} webhook messages within {within:?}: {found:?}", found.len());
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
