@@ -25,15 +25,18 @@ case "${1:-start}" in
       fi
     done
     first=${nodes[0]#*:}
-    if ! redis-cli -p "$first" cluster info | grep -q 'cluster_state:ok'; then
+    # Nodes that knew each other before (restarted from their nodes.conf)
+    # rejoin by themselves within seconds; only lone nodes are joined.
+    if redis-cli -p "$first" cluster info | grep -q 'cluster_known_nodes:1\b'; then
       redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$WHISTLE_DATA/logs/redis-cluster-create.log" 2>&1 \
         || die "redis-cli --cluster create failed; see $WHISTLE_DATA/logs/redis-cluster-create.log"
-      for _ in $(seq 100); do
-        redis-cli -p "$first" cluster info | grep -q 'cluster_state:ok' && break
-        sleep 0.1
-      done
     fi
-    redis-cli -p "$first" cluster info | grep -q 'cluster_state:ok' || die "redis cluster did not become ready"
+    for _ in $(seq 300); do
+      redis-cli -p "$first" cluster info | grep -q 'cluster_state:ok' && break
+      sleep 0.1
+    done
+    redis-cli -p "$first" cluster info | grep -q 'cluster_state:ok' \
+      || die "redis cluster did not become ready within 30 s: $(redis-cli -p "$first" cluster info | tr -d '\r' | grep -E 'state|known' | tr '\n' ' ')"
     log "redis cluster ready on ${nodes[*]}"
     ;;
   stop)

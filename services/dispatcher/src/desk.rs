@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
-use whistle_domain::access::{Caller, DeskAction, authorize};
+use whistle_domain::access::{Caller, DeskAction, authorize, authorize_watch};
 use whistle_domain::event::ExtensionDecision;
-use whistle_domain::{Actor, Clock, Deadline, Event, EventId, EventKind, Jurisdiction, PlatformId, UnitCode};
+use whistle_domain::{Actor, Clock, Event, EventId, EventKind, Jurisdiction, PlatformId, ReasonText, UnitCode};
 use whistle_proto::v1::{self as pb, desk_server::Desk};
 use whistle_proto::{timestamp, to_datetime};
 use whistle_runtime::store::{CaughtUp, Projection};
@@ -15,9 +15,6 @@ use whistle_runtime::{EventProducer, TicketStore};
 
 use crate::auth::Tokens;
 use crate::routing::Router;
-
-/// Longest result or reason text.
-const MAX_TEXT_CHARS: usize = 2000;
 
 pub struct DeskService {
     platform: PlatformId,
@@ -40,14 +37,7 @@ fn or_keep<T>(s: &str, keep: T, parse: impl Fn(&str) -> whistle_domain::Result<T
 }
 
 fn text(field: &'static str, s: &str) -> Result<String, Status> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(invalid(whistle_domain::Error::invalid(field, "must not be empty")));
-    }
-    if s.chars().count() > MAX_TEXT_CHARS {
-        return Err(invalid(whistle_domain::Error::invalid(field, format!("longer than {MAX_TEXT_CHARS} characters"))));
-    }
-    Ok(s.to_owned())
+    ReasonText::parse(field, s).map(String::from).map_err(invalid)
 }
 
 impl DeskService {
@@ -64,23 +54,24 @@ impl DeskService {
         DeskService { platform, store, producer, clock, tokens, router, shutdown }
     }
 
-    async fn ticket(&self, key: &str) -> Result<Projection, Status> {
-        self.store
+    /// The ticket `key` names, once the access rules let `caller` do
+    /// `action` to it: nothing about its state is told before that.
+    async fn ticket(&self, caller: &Caller, action: DeskAction, key: &str) -> Result<Projection, Status> {
+        let p = self
+            .store
             .find(key.trim())
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?
-            .ok_or_else(|| Status::not_found(format!("ticket {key} is not known")))
-    }
-
-    /// Refuses, and logs, a call the access rules deny.
-    fn check(&self, caller: &Caller, action: DeskAction, p: &Projection) -> Result<(), Status> {
+            .ok_or_else(|| Status::not_found(format!("ticket {key} is not known")))?;
         authorize(caller, action, &p.ticket, |u| self.router.city().unit(u).map(|u| u.platform.clone())).map_err(|d| {
             tracing::warn!(caller = %caller, ticket = %p.ticket.id, action = action.as_str(), rule = d.rule, "desk call denied");
             Status::permission_denied(d.to_string())
-        })
+        })?;
+        Ok(p)
     }
 
-    /// Authorizes, checks the lifecycle allows it, and records the event.
+    /// Checks the ticket is held here and the lifecycle allows the event
+    /// (the caller was authorized when the ticket was read), and records it.
     async fn act(
         &self,
         caller: &Caller,
@@ -89,7 +80,6 @@ impl DeskService {
         id: EventId,
         kind: EventKind,
     ) -> Result<Response<pb::ActionResponse>, Status> {
-        self.check(caller, action, p)?;
         if let Some(holder) = p.ticket.state.platform()
             && *holder != self.platform
         {
@@ -167,19 +157,19 @@ impl Desk for DeskService {
         let caller = self.tokens.caller(req.metadata())?;
         let r = req.into_inner();
         let result = text("result", &r.result)?;
-        let Caller::Unit(unit) = &caller else {
-            return Err(Status::permission_denied(format!("{caller} may not complete tickets: this is a responsible unit's action")));
-        };
-        if !r.unit.is_empty() && UnitCode::parse(&r.unit).map_err(invalid)? != *unit {
+        if let Caller::Unit(unit) = &caller
+            && !r.unit.is_empty()
+            && UnitCode::parse(&r.unit).map_err(invalid)? != *unit
+        {
             return Err(Status::permission_denied(format!("the token is for {caller}, not unit {}", r.unit)));
         }
-        let p = self.ticket(&r.ticket).await?;
+        let p = self.ticket(&caller, DeskAction::Complete, &r.ticket).await?;
         self.act(&caller, DeskAction::Complete, &p, EventId::new(), EventKind::Completed { result }).await
     }
 
     async fn acknowledge(&self, req: Request<pb::TicketRef>) -> Result<Response<pb::ActionResponse>, Status> {
         let caller = self.tokens.caller(req.metadata())?;
-        let p = self.ticket(&req.into_inner().ticket).await?;
+        let p = self.ticket(&caller, DeskAction::Acknowledge, &req.into_inner().ticket).await?;
         self.act(&caller, DeskAction::Acknowledge, &p, EventId::new(), EventKind::Acknowledged).await
     }
 
@@ -187,15 +177,14 @@ impl Desk for DeskService {
         let caller = self.tokens.caller(req.metadata())?;
         let r = req.into_inner();
         let reason = text("reason", &r.reason)?;
-        let p = self.ticket(&r.ticket).await?;
-        self.check(&caller, DeskAction::Return, &p)?;
+        let p = self.ticket(&caller, DeskAction::Return, &r.ticket).await?;
         if let Some(a) = p.ticket.state.open_assignment() {
-            let window = self.router.policy().return_window;
-            let closes = self.router.calendar().add(a.assigned_at, window);
+            let policy = self.router.policy();
+            let closes = policy.return_closes_at(self.router.calendar(), a.assigned_at);
             if self.now() > closes {
                 return Err(Status::failed_precondition(format!(
-                    "ticket {} can no longer be returned: the return window ({window}) closed at {closes}",
-                    p.ticket.number
+                    "ticket {} can no longer be returned: the return window ({}) closed at {closes}",
+                    p.ticket.number, policy.return_window
                 )));
             }
         }
@@ -217,7 +206,7 @@ impl Desk for DeskService {
                 format!("unit {unit_code} belongs to platform {}, not {}", unit.platform, self.platform),
             )));
         }
-        let p = self.ticket(&r.ticket).await?;
+        let p = self.ticket(&caller, DeskAction::Dispatch, &r.ticket).await?;
         let urgency = p
             .ticket
             .classification
@@ -239,16 +228,16 @@ impl Desk for DeskService {
             .as_ref()
             .ok_or_else(|| invalid(whistle_domain::Error::invalid("requested_due_at", "is required")))
             .and_then(|t| to_datetime(t).map_err(|e| invalid(whistle_domain::Error::invalid("requested_due_at", e.to_string()))))?;
-        let p = self.ticket(&r.ticket).await?;
+        let p = self.ticket(&caller, DeskAction::RequestExtension, &r.ticket).await?;
         self.act(&caller, DeskAction::RequestExtension, &p, EventId::new(), EventKind::ExtensionRequested { reason, requested_due }).await
     }
 
     async fn decide_extension(&self, req: Request<pb::ExtensionDecision>) -> Result<Response<pb::ActionResponse>, Status> {
         let caller = self.tokens.caller(req.metadata())?;
         let r = req.into_inner();
-        let p = self.ticket(&r.ticket).await?;
+        let p = self.ticket(&caller, DeskAction::DecideExtension, &r.ticket).await?;
         let id = EventId::new();
-        let note = r.note.trim().to_owned();
+        let note = ReasonText::optional("note", &r.note).map_err(invalid)?.into();
         let decision = if r.grant {
             let due_at = r
                 .due_at
@@ -261,17 +250,9 @@ impl Desk for DeskService {
                 .open_assignment()
                 .map(|a| a.deadline)
                 .ok_or_else(|| Status::failed_precondition("the ticket is not in a unit's hands"))?;
-            let policy = self.router.policy();
-            let latest = self.router.calendar().add(current.due_at, policy.max_extension);
-            if due_at <= current.due_at || due_at > latest {
-                return Err(invalid(whistle_domain::Error::invalid(
-                    "due_at",
-                    format!("must be after the current deadline {} and at most {} ({} more)", current.due_at, latest, policy.max_extension),
-                )));
-            }
             let urgency = p.ticket.classification.as_ref().map_or(whistle_domain::Urgency::Ordinary, |c| c.urgency);
-            let second_due_at = self.router.calendar().add(due_at, policy.span_for(urgency));
-            let deadline = Deadline { due_at, second_due_at, warn_at: None, span: due_at - self.now(), version: id };
+            let deadline =
+                self.router.policy().extend(self.router.calendar(), &current, urgency, self.now(), due_at, id).map_err(invalid)?;
             ExtensionDecision::Granted { deadline, note }
         } else {
             ExtensionDecision::Refused { note }
@@ -283,7 +264,7 @@ impl Desk for DeskService {
         let caller = self.tokens.caller(req.metadata())?;
         let r = req.into_inner();
         let reason = text("reason", &r.reason)?;
-        let p = self.ticket(&r.ticket).await?;
+        let p = self.ticket(&caller, DeskAction::Supervise, &r.ticket).await?;
         self.act(&caller, DeskAction::Supervise, &p, EventId::new(), EventKind::Supervised { reason }).await
     }
 
@@ -291,7 +272,7 @@ impl Desk for DeskService {
         let caller = self.tokens.caller(req.metadata())?;
         let r = req.into_inner();
         let reason = text("reason", &r.reason)?;
-        let p = self.ticket(&r.ticket).await?;
+        let p = self.ticket(&caller, DeskAction::Whistle, &r.ticket).await?;
         let to = self
             .router
             .city()
@@ -302,10 +283,9 @@ impl Desk for DeskService {
 
     async fn report_in(&self, req: Request<pb::TicketRef>) -> Result<Response<pb::ActionResponse>, Status> {
         let caller = self.tokens.caller(req.metadata())?;
-        let p = self.ticket(&req.into_inner().ticket).await?;
-        let Caller::Unit(unit) = &caller else {
-            return Err(Status::permission_denied(format!("{caller} may not report in: this is a department's action")));
-        };
+        let p = self.ticket(&caller, DeskAction::ReportIn, &req.into_inner().ticket).await?;
+        // authorize lets only units report in; this names which one.
+        let Caller::Unit(unit) = &caller else { return Err(Status::permission_denied("only a unit reports in")) };
         self.act(&caller, DeskAction::ReportIn, &p, EventId::new(), EventKind::ReportedIn { unit: unit.clone() }).await
     }
 
@@ -313,8 +293,7 @@ impl Desk for DeskService {
         let caller = self.tokens.caller(req.metadata())?;
         let r = req.into_inner();
         let reason = text("reason", &r.reason)?;
-        let p = self.ticket(&r.ticket).await?;
-        self.check(&caller, DeskAction::Dispatch, &p)?;
+        let p = self.ticket(&caller, DeskAction::Dispatch, &r.ticket).await?;
         let to = PlatformId::parse(&r.platform).map_err(invalid)?;
         if self.router.city().parent(&to).as_ref() != Some(&self.platform) {
             return Err(invalid(whistle_domain::Error::invalid(
@@ -328,8 +307,7 @@ impl Desk for DeskService {
     async fn reclassify(&self, req: Request<pb::ReclassifyRequest>) -> Result<Response<pb::ActionResponse>, Status> {
         let caller = self.tokens.caller(req.metadata())?;
         let r = req.into_inner();
-        let p = self.ticket(&r.ticket).await?;
-        self.check(&caller, DeskAction::Reclassify, &p)?;
+        let p = self.ticket(&caller, DeskAction::Reclassify, &r.ticket).await?;
         let reason = text("reason", &r.reason)?;
         let current = p.ticket.classification.clone().ok_or_else(|| Status::failed_precondition("the ticket is not classified yet"))?;
         let category = or_keep(&r.category, current.category, whistle_domain::Category::parse)?;
@@ -348,10 +326,10 @@ impl Desk for DeskService {
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let caller = self.tokens.caller(req.metadata())?;
-        if caller != Caller::Platform(self.platform.clone()) {
-            tracing::warn!(caller = %caller, platform = %self.platform, "queue watch denied");
-            return Err(Status::permission_denied(format!("{caller} may not watch the queue of platform {}", self.platform)));
-        }
+        authorize_watch(&caller, &self.platform).map_err(|d| {
+            tracing::warn!(caller = %caller, platform = %self.platform, rule = d.rule, "queue watch denied");
+            Status::permission_denied(d.to_string())
+        })?;
         let rx = self.router.watch();
         let stream = tokio_stream::StreamExt::filter_map(tokio_stream::wrappers::BroadcastStream::new(rx), |r| r.ok().map(Ok));
         // The stream ends when the service drains, so shutdown never waits on a watcher.
@@ -362,8 +340,7 @@ impl Desk for DeskService {
 
     async fn history(&self, req: Request<pb::TicketRef>) -> Result<Response<pb::HistoryResponse>, Status> {
         let caller = self.tokens.caller(req.metadata())?;
-        let p = self.ticket(&req.into_inner().ticket).await?;
-        self.check(&caller, DeskAction::Read, &p)?;
+        let p = self.ticket(&caller, DeskAction::Read, &req.into_inner().ticket).await?;
         let entries = p
             .history
             .iter()

@@ -91,7 +91,7 @@ impl Dispatcher {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         let platform = PlatformId::parse(&config.dispatcher.platform).map_err(|e| Error::Config(format!("dispatcher.{e}")))?;
         let calendar = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?;
-        let tokens = auth::Tokens::new("dispatcher.tokens", &config.dispatcher.tokens).map_err(Error::Config)?;
+        let tokens = auth::Tokens::new("dispatcher.tokens", &config.dispatcher.tokens)?;
         let city = whistle_runtime::city::load(&config.dispatcher.city_file)?;
         if !city.has_platform(&platform) {
             return Err(Error::Config(format!(

@@ -64,12 +64,27 @@ impl DeskAction {
 
 /// Why a caller was refused: the rule, in words a desk operator reads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{caller} may not {action} ticket {ticket}: {rule}")]
+#[error("{caller} may not {action} {target}: {rule}")]
 pub struct Denied {
     pub caller: String,
     pub action: &'static str,
-    pub ticket: String,
+    /// "ticket <number>", or what else was asked for.
+    pub target: String,
     pub rule: &'static str,
+}
+
+/// Whether `caller` may watch the live queue of `platform`: only that
+/// platform's own desk.
+pub fn authorize_watch(caller: &Caller, platform: &PlatformId) -> Result<(), Denied> {
+    match caller {
+        Caller::Platform(p) if p == platform => Ok(()),
+        Caller::Platform(_) | Caller::Unit(_) | Caller::Agent(_) => Err(Denied {
+            caller: caller.to_string(),
+            action: "watch",
+            target: format!("the queue of platform {platform}"),
+            rule: "a platform's queue is watched by its own desk",
+        }),
+    }
 }
 
 /// Whether `caller` may do `action` to `ticket`. `unit_platform` says which
@@ -80,7 +95,8 @@ pub fn authorize(
     ticket: &Ticket,
     unit_platform: impl Fn(&UnitCode) -> Option<PlatformId>,
 ) -> Result<(), Denied> {
-    let deny = |rule| Err(Denied { caller: caller.to_string(), action: action.as_str(), ticket: ticket.number.to_string(), rule });
+    let deny =
+        |rule| Err(Denied { caller: caller.to_string(), action: action.as_str(), target: format!("ticket {}", ticket.number), rule });
     let holder = ticket.state.platform();
     let assignee = match &ticket.state {
         TicketState::Assigned(a) | TicketState::Acknowledged(a) => Some(&a.unit),
@@ -199,6 +215,7 @@ mod tests {
         let all = [
             DeskAction::Read,
             DeskAction::Dispatch,
+            DeskAction::Reclassify,
             DeskAction::Whistle,
             DeskAction::DecideExtension,
             DeskAction::Supervise,
@@ -218,6 +235,35 @@ mod tests {
                 let e = authorize(&wrong, a, &t, platform_of).unwrap_err();
                 assert!(e.to_string().contains(&format!("may not {}", a.as_str())), "{e}");
             }
+        }
+    }
+
+    #[test]
+    fn units_do_what_units_do_and_desks_what_desks_do() {
+        let t = ticket();
+        let street = Caller::Platform(p("street:s1"));
+        for a in [DeskAction::Acknowledge, DeskAction::Return, DeskAction::RequestExtension, DeskAction::Complete, DeskAction::ReportIn] {
+            assert_eq!(authorize(&street, a, &t, platform_of).unwrap_err().rule, "this is a responsible unit's action");
+        }
+        let office = Caller::Unit(u("s1-office"));
+        for a in [DeskAction::Dispatch, DeskAction::Reclassify, DeskAction::Whistle, DeskAction::DecideExtension, DeskAction::Supervise] {
+            assert_eq!(authorize(&office, a, &t, platform_of).unwrap_err().rule, "this is a platform desk's action");
+        }
+        let agent = Caller::Agent("wang".into());
+        assert!(authorize(&agent, DeskAction::Read, &t, platform_of).is_err());
+    }
+
+    #[test]
+    fn only_a_platforms_desk_watches_its_queue() {
+        authorize_watch(&Caller::Platform(p("street:s1")), &p("street:s1")).unwrap();
+        for other in
+            [Caller::Platform(p("street:s2")), Caller::Platform(PlatformId::City), Caller::Unit(u("s1-office")), Caller::Agent("li".into())]
+        {
+            let e = authorize_watch(&other, &p("street:s1")).unwrap_err();
+            assert!(
+                e.to_string().ends_with("may not watch the queue of platform street:s1: a platform's queue is watched by its own desk"),
+                "{e}"
+            );
         }
     }
 

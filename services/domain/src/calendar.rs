@@ -223,6 +223,43 @@ impl DeadlinePolicy {
         crate::Deadline { due_at, second_due_at, warn_at, span: due_at - from, version }
     }
 
+    /// When a unit may no longer return a ticket assigned to it at `assigned_at`.
+    pub fn return_closes_at(&self, calendar: &WorkCalendar, assigned_at: OffsetDateTime) -> OffsetDateTime {
+        calendar.add(assigned_at, self.return_window)
+    }
+
+    /// The deadline a granted extension gives, asked at `now` for `due_at`:
+    /// after the current deadline and at most `max_extension` beyond it; the
+    /// second overdue one urgency span later, the warning at the usual share
+    /// of the time left.
+    pub fn extend(
+        &self,
+        calendar: &WorkCalendar,
+        current: &crate::Deadline,
+        urgency: Urgency,
+        now: OffsetDateTime,
+        due_at: OffsetDateTime,
+        version: crate::EventId,
+    ) -> crate::Result<crate::Deadline> {
+        let latest = calendar.add(current.due_at, self.max_extension);
+        if due_at <= current.due_at || due_at > latest {
+            return Err(crate::Error::invalid(
+                "due_at",
+                format!("must be after the current deadline {} and at most {} ({} more)", current.due_at, latest, self.max_extension),
+            ));
+        }
+        let share = self.warning_share;
+        let warn_at = (share > 0.0 && share < 1.0 && due_at > now).then(|| now + (due_at - now) * share);
+        let second_due_at = calendar.add(due_at, self.span_for(urgency));
+        Ok(crate::Deadline { due_at, second_due_at, warn_at, span: due_at - now, version })
+    }
+
+    /// The deadline of a ticket reopened for rework at `from` (the citizen
+    /// was not satisfied).
+    pub fn rework(&self, calendar: &WorkCalendar, from: OffsetDateTime, version: crate::EventId) -> crate::Deadline {
+        self.deadline(calendar, from, self.rework, version)
+    }
+
     pub fn span_for(&self, urgency: Urgency) -> Span {
         match urgency {
             Urgency::Urgent => self.urgent,
@@ -287,6 +324,38 @@ mod tests {
         assert_eq!(d.warn_at, Some(fri + time::Duration::hours(72) * 0.8));
         let no_warning = DeadlinePolicy { warning_share: 0.0, ..policy };
         assert_eq!(no_warning.deadline(&cal(), fri, Span::WorkingDays(1), crate::EventId::new()).warn_at, None);
+    }
+
+    #[test]
+    fn the_return_window_closes_two_working_days_after_assignment() {
+        let fri = datetime!(2026-11-20 15:00 +08:00);
+        assert_eq!(DeadlinePolicy::default().return_closes_at(&cal(), fri), datetime!(2026-11-24 15:00 +08:00));
+    }
+
+    #[test]
+    fn an_extension_is_bounded_and_gets_a_second_overdue_and_a_warning() {
+        let policy = DeadlinePolicy::default();
+        let now = datetime!(2026-11-23 10:00 +08:00);
+        let current = policy.deadline(&cal(), now, Span::WorkingDays(5), crate::EventId::new());
+        assert_eq!(current.due_at, datetime!(2026-11-30 10:00 +08:00));
+        let v = crate::EventId::new();
+        let d = policy.extend(&cal(), &current, Urgency::Ordinary, now, datetime!(2026-12-03 10:00 +08:00), v).unwrap();
+        assert_eq!(d.due_at, datetime!(2026-12-03 10:00 +08:00));
+        assert_eq!(d.second_due_at, datetime!(2026-12-10 10:00 +08:00), "one ordinary span (5 working days) later");
+        assert_eq!(d.warn_at, Some(now + time::Duration::days(10) * 0.8));
+        assert_eq!((d.span, d.version), (time::Duration::days(10), v));
+        // Not earlier than the current deadline, not past ten more working days.
+        for bad in [current.due_at, datetime!(2026-11-29 10:00 +08:00), datetime!(2026-12-14 10:01 +08:00)] {
+            let e = policy.extend(&cal(), &current, Urgency::Ordinary, now, bad, v).unwrap_err();
+            assert_eq!(e.field(), Some("due_at"), "{bad}: {e}");
+        }
+        assert!(policy.extend(&cal(), &current, Urgency::Ordinary, now, datetime!(2026-12-14 10:00 +08:00), v).is_ok());
+    }
+
+    #[test]
+    fn rework_gets_three_working_days() {
+        let d = DeadlinePolicy::default().rework(&cal(), datetime!(2026-11-24 10:00 +08:00), crate::EventId::new());
+        assert_eq!((d.due_at, d.second_due_at), (datetime!(2026-11-27 10:00 +08:00), datetime!(2026-12-02 10:00 +08:00)));
     }
 
     #[test]

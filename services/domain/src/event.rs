@@ -285,7 +285,8 @@ pub enum EventKind {
         outcome: RevisitOutcome,
         reason: String,
     },
-    /// Unsatisfied: back to the unit for rework.
+    /// Unsatisfied: back to the unit for rework, with the deadline of
+    /// [`DeadlinePolicy::rework`](crate::DeadlinePolicy::rework).
     Reopened {
         reason: String,
         deadline: Deadline,

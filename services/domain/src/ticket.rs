@@ -273,7 +273,12 @@ impl Ticket {
                     self.state = TicketState::Closed { resolution: Resolution::Answered };
                     Ok(())
                 }
-                _ => Err(self.refuse(kind, "only a classified ticket is answered directly")),
+                TicketState::Received
+                | TicketState::Queued { .. }
+                | TicketState::Assigned(_)
+                | TicketState::Acknowledged(_)
+                | TicketState::Completed { .. }
+                | TicketState::Closed { .. } => Err(self.refuse(kind, "only a classified ticket is answered directly")),
             },
             EventKind::Dispatched { platform, unit, deadline, .. } => {
                 let allowed = match &self.state {
@@ -323,7 +328,12 @@ impl Ticket {
                     self.state = TicketState::Acknowledged(a.clone());
                     Ok(())
                 }
-                _ => Err(self.refuse(kind, "only an assigned, unacknowledged ticket is acknowledged")),
+                TicketState::Received
+                | TicketState::Classified
+                | TicketState::Queued { .. }
+                | TicketState::Acknowledged(_)
+                | TicketState::Completed { .. }
+                | TicketState::Closed { .. } => Err(self.refuse(kind, "only an assigned, unacknowledged ticket is acknowledged")),
             },
             EventKind::Returned { reason } => match self.state.open_assignment() {
                 Some(a) => {
@@ -424,7 +434,12 @@ impl Ticket {
                     }
                     Ok(())
                 }
-                _ => Err(self.refuse(kind, "only a completed ticket is revisited")),
+                TicketState::Received
+                | TicketState::Classified
+                | TicketState::Queued { .. }
+                | TicketState::Assigned(_)
+                | TicketState::Acknowledged(_)
+                | TicketState::Closed { .. } => Err(self.refuse(kind, "only a completed ticket is revisited")),
             },
             EventKind::Reopened { deadline, .. } => match &self.state {
                 TicketState::Completed { assignment, .. } => {
@@ -439,7 +454,12 @@ impl Ticket {
                     });
                     Ok(())
                 }
-                _ => Err(self.refuse(kind, "only a completed ticket is reopened for rework")),
+                TicketState::Received
+                | TicketState::Classified
+                | TicketState::Queued { .. }
+                | TicketState::Assigned(_)
+                | TicketState::Acknowledged(_)
+                | TicketState::Closed { .. } => Err(self.refuse(kind, "only a completed ticket is reopened for rework")),
             },
             EventKind::Closed { resolution } => match (&self.state, resolution) {
                 (TicketState::Completed { .. }, Resolution::Satisfied | Resolution::Unreachable) => {
@@ -450,7 +470,16 @@ impl Ticket {
                     self.state = TicketState::Closed { resolution: *resolution };
                     Ok(())
                 }
-                _ => Err(self.refuse(kind, "a ticket closes after completion (satisfied, unreachable) or when answered")),
+                (TicketState::Completed { .. }, Resolution::Answered)
+                | (TicketState::Classified, Resolution::Satisfied | Resolution::Unreachable)
+                | (
+                    TicketState::Received
+                    | TicketState::Queued { .. }
+                    | TicketState::Assigned(_)
+                    | TicketState::Acknowledged(_)
+                    | TicketState::Closed { .. },
+                    _,
+                ) => Err(self.refuse(kind, "a ticket closes after completion (satisfied, unreachable) or when answered")),
             },
         }
     }

@@ -95,7 +95,7 @@ impl Intake {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         let offset = time::UtcOffset::from_hms(config.intake.utc_offset_hours, 0, 0)
             .map_err(|e| Error::Config(format!("intake.utc_offset_hours: {e}")))?;
-        config.deployment.require_secret("revisit.link_secret", Some(&config.revisit.link_secret)).map_err(Error::Config)?;
+        config.deployment.require_secret("revisit.link_secret", Some(&config.revisit.link_secret))?;
         whistle_runtime::topics::prepare(&config.kafka).await?;
         let producer = EventProducer::new(&config.kafka)?;
         let store = TicketStore::connect(&config.redis).await?;

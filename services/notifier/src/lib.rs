@@ -26,6 +26,7 @@ use std::time::Duration;
 use whistle_domain::{Category, Clock, Language, PlatformId, SystemClock, TicketId};
 use whistle_runtime::config::CalendarSettings;
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
+use whistle_runtime::retry::{GaveUp, Retry};
 use whistle_runtime::shutdown::{drain, spawn_supervised};
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
 
@@ -246,6 +247,8 @@ pub struct Deliverer {
     settings: NotifierSettings,
     /// This replica, in its claims.
     instance: String,
+    /// Fired when the service stops: no retry waits through it.
+    shutdown: Shutdown,
 }
 
 /// Why a message could not be delivered this round.
@@ -319,25 +322,32 @@ impl Deliverer {
                 let _: () = redis.del(&claim).await.map_err(redis_err)?;
                 continue;
             }
-            let max = self.settings.max_attempts.max(1);
-            let mut attempt = 0;
-            let failure = loop {
-                attempt += 1;
-                match self.try_once(&route, m).await {
-                    Ok(()) => break None,
-                    Err(f @ Failure::Permanent(_)) => break Some(f),
-                    Err(f) if attempt >= max => break Some(f),
-                    Err(f) => {
-                        let wait = whistle_runtime::consumer::backoff_between(
-                            Duration::from_millis(self.settings.initial_backoff_ms),
-                            Duration::from_millis(self.settings.max_backoff_ms),
-                            attempt,
-                        );
+            let retry =
+                Retry::new(Duration::from_millis(self.settings.initial_backoff_ms), Duration::from_millis(self.settings.max_backoff_ms))
+                    .limited(self.settings.max_attempts);
+            let tries = std::sync::atomic::AtomicU32::new(0);
+            let sent = retry
+                .run(
+                    &self.shutdown,
+                    |n| {
+                        tries.store(n, std::sync::atomic::Ordering::Relaxed);
+                        self.try_once(&route, m)
+                    },
+                    |f| matches!(f, Failure::Permanent(_)),
+                    |attempt, f, wait| {
                         tracing::warn!(message = %m.message_id, channel = route.channel(), attempt, wait_ms = wait.as_millis() as u64, error = %f, "delivery failed; retrying");
-                        tokio::time::sleep(wait).await;
-                    }
+                    },
+                )
+                .await;
+            let failure = match sent {
+                Ok(()) => None,
+                Err(GaveUp::Failed { error, .. }) => Some(error),
+                // Stopping: the claim lapses and the message is sent after the restart.
+                Err(GaveUp::ShuttingDown(_)) => {
+                    return Err(Undelivered::Wait(format!("message {} by {}: the notifier is stopping", m.message_id, route.channel())));
                 }
             };
+            let attempt = tries.load(std::sync::atomic::Ordering::Relaxed);
             match failure {
                 None => {
                     let _: () = redis::pipe()
@@ -382,7 +392,7 @@ impl Notifier {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
-        config.deployment.require_secret("revisit.link_secret", Some(&config.revisit.link_secret)).map_err(Error::Config)?;
+        config.deployment.require_secret("revisit.link_secret", Some(&config.revisit.link_secret))?;
         whistle_runtime::topics::prepare(&config.kafka).await?;
         let directory = match &config.notifier.city_file {
             Some(file) => Directory::from_city(&whistle_runtime::city::load(file)?)?,
@@ -399,6 +409,7 @@ impl Notifier {
             directory,
             settings: config.notifier.clone(),
             instance: uuid::Uuid::new_v4().to_string(),
+            shutdown: Shutdown::new(),
         };
         let producer = EventProducer::new(&config.kafka)?;
         let handler = Arc::new(Notify { deliverer: Arc::new(deliverer), catalog: Arc::new(catalog), revisit: config.revisit.clone() });
@@ -406,6 +417,12 @@ impl Notifier {
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
+        let retries = self.handler.deliverer.shutdown.clone();
+        let stopping = shutdown.clone();
+        tokio::spawn(async move {
+            stopping.wait().await;
+            retries.trigger();
+        });
         let topics = Topics::new(&self.config.kafka);
         let mut settings = ConsumerSettings::new("notifier", self.config.notifier.group.clone(), vec![topics.events()]);
         settings.max_batch = 64;

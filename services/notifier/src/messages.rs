@@ -207,17 +207,45 @@ pub struct Context<'a> {
     pub revisit_link: &'a dyn Fn(&TicketId) -> String,
 }
 
+/// What the messages of an event are built from. Every kind is named here,
+/// so a new one is a decision, not a silence; [`for_event`] follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Nobody is told.
+    Nothing,
+    /// The event alone says everything.
+    Event,
+    /// The ticket's record, including this event, is needed too.
+    Ticket,
+}
+
+pub fn source(kind: &EventKind) -> Source {
+    match kind {
+        EventKind::Received { .. } => Source::Event,
+        EventKind::Dispatched { .. }
+        | EventKind::Completed { .. }
+        | EventKind::Overdue { .. }
+        | EventKind::Reopened { .. }
+        | EventKind::Supervised { .. }
+        | EventKind::Returned { .. } => Source::Ticket,
+        EventKind::Classified { .. }
+        | EventKind::Reclassified { .. }
+        | EventKind::Answered { .. }
+        | EventKind::Delegated { .. }
+        | EventKind::Acknowledged
+        | EventKind::Whistled { .. }
+        | EventKind::ReportedIn { .. }
+        | EventKind::ExtensionRequested { .. }
+        | EventKind::ExtensionDecided(_)
+        | EventKind::DeadlineWarning { .. }
+        | EventKind::RevisitRecorded { .. }
+        | EventKind::Closed { .. } => Source::Nothing,
+    }
+}
+
 /// Does this event need the ticket's current record to build its messages?
 pub fn needs_ticket(e: &Event) -> bool {
-    matches!(
-        e.kind,
-        EventKind::Dispatched { .. }
-            | EventKind::Completed { .. }
-            | EventKind::Overdue { .. }
-            | EventKind::Reopened { .. }
-            | EventKind::Supervised { .. }
-            | EventKind::Returned { .. }
-    )
+    source(&e.kind) == Source::Ticket
 }
 
 fn citizen_contact(request: &whistle_domain::Request) -> Option<CitizenContact> {
@@ -249,6 +277,15 @@ pub fn for_event(e: &Event, ticket: Option<&Ticket>, ctx: &Context<'_>) -> Vec<M
             .map(|c| Message { citizen: Some(c), ..build(template, number, request.language, Recipient::Citizen, args) })
     };
     let n = |t: &Ticket| ("number", t.number.to_string());
+    let ticket = match (source(&e.kind), ticket) {
+        (Source::Nothing, _) => return vec![],
+        (Source::Event, _) => None,
+        (Source::Ticket, Some(t)) => Some(t),
+        (Source::Ticket, None) => {
+            tracing::warn!(event = %e.id, kind = e.kind.name(), "no ticket record to build the messages from");
+            return vec![];
+        }
+    };
     match (&e.kind, ticket) {
         (EventKind::Received { number, request }, _) => {
             for_citizen(Template::TicketReceived, number.as_str(), request, &[("number", number.to_string())]).into_iter().collect()
@@ -330,6 +367,7 @@ pub fn for_event(e: &Event, ticket: Option<&Ticket>, ctx: &Context<'_>) -> Vec<M
             }
             out
         }
+        // The kinds `source` says tell nobody, or whose record is missing.
         _ => vec![],
     }
 }
@@ -378,6 +416,50 @@ mod tests {
         assert_eq!(m[0].citizen.as_ref().unwrap().phone.as_deref(), Some("13800138000"));
         let json = serde_json::to_string(&m[0]).unwrap();
         assert!(!json.contains("13800138000") && !json.contains("张三"), "{json}");
+    }
+
+    #[test]
+    fn every_kind_that_tells_someone_builds_a_message_from_what_source_names() {
+        let r = received("zh", "13800138000");
+        let mut t = Ticket::open(&r).unwrap();
+        let at = |kind| Event { id: EventId::new(), ticket_id: r.ticket_id, occurred_at: r.occurred_at, actor: Actor::system("t"), kind };
+        let unit = whistle_domain::UnitCode::parse("city-water").unwrap();
+        let deadline = whistle_domain::Deadline {
+            due_at: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(5),
+            second_due_at: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(10),
+            warn_at: None,
+            span: time::Duration::days(5),
+            version: EventId::new(),
+        };
+        let steps = [
+            EventKind::classified_surely(
+                whistle_domain::Category::Water,
+                whistle_domain::Urgency::Ordinary,
+                whistle_domain::WhistleLevel::Ordinary,
+                whistle_domain::Jurisdiction::default(),
+                Language::Zh,
+            ),
+            EventKind::Dispatched { platform: whistle_domain::PlatformId::City, unit: unit.clone(), deadline, automatic: true },
+            EventKind::Overdue {
+                level: OverdueLevel::First,
+                unit: unit.clone(),
+                due_at: deadline.due_at,
+                deadline_version: deadline.version,
+            },
+            EventKind::Completed { result: "已修好".into() },
+            EventKind::Reopened { reason: "还在漏".into(), deadline },
+        ];
+        let mut told = vec![("received", with_ctx(|ctx| for_event(&r, None, ctx)).len())];
+        for kind in steps {
+            let e = at(kind);
+            t.apply(&e).unwrap();
+            assert_eq!(source(&e.kind) == Source::Ticket, needs_ticket(&e));
+            told.push((e.kind.name(), with_ctx(|ctx| for_event(&e, Some(&t), ctx)).len()));
+            if source(&e.kind) == Source::Ticket {
+                assert!(with_ctx(|ctx| for_event(&e, None, ctx)).is_empty(), "{} without its ticket", e.kind.name());
+            }
+        }
+        assert_eq!(told, [("received", 1), ("classified", 0), ("dispatched", 1), ("overdue", 1), ("completed", 2), ("reopened", 1)]);
     }
 
     #[test]

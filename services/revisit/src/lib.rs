@@ -20,11 +20,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use whistle_domain::revisit::{RevisitPolicy, RevisitTask};
 use whistle_domain::{
-    Actor, Clock, DeadlinePolicy, Event, EventId, EventKind, Resolution, RevisitOutcome, SystemClock, TicketId, TicketState, WorkCalendar,
+    Actor, Clock, DeadlinePolicy, Event, EventId, EventKind, ReasonText, Resolution, RevisitOutcome, SystemClock, TicketId, TicketState,
+    WorkCalendar,
 };
 use whistle_runtime::auth::TokenEntry;
 use whistle_runtime::config::CalendarSettings;
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
+use whistle_runtime::retry::{GaveUp, Retry};
 use whistle_runtime::shutdown::{drain, spawn_supervised};
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Secret, Shutdown, TelemetryConfig, TicketStore, Topics};
 
@@ -138,6 +140,8 @@ pub struct Core {
     claim_ms: u64,
     link_secret: Vec<u8>,
     tally: tally::Tally,
+    /// Fired when the service stops: no retry waits through it.
+    shutdown: Shutdown,
 }
 
 impl Core {
@@ -182,13 +186,17 @@ impl Core {
                 claim.remaining_ms / 1000
             )));
         }
-        let reason = reason.trim();
-        let reason = match (outcome, by) {
-            (RevisitOutcome::Unsatisfied, Answerer::Agent(_)) if reason.is_empty() => {
-                return Err(Error::Invalid("an unsatisfied answer needs the citizen's reason (reason)".into()));
+        // An agent is told what is wrong with the reason; a citizen's answer is taken as it came.
+        let reason: String = match (outcome, by) {
+            (RevisitOutcome::Unsatisfied, Answerer::Agent(_)) => ReasonText::parse("reason", reason)
+                .map_err(|e| Error::Invalid(format!("an unsatisfied answer needs the citizen's reason: {e}")))?
+                .into(),
+            (_, Answerer::Agent(_)) => ReasonText::optional("reason", reason).map_err(|e| Error::Invalid(e.to_string()))?.into(),
+            (RevisitOutcome::Unsatisfied, Answerer::Citizen) => {
+                let said = ReasonText::from_citizen(reason);
+                if said.is_empty() { ReasonText::CITIZEN_UNSATISFIED.to_owned() } else { said.into() }
             }
-            (RevisitOutcome::Unsatisfied, Answerer::Citizen) if reason.is_empty() => "市民回复不满意".to_owned(),
-            _ => reason.chars().take(2000).collect(),
+            (_, Answerer::Citizen) => ReasonText::from_citizen(reason).into(),
         };
         let now = self.clock.now();
         let mut state = RevisitTask::Due { due_at: task.due_at, attempts: task.attempts };
@@ -210,7 +218,7 @@ impl Core {
             (_, RevisitTask::Due { due_at, .. }) => Next::Retry { due_at: *due_at },
             (_, RevisitTask::Finished { .. }) => {
                 let id = EventId::new();
-                let deadline = self.deadlines.deadline(&self.calendar, now, self.deadlines.rework, id);
+                let deadline = self.deadlines.rework(&self.calendar, now, id);
                 events.push(event(id, EventKind::Reopened { reason: reason.clone(), deadline }));
                 Next::Reopened { due_at: deadline.due_at }
             }
@@ -224,19 +232,28 @@ impl Core {
         // The attempt is on record; what follows from it (closed, reopened)
         // must follow it, so it is tried until the broker takes it.
         for e in rest {
-            let mut attempt = 0;
-            while let Err(err) = self.producer.publish(e).await {
-                attempt += 1;
-                if attempt >= 20 {
-                    tracing::error!(ticket = %ticket, event = e.kind.name(), error = %err, "revisit recorded but its consequence could not be published");
-                    return Err(Error::Unavailable(format!(
-                        "the revisit of ticket {} is recorded but its {} is not: {err}",
-                        task.number,
-                        e.kind.name()
-                    )));
-                }
-                tracing::warn!(ticket = %ticket, event = e.kind.name(), attempt, error = %err, "publishing failed; retrying");
-                tokio::time::sleep(whistle_runtime::consumer::backoff(attempt)).await;
+            let published = Retry::CONSUMER
+                .limited(20)
+                .run(
+                    &self.shutdown,
+                    |_| self.producer.publish(e),
+                    |_| false,
+                    |attempt, err, _| {
+                        tracing::warn!(ticket = %ticket, event = e.kind.name(), attempt, error = %err, "publishing failed; retrying");
+                    },
+                )
+                .await;
+            if let Err(gave_up) = published {
+                let err = match gave_up {
+                    GaveUp::Failed { error, .. } => error.to_string(),
+                    GaveUp::ShuttingDown(_) => "the service is stopping".to_owned(),
+                };
+                tracing::error!(ticket = %ticket, event = e.kind.name(), error = %err, "revisit recorded but its consequence could not be published");
+                return Err(Error::Unavailable(format!(
+                    "the revisit of ticket {} is recorded but its {} is not: {err}",
+                    task.number,
+                    e.kind.name()
+                )));
             }
         }
         let attempts = task.attempts + 1;
@@ -384,7 +401,7 @@ impl Revisit {
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         let calendar = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?;
-        let tokens = whistle_runtime::auth::Tokens::new("revisit.tokens", &config.revisit.tokens).map_err(Error::Config)?;
+        let tokens = whistle_runtime::auth::Tokens::new("revisit.tokens", &config.revisit.tokens)?;
         if config.revisit.rules.max_attempts == 0 {
             return Err(Error::Config("revisit.rules.max_attempts: must be at least 1".into()));
         }
@@ -392,8 +409,8 @@ impl Revisit {
             return Err(Error::Config("revisit.link_secret: use at least 16 characters".into()));
         }
         let d = &config.deployment;
-        d.require_secret("revisit.link_secret", Some(&config.revisit.link_secret)).map_err(Error::Config)?;
-        d.require_secret("revisit.sms_reply_token", config.revisit.sms_reply_token.as_ref()).map_err(Error::Config)?;
+        d.require_secret("revisit.link_secret", Some(&config.revisit.link_secret))?;
+        d.require_secret("revisit.sms_reply_token", config.revisit.sms_reply_token.as_ref())?;
         whistle_runtime::topics::prepare(&config.kafka).await?;
         let store = TicketStore::connect(&config.redis).await?;
         let tasks = Tasks::new(store.redis(), store.prefix());
@@ -416,6 +433,7 @@ impl Revisit {
             claim_ms: config.revisit.claim_minutes.max(1) * 60_000,
             link_secret: config.revisit.link_secret.expose().as_bytes().to_vec(),
             tally,
+            shutdown: Shutdown::new(),
         });
         let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source }) };
         let grpc = bind(config.revisit.listen).await?;
@@ -437,6 +455,11 @@ impl Revisit {
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let Revisit { config, core, grpc, http, tokens } = self;
+        let (retries, stopping) = (core.shutdown.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            stopping.wait().await;
+            retries.trigger();
+        });
         let topics = Topics::new(&config.kafka);
         // A queue lost in Redis comes back from the topic before agents read it.
         if !core.alive().await? {

@@ -40,18 +40,19 @@ pub fn parse_caller(s: &str) -> whistle_domain::Result<Caller> {
 
 impl Tokens {
     /// `section` names the config list in errors (`dispatcher.tokens`).
-    pub fn new(section: &str, entries: &[TokenEntry]) -> Result<Self, String> {
+    pub fn new(section: &str, entries: &[TokenEntry]) -> crate::Result<Self> {
         let mut map = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
-            let caller = parse_caller(&e.caller).map_err(|err| format!("{section}[{i}].caller: {err}"))?;
+            let bad = |what: String| crate::Error::Config(format!("{section}[{i}]{what}"));
+            let caller = parse_caller(&e.caller).map_err(|err| bad(format!(".caller: {err}")))?;
             let bytes: Vec<u8> = (0..e.sha256.len())
                 .step_by(2)
                 .map(|j| e.sha256.get(j..j + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
                 .collect::<Option<_>>()
-                .ok_or_else(|| format!("{section}[{i}].sha256: not hex"))?;
-            let hash: [u8; 32] = bytes.try_into().map_err(|_| format!("{section}[{i}].sha256: not 32 bytes of hex"))?;
+                .ok_or_else(|| bad(".sha256: not hex".into()))?;
+            let hash: [u8; 32] = bytes.try_into().map_err(|_| bad(".sha256: not 32 bytes of hex".into()))?;
             if map.insert(hash, caller).is_some() {
-                return Err(format!("{section}[{i}]: the same token is configured twice"));
+                return Err(bad(": the same token is configured twice".into()));
             }
         }
         Ok(Tokens(map))
@@ -91,6 +92,11 @@ mod tests {
         md.insert("authorization", "Bearer nope".parse().unwrap());
         assert_eq!(tokens.caller(&md).unwrap_err().code(), tonic::Code::Unauthenticated);
         assert!(!format!("{tokens:?}").contains("s3cret"));
-        assert!(Tokens::new("t", &[TokenEntry { caller: "town:x".into(), sha256: hash_token("a") }]).unwrap_err().contains("caller"));
+        assert!(
+            Tokens::new("t", &[TokenEntry { caller: "town:x".into(), sha256: hash_token("a") }])
+                .unwrap_err()
+                .to_string()
+                .contains("caller")
+        );
     }
 }

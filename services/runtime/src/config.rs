@@ -120,9 +120,15 @@ mod tests {
         let production = Deployment::default();
         let shipped = Secret::new("change-me-revisit-link-secret".to_owned());
         let e = production.require_secret("revisit.link_secret", Some(&shipped)).unwrap_err();
-        assert!(e.starts_with("revisit.link_secret: this is the secret shipped with Whistle"), "{e}");
-        assert!(production.require_secret("revisit.sms_reply_token", None).unwrap_err().contains("required outside the local profile"));
-        assert!(production.require_secret("k", Some(&Secret::new("short".into()))).unwrap_err().contains("at least 16"));
+        assert!(e.to_string().starts_with("configuration: revisit.link_secret: this is the secret shipped with Whistle"), "{e}");
+        assert!(
+            production
+                .require_secret("revisit.sms_reply_token", None)
+                .unwrap_err()
+                .to_string()
+                .contains("required outside the local profile")
+        );
+        assert!(production.require_secret("k", Some(&Secret::new("short".into()))).unwrap_err().to_string().contains("at least 16"));
         production.require_secret("k", Some(&Secret::new("a-long-enough-real-secret".into()))).unwrap();
         let local = Deployment { profile: Profile::Local };
         local.require_secret("revisit.link_secret", Some(&shipped)).unwrap();
@@ -173,21 +179,23 @@ pub const SHIPPED_SECRETS: &[&str] =
 impl Deployment {
     /// Refuses, naming the key, a secret that is missing, short or shipped
     /// with the project, unless the profile is local.
-    pub fn require_secret(&self, key: &str, value: Option<&Secret<String>>) -> std::result::Result<(), String> {
+    pub fn require_secret(&self, key: &str, value: Option<&Secret<String>>) -> crate::Result<()> {
         if self.profile == Profile::Local {
             return Ok(());
         }
         let v = value.map(|s| s.expose().trim()).unwrap_or("");
         if v.is_empty() {
-            return Err(format!("{key}: required outside the local profile ([deployment] profile = \"local\" on a developer's machine)"));
+            return Err(crate::Error::Config(format!(
+                "{key}: required outside the local profile ([deployment] profile = \"local\" on a developer's machine)"
+            )));
         }
         if SHIPPED_SECRETS.contains(&v) {
-            return Err(format!(
+            return Err(crate::Error::Config(format!(
                 "{key}: this is the secret shipped with Whistle, which anyone can read; set your own (a secret store, WHISTLE__… variables)"
-            ));
+            )));
         }
         if v.chars().count() < 16 {
-            return Err(format!("{key}: use at least 16 characters"));
+            return Err(crate::Error::Config(format!("{key}: use at least 16 characters")));
         }
         Ok(())
     }

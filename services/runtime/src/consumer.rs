@@ -17,6 +17,7 @@ use tracing::Instrument;
 use whistle_domain::Event;
 
 use crate::kafka::client_config;
+use crate::retry::{GaveUp, Retry};
 use crate::shutdown::sleep_or_shutdown;
 use crate::{Error, EventProducer, KafkaConfig, Result, Shutdown, telemetry};
 
@@ -75,9 +76,9 @@ impl std::fmt::Display for HandleError {
 }
 
 impl From<Error> for HandleError {
-    /// Runtime errors (Redis, Kafka) are transient.
+    /// Retried when the error says waiting may help, dead-lettered otherwise.
     fn from(e: Error) -> Self {
-        HandleError::Retry(e.to_string())
+        if e.is_transient() { HandleError::Retry(e.to_string()) } else { HandleError::Poison(e.to_string()) }
     }
 }
 
@@ -299,25 +300,25 @@ impl<H: Handler> Ctx<H> {
             event = m.header("event-type").unwrap_or(""),
         );
         telemetry::set_parent(&span, m.header("traceparent"));
-        let mut attempt: u32 = 0;
-        loop {
-            match self.handler.handle(m).instrument(span.clone()).await {
-                Ok(()) => return true,
-                Err(HandleError::Poison(reason)) => {
-                    // A reason may quote its input: no citizen's contact in the log or the topic.
-                    let reason = crate::redact::text(&reason);
-                    tracing::warn!(parent: &span, %reason, "message dead-lettered");
-                    return self.dead_letter(m, &reason).await;
-                }
-                Err(HandleError::Retry(reason)) => {
-                    attempt += 1;
-                    let wait = backoff(attempt);
-                    tracing::warn!(parent: &span, %reason, attempt, wait_ms = wait.as_millis() as u64, "handling failed; will retry");
-                    if !sleep_or_shutdown(wait, &self.shutdown).await {
-                        return false;
-                    }
-                }
+        let handled = Retry::CONSUMER
+            .run(
+                &self.shutdown,
+                |_| self.handler.handle(m).instrument(span.clone()),
+                |e| matches!(e, HandleError::Poison(_)),
+                |attempt, e, wait| {
+                    tracing::warn!(parent: &span, reason = %e, attempt, wait_ms = wait.as_millis() as u64, "handling failed; will retry");
+                },
+            )
+            .await;
+        match handled {
+            Ok(()) => true,
+            Err(GaveUp::Failed { error: HandleError::Poison(reason) | HandleError::Retry(reason), .. }) => {
+                // A reason may quote its input: no citizen's contact in the log or the topic.
+                let reason = crate::redact::text(&reason);
+                tracing::warn!(parent: &span, %reason, "message dead-lettered");
+                self.dead_letter(m, &reason).await
             }
+            Err(GaveUp::ShuttingDown(_)) => false,
         }
     }
 
@@ -341,39 +342,59 @@ impl<H: Handler> Ctx<H> {
             .insert(Header { key: "dlq-at", value: Some(at.as_str()) });
         let topic = self.dlq.topics().dead_letter();
         let mut payload = crate::redact::payload(m.payload.as_deref().unwrap_or_default());
-        let mut attempt = 0;
         loop {
-            match self.dlq.send(&topic, m.key.as_deref(), &payload, headers.clone()).await {
+            let sent = Retry::CONSUMER
+                .run(
+                    &self.shutdown,
+                    |_| self.dlq.send(&topic, m.key.as_deref(), &payload, headers.clone()),
+                    |e| e.is_too_big() && !payload.is_empty(),
+                    |attempt, e, _| {
+                        tracing::error!(error = %e, attempt, topic = %m.topic, partition = m.partition, offset = m.offset, "dead-letter publish failed");
+                    },
+                )
+                .await;
+            match sent {
                 Ok(_) => return true,
-                Err(e) if e.is_too_big() && !payload.is_empty() => {
-                    // With the reason's headers it no longer fits: keep its
-                    // start and say how long it was, rather than stall.
+                Err(GaveUp::ShuttingDown(_)) => return false,
+                // Too big: with the reason's headers it no longer fits. Keep
+                // its start and say how long it was, rather than stall.
+                Err(GaveUp::Failed { .. }) => {
                     let size = m.payload.as_ref().map_or(0, Vec::len).to_string();
                     headers = headers.insert(Header { key: "dlq-truncated", value: Some(size.as_str()) });
                     let keep = if payload.len() > TRUNCATED_TO { TRUNCATED_TO } else { 0 };
                     tracing::warn!(topic = %m.topic, partition = m.partition, offset = m.offset, bytes = payload.len(), keep, "dead letter too big; truncated");
                     payload.truncate(keep);
                 }
-                Err(e) => {
-                    attempt += 1;
-                    tracing::error!(error = %e, attempt, topic = %m.topic, partition = m.partition, offset = m.offset, "dead-letter publish failed");
-                    if !sleep_or_shutdown(backoff(attempt), &self.shutdown).await {
-                        return false;
-                    }
-                }
             }
         }
     }
 }
 
-/// The consumer loop's backoff: 200 ms doubling to 5 s, with jitter.
-pub fn backoff(attempt: u32) -> Duration {
-    backoff_between(Duration::from_millis(200), Duration::from_secs(5), attempt)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Exponential backoff with up to 25% jitter: `initial` before the second
-/// attempt, doubling each time, never more than `max` (before jitter).
-pub fn backoff_between(initial: Duration, max: Duration, attempt: u32) -> Duration {
-    let base = initial.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(max);
-    base + Duration::from_millis(rand::random_range(0..=base.as_millis() as u64 / 4))
+    #[test]
+    fn the_error_decides_whether_a_message_is_retried_or_dead_lettered() {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
+        let retried = [
+            Error::Kafka(KafkaError::MessageProduction(C::BrokerTransportFailure)),
+            Error::Redis(redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"))),
+            Error::ShuttingDown,
+            Error::Config("kafka.brokers: unreachable".into()),
+        ];
+        for e in retried {
+            assert!(matches!(HandleError::from(e), HandleError::Retry(_)));
+        }
+        let poison = [
+            Error::Kafka(KafkaError::MessageProduction(C::MessageSizeTooLarge)),
+            Error::Corrupt("t-1".into(), "expected value".into()),
+            Error::Json(serde_json::from_str::<u8>("x").unwrap_err()),
+            Error::Redis(redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "not a hash"))),
+        ];
+        for e in poison {
+            let said = e.to_string();
+            assert_eq!(HandleError::from(e), HandleError::Poison(said));
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod kafka;
 pub mod redact;
 pub mod redis_client;
+pub mod retry;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
@@ -40,9 +41,33 @@ pub enum Error {
     Corrupt(String, String),
     #[error("shutting down")]
     ShuttingDown,
+    /// A spawned task did not finish: it panicked or was cancelled.
+    #[error("task {what}: {reason}")]
+    Task { what: &'static str, reason: String, cancelled: bool },
 }
 
 impl Error {
+    /// A task that failed to join, named by what it was doing.
+    pub fn task(what: &'static str, e: tokio::task::JoinError) -> Self {
+        Error::Task { what, reason: e.to_string(), cancelled: e.is_cancelled() }
+    }
+
+    /// Whether doing the same again later may work. The data is at fault
+    /// (it does not decode, a stored record is corrupt or of the wrong
+    /// shape, a message is too big for the broker, a task panicked on it):
+    /// no. Anything else (the broker or Redis unreachable, busy or failing
+    /// over, a wrong setting an operator will fix, the service stopping):
+    /// yes, so the work waits instead of being dead-lettered.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Kafka(_) => !self.is_too_big(),
+            Error::Redis(e) => !matches!(e.kind(), redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType),
+            Error::Task { cancelled, .. } => *cancelled,
+            Error::Json(_) | Error::Corrupt(..) => false,
+            Error::Config(_) | Error::Topic { .. } | Error::Telemetry(_) | Error::ShuttingDown => true,
+        }
+    }
+
     /// The broker or the producer refused a message for its size: sending
     /// it again will never work.
     pub fn is_too_big(&self) -> bool {

@@ -237,7 +237,7 @@ impl TicketStore {
         while let Some((partition, offset, event)) = rx.recv().await {
             self.apply(&event, partition, offset).await?;
         }
-        let read = reader.await.map_err(|e| Error::Config(format!("projection rebuild task: {e}")))??;
+        let read = reader.await.map_err(|e| Error::task("projection rebuild", e))??;
         let _: () = self.redis.clone().set(self.alive_key(), 1).await?;
         Ok(read)
     }

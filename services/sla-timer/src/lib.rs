@@ -273,7 +273,7 @@ impl SlaTimer {
                 let epoch = epoch.clone();
                 tokio::spawn(async move { engine.run(&epoch).await })
             };
-            let outcome = stopped.await.map_err(|e| whistle_runtime::Error::Config(format!("firing task: {e}")))?;
+            let outcome = stopped.await.map_err(|e| whistle_runtime::Error::task("firing", e))?;
             epoch.trigger();
             drain(vec![consumer], Duration::from_secs(15)).await;
             match outcome? {
