@@ -35,7 +35,6 @@ fn at(due: &[(TimerKind, time::OffsetDateTime)], kind: TimerKind) -> Option<time
 
 fn holidays_2026() -> whistle_dispatcher::CalendarSettings {
     whistle_dispatcher::CalendarSettings {
-        utc_offset: "+08:00".into(),
         holidays: (1..=7).map(|d| format!("2026-10-0{d}")).collect(),
         makeup_workdays: vec!["2026-09-27".into(), "2026-10-10".into()],
     }

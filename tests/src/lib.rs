@@ -24,6 +24,11 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The demo city, by its file in the repository.
+pub fn city() -> whistle_runtime::config::CitySettings {
+    whistle_runtime::config::CitySettings { file: city_file(), ..Default::default() }
+}
+
 pub fn city_file() -> PathBuf {
     repo_root().join("deploy/config/demo-city.toml")
 }
@@ -246,7 +251,7 @@ impl Platform {
         };
         config.intake.listen = ([127, 0, 0, 1], 0).into();
         config.intake.http_listen = ([127, 0, 0, 1], 0).into();
-        config.intake.city_file = city_file();
+        config.city = city();
         config.open311.keys = vec![
             whistle_intake::open311::ApiKey {
                 system: "tests".into(),
@@ -269,13 +274,8 @@ impl Platform {
     }
 
     pub async fn start_classifier(&mut self) {
-        let mut config = whistle_classifier::Config {
-            kafka: self.kafka.clone(),
-            redis: self.redis.clone(),
-            calendar: self.options.calendar.clone(),
-            ..Default::default()
-        };
-        config.classifier.city_file = city_file();
+        let mut config =
+            whistle_classifier::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), city: city(), ..Default::default() };
         config.classifier.model = model_file();
         config.classifier.history_check_ms = 200;
         let svc = whistle_classifier::Classifier::build_with_clock(config, self.clock_arc()).await.expect("build classifier");
@@ -292,7 +292,7 @@ impl Platform {
         };
         config.dispatcher.listen = ([127, 0, 0, 1], 0).into();
         config.dispatcher.platform = platform.to_owned();
-        config.dispatcher.city_file = city_file();
+        config.city = city();
         config.dispatcher.tokens = token_entries(DESK_CALLERS);
         let svc = whistle_dispatcher::Dispatcher::build_with_clock(config, self.clock_arc()).await.expect("build dispatcher");
         if platform == "city" {
@@ -320,7 +320,7 @@ impl Platform {
         let mut config = whistle_notifier::Config {
             kafka: self.kafka.clone(),
             redis: self.redis.clone(),
-            calendar: self.options.calendar.clone(),
+            city: city(),
             revisit: whistle_notifier::RevisitLink {
                 link_secret: whistle_runtime::Secret::new(LINK_SECRET.into()),
                 public_url: "http://revisit.test".into(),
@@ -334,7 +334,6 @@ impl Platform {
         n.sms.body_template = SMS_BODY.into();
         n.smtp.host = "127.0.0.1".into();
         n.smtp.port = infra().smtp.rsplit(':').next().and_then(|p| p.parse().ok()).expect("smtp port");
-        n.city_file = Some(city_file());
         n.max_attempts = self.options.notifier_attempts;
         n.initial_backoff_ms = 50;
         n.max_backoff_ms = 400;
@@ -350,6 +349,7 @@ impl Platform {
             redis: self.redis.clone(),
             policy: self.options.policy.clone(),
             calendar: self.options.calendar.clone(),
+            city: city(),
             ..Default::default()
         };
         let r = &mut config.revisit;

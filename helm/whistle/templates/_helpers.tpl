@@ -32,10 +32,7 @@ containers:
       - { name: WHISTLE__DISPATCHER__LISTEN, value: "0.0.0.0:50052" }
       - { name: WHISTLE__REVISIT__LISTEN, value: "0.0.0.0:50056" }
       - { name: WHISTLE__REVISIT__HTTP_LISTEN, value: "0.0.0.0:8026" }
-      - { name: WHISTLE__DISPATCHER__CITY_FILE, value: /etc/whistle/city/city.toml }
-      - { name: WHISTLE__CLASSIFIER__CITY_FILE, value: /etc/whistle/city/city.toml }
-      - { name: WHISTLE__INTAKE__CITY_FILE, value: /etc/whistle/city/city.toml }
-      - { name: WHISTLE__NOTIFIER__CITY_FILE, value: /etc/whistle/city/city.toml }
+      - { name: WHISTLE__CITY__FILE, value: /etc/whistle/city/city.toml }
     {{- if $root.Values.existingSecret }}
     envFrom:
       - secretRef: { name: {{ $root.Values.existingSecret }} }

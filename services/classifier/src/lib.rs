@@ -26,7 +26,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use whistle_domain::{Actor, Clock, Event, EventId, EventKind, SystemClock};
-use whistle_runtime::config::CalendarSettings;
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
 use whistle_runtime::shutdown::{drain, spawn_supervised};
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, Topics};
@@ -39,16 +38,15 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
+    /// The city file (category word lists, signals, gazetteer) and its
+    /// time (the month a request arrived in).
+    pub city: whistle_runtime::config::CitySettings,
     pub classifier: ClassifierSettings,
-    /// For the city's time (the month a request arrived in).
-    pub calendar: CalendarSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClassifierSettings {
-    /// The city file: category word lists, signals, gazetteer.
-    pub city_file: PathBuf,
     /// The model file `whistle-classifier train` writes.
     pub model: PathBuf,
     /// Below this confidence a ticket waits on the city desk's triage
@@ -62,7 +60,6 @@ pub struct ClassifierSettings {
 impl Default for ClassifierSettings {
     fn default() -> Self {
         ClassifierSettings {
-            city_file: "deploy/config/demo-city.toml".into(),
             model: "services/classifier/model/whistle.model".into(),
             triage_below: 0.5,
             group: "classifier".into(),
@@ -99,9 +96,9 @@ impl Classifier {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
-        let city = whistle_runtime::city::load(&config.classifier.city_file)?;
+        let city = config.city.load()?;
         let engine = Engine::load(&config.classifier.model, &city, config.classifier.triage_below)?;
-        let offset = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?.offset();
+        let offset = config.city.offset()?;
         whistle_runtime::topics::prepare(&config.kafka).await?;
         let producer = EventProducer::new(&config.kafka)?;
         let redis = whistle_runtime::redis_client::connect(&config.redis).await?;

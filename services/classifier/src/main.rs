@@ -7,9 +7,12 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// TOML config file (sections [kafka], [redis], [telemetry], [classifier], [calendar]).
+    /// TOML config file (sections [kafka], [redis], [telemetry], [city], [classifier]).
     #[arg(long, env = "WHISTLE_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Print the effective config (file, environment and defaults; secrets hidden) and exit.
+    #[arg(long, global = true)]
+    print_config: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -60,7 +63,11 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config: whistle_classifier::Config = whistle_runtime::config::load(args.config.as_deref())?;
+    let Some(config) =
+        whistle_runtime::config::service_config::<whistle_classifier::Config>(args.config.as_deref(), &["classifier"], args.print_config)?
+    else {
+        return Ok(());
+    };
     let c = &config.classifier;
     match args.command.unwrap_or(Command::Run) {
         Command::Run => {
@@ -73,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
                 if with_corrections { whistle_classifier::training::corrections_from(&config.kafka).await? } else { Vec::new() };
             let args = whistle_classifier::cli::TrainArgs {
                 corpus,
-                city: c.city_file.clone(),
+                city: config.city.file.clone(),
                 out: out.unwrap_or_else(|| c.model.clone()),
                 compare,
                 corrections,
@@ -82,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
             whistle_classifier::cli::train(&args, &mut std::io::stdout().lock())?;
         }
         Command::Classify { json } => {
-            let city = whistle_runtime::city::load(&c.city_file)?;
+            let city = config.city.load()?;
             let engine = whistle_classifier::Engine::load(&c.model, &city, c.triage_below)?;
             let refused = whistle_classifier::cli::classify(&engine, std::io::stdin().lock(), &mut std::io::stdout().lock(), json)?;
             if refused > 0 {
@@ -91,13 +98,13 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Tune { corpus, thresholds } => {
-            let city = whistle_runtime::city::load(&c.city_file)?;
+            let city = config.city.load()?;
             let examples = whistle_classifier::corpus::load(&corpus)?;
             let rules = whistle_classifier::engine::Rules::new(&city);
             print!("{}", whistle_classifier::training::tune(&rules, &examples, c.triage_below, thresholds));
         }
         Command::Eval { corpus } => {
-            let met = whistle_classifier::cli::eval(&corpus, &c.city_file, &c.model, c.triage_below, &mut std::io::stdout().lock())?;
+            let met = whistle_classifier::cli::eval(&corpus, &config.city.file, &c.model, c.triage_below, &mut std::io::stdout().lock())?;
             if !met {
                 eprintln!("some targets were missed (see above)");
             }

@@ -10,12 +10,11 @@ pub mod routing;
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use whistle_domain::{Clock, DeadlinePolicy, PlatformId, SystemClock};
-pub use whistle_runtime::config::CalendarSettings;
+pub use whistle_runtime::config::{CalendarSettings, CitySettings};
 use whistle_runtime::consumer::{self, ConsumerSettings};
 use whistle_runtime::shutdown::drain;
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
@@ -26,6 +25,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
+    pub city: CitySettings,
     pub dispatcher: DispatcherSettings,
     pub policy: DeadlinePolicy,
     pub calendar: CalendarSettings,
@@ -38,7 +38,6 @@ pub struct DispatcherSettings {
     pub platform: String,
     /// Desk gRPC listen address; port 0 picks a free port.
     pub listen: SocketAddr,
-    pub city_file: PathBuf,
     /// Consumer group; the platform is appended, so instances of one
     /// platform share the work and platforms do not.
     pub group: String,
@@ -51,7 +50,6 @@ impl Default for DispatcherSettings {
         DispatcherSettings {
             platform: "city".into(),
             listen: ([127, 0, 0, 1], 50052).into(),
-            city_file: "deploy/config/demo-city.toml".into(),
             group: "dispatcher".into(),
             tokens: Vec::new(),
         }
@@ -90,14 +88,11 @@ impl Dispatcher {
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         let platform = PlatformId::parse(&config.dispatcher.platform).map_err(|e| Error::Config(format!("dispatcher.{e}")))?;
-        let calendar = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?;
+        let calendar = config.city.calendar(&config.calendar)?;
         let tokens = auth::Tokens::new("dispatcher.tokens", &config.dispatcher.tokens)?;
-        let city = whistle_runtime::city::load(&config.dispatcher.city_file)?;
+        let city = config.city.load()?;
         if !city.has_platform(&platform) {
-            return Err(Error::Config(format!(
-                "dispatcher.platform: {platform} is not in the city file {}",
-                config.dispatcher.city_file.display()
-            )));
+            return Err(Error::Config(format!("dispatcher.platform: {platform} is not in the city file {}", config.city.file.display())));
         }
         whistle_runtime::topics::prepare(&config.kafka).await?;
         let producer = EventProducer::new(&config.kafka)?;
@@ -160,8 +155,8 @@ mod tests {
     #[test]
     fn the_shipped_local_config_loads_with_its_holiday_calendar() {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/whistle.toml");
-        let config: Config = whistle_runtime::config::load(Some(&file)).unwrap();
-        let cal = config.calendar.calendar().unwrap();
+        let config: Config = whistle_runtime::config::load_checked(Some(&file), &["dispatcher"]).unwrap();
+        let cal = config.city.calendar(&config.calendar).unwrap();
         assert!(!cal.is_working_day(time::macros::date!(2026 - 10 - 05)), "National Day");
         assert!(cal.is_working_day(time::macros::date!(2026 - 10 - 10)), "make-up Saturday");
         assert!(!cal.is_working_day(time::macros::date!(2027 - 10 - 01)));

@@ -5,9 +5,12 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// TOML config file (sections [kafka], [redis], [telemetry], [dispatcher]).
+    /// TOML config file (sections [kafka], [redis], [telemetry], [city], [dispatcher]).
     #[arg(long, env = "WHISTLE_CONFIG")]
     config: Option<PathBuf>,
+    /// Print the effective config (file, environment and defaults; secrets hidden) and exit.
+    #[arg(long)]
+    print_config: bool,
     /// The platform this instance serves: city, county:<code> or street:<code>.
     #[arg(long)]
     platform: Option<String>,
@@ -16,7 +19,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut config: whistle_dispatcher::Config = whistle_runtime::config::load(args.config.as_deref())?;
+    let Some(mut config) =
+        whistle_runtime::config::service_config::<whistle_dispatcher::Config>(args.config.as_deref(), &["dispatcher"], args.print_config)?
+    else {
+        return Ok(());
+    };
     if let Some(p) = args.platform {
         config.dispatcher.platform = p;
     }

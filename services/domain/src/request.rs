@@ -10,12 +10,36 @@ use crate::{Category, Error, Result};
 /// Longest request text accepted, in characters.
 pub const MAX_TEXT_CHARS: usize = 4000;
 
-/// A value that must never appear in logs or traces (a citizen's name or
-/// phone). `Debug` and `Display` print a mask; serde keeps the value, because
-/// the ticket record needs it.
-#[derive(Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+/// A value that must never appear in logs or traces: a citizen's name or
+/// phone, a password, a token, a secret. `Debug` and `Display` print a mask;
+/// serde keeps the value (the ticket record and the config need it), except
+/// inside [`masked`], where it is written as the mask too.
+#[derive(Clone, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Sensitive<T>(T);
+
+thread_local! {
+    static MASKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every [`Sensitive`] it serializes written as `<redacted>`
+/// (to print a config, say).
+pub fn masked<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            MASKING.with(|m| m.set(self.0));
+        }
+    }
+    let _reset = Reset(MASKING.with(|m| m.replace(true)));
+    f()
+}
+
+impl<T: Serialize> Serialize for Sensitive<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if MASKING.with(|m| m.get()) { s.serialize_str("<redacted>") } else { self.0.serialize(s) }
+    }
+}
 
 impl<T> Sensitive<T> {
     pub fn new(value: T) -> Self {
@@ -469,6 +493,15 @@ mod tests {
 
     fn field_of(r: Result<impl fmt::Debug>) -> &'static str {
         r.unwrap_err().field().unwrap()
+    }
+
+    #[test]
+    fn a_sensitive_value_is_kept_in_records_and_masked_when_printed() {
+        let phone = Sensitive::new("13800138000".to_owned());
+        assert_eq!(serde_json::to_string(&phone).unwrap(), r#""13800138000""#);
+        assert_eq!(masked(|| serde_json::to_string(&phone).unwrap()), r#""<redacted>""#);
+        assert_eq!(serde_json::to_string(&phone).unwrap(), r#""13800138000""#, "only inside masked");
+        assert_eq!(format!("{phone} {phone:?}"), "<redacted> <redacted>");
     }
 
     #[test]

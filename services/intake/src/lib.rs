@@ -28,6 +28,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
+    pub city: whistle_runtime::config::CitySettings,
     pub intake: IntakeSettings,
     pub open311: open311::Open311Settings,
     /// The revisit link the tracking page offers (`[revisit]`, shared).
@@ -40,24 +41,18 @@ pub struct Config {
 pub struct IntakeSettings {
     /// gRPC listen address; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// The city's UTC offset, for the date in ticket numbers.
-    pub utc_offset_hours: i8,
     /// Consumer group of the projector.
     pub projector_group: String,
     /// HTTP listen address (Open311, the tracking page); port 0 picks a free port.
     pub http_listen: SocketAddr,
-    /// The city file: units' names, the gazetteer's codes.
-    pub city_file: std::path::PathBuf,
 }
 
 impl Default for IntakeSettings {
     fn default() -> Self {
         IntakeSettings {
             listen: ([127, 0, 0, 1], 50051).into(),
-            utc_offset_hours: 8,
             projector_group: "intake-projector".into(),
             http_listen: ([127, 0, 0, 1], 8031).into(),
-            city_file: "deploy/config/demo-city.toml".into(),
         }
     }
 }
@@ -93,14 +88,13 @@ impl Intake {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
-        let offset = time::UtcOffset::from_hms(config.intake.utc_offset_hours, 0, 0)
-            .map_err(|e| Error::Config(format!("intake.utc_offset_hours: {e}")))?;
+        let offset = config.city.offset()?;
         config.deployment.require_secret("revisit.link_secret", Some(&config.revisit.link_secret))?;
         whistle_runtime::topics::prepare(&config.kafka).await?;
         let producer = EventProducer::new(&config.kafka)?;
         let store = TicketStore::connect(&config.redis).await?;
         let registrar = Registrar::new(store.clone(), producer.clone(), clock.clone(), offset);
-        let city = Arc::new(whistle_runtime::city::load(&config.intake.city_file)?);
+        let city = Arc::new(config.city.load()?);
         let front =
             open311::Front::new(registrar.clone(), store.clone(), city, config.open311.clone(), config.revisit.clone(), offset, clock)
                 .map_err(Error::Config)?;

@@ -5,15 +5,25 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// TOML config file (sections [kafka], [redis], [telemetry], [intake]).
+    /// TOML config file (sections [kafka], [redis], [telemetry], [city], [intake]).
     #[arg(long, env = "WHISTLE_CONFIG")]
     config: Option<PathBuf>,
+    /// Print the effective config (file, environment and defaults; secrets hidden) and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config: whistle_intake::Config = whistle_runtime::config::load(args.config.as_deref())?;
+    let Some(config) = whistle_runtime::config::service_config::<whistle_intake::Config>(
+        args.config.as_deref(),
+        &["intake", "open311"],
+        args.print_config,
+    )?
+    else {
+        return Ok(());
+    };
     let _telemetry = whistle_runtime::telemetry::init("intake", &config.telemetry)?;
     let shutdown = whistle_runtime::Shutdown::on_signals();
     let intake = whistle_intake::Intake::build(config).await?;

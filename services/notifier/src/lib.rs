@@ -20,11 +20,9 @@ pub mod summary;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use whistle_domain::{Category, Clock, Language, PlatformId, SystemClock, TicketId};
-use whistle_runtime::config::CalendarSettings;
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
 use whistle_runtime::retry::{GaveUp, Retry};
 use whistle_runtime::shutdown::{drain, spawn_supervised};
@@ -39,7 +37,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
-    pub calendar: CalendarSettings,
+    /// The city file (units' and leaders' webhooks, mailboxes, heads) and its time.
+    pub city: whistle_runtime::config::CitySettings,
     pub notifier: NotifierSettings,
     /// The revisit link's key and public address (`[revisit]`, shared with the revisit service).
     pub revisit: RevisitLink,
@@ -58,8 +57,6 @@ pub struct NotifierSettings {
     pub webhook_per_second: f64,
     pub sms: SmsSettings,
     pub smtp: SmtpSettings,
-    /// The city file: units' and leaders' webhooks, mailboxes, heads.
-    pub city_file: Option<PathBuf>,
     /// Categories whose units see the citizen's phone in clear (they must
     /// call or visit); other units see it masked.
     pub contact_categories: Vec<Category>,
@@ -80,7 +77,6 @@ impl Default for NotifierSettings {
             webhook_per_second: 200.0,
             sms: SmsSettings::default(),
             smtp: SmtpSettings::default(),
-            city_file: Some("deploy/config/demo-city.toml".into()),
             contact_categories: vec![Category::Heating, Category::Property, Category::Housing],
             max_attempts: 8,
             initial_backoff_ms: 200,
@@ -394,10 +390,8 @@ impl Notifier {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         config.deployment.require_secret("revisit.link_secret", Some(&config.revisit.link_secret))?;
         whistle_runtime::topics::prepare(&config.kafka).await?;
-        let directory = match &config.notifier.city_file {
-            Some(file) => Directory::from_city(&whistle_runtime::city::load(file)?)?,
-            None => Directory::default(),
-        };
+        let directory = Directory::from_city(&config.city.load()?)?;
+        let offset = config.city.offset()?;
         let catalog = i18n::Catalog::builtin()?;
         catalog.require(&Template::ALL.map(Template::message_id))?;
         let timeout = Duration::from_millis(config.notifier.request_timeout_ms);
@@ -412,7 +406,8 @@ impl Notifier {
             shutdown: Shutdown::new(),
         };
         let producer = EventProducer::new(&config.kafka)?;
-        let handler = Arc::new(Notify { deliverer: Arc::new(deliverer), catalog: Arc::new(catalog), revisit: config.revisit.clone() });
+        let handler =
+            Arc::new(Notify { deliverer: Arc::new(deliverer), catalog: Arc::new(catalog), revisit: config.revisit.clone(), offset });
         Ok(Notifier { config, handler, producer, clock })
     }
 
@@ -432,7 +427,7 @@ impl Notifier {
                 self.handler.deliverer.clone(),
                 self.handler.catalog.clone(),
                 self.config.kafka.clone(),
-                self.config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?.offset(),
+                self.handler.offset,
                 self.config.notifier.summary.clone(),
                 self.clock.clone(),
             );
@@ -450,6 +445,7 @@ struct Notify {
     deliverer: Arc<Deliverer>,
     catalog: Arc<i18n::Catalog>,
     revisit: RevisitLink,
+    offset: time::UtcOffset,
 }
 
 impl Handler for Notify {
@@ -466,6 +462,7 @@ impl Handler for Notify {
                 language_of: &|r| d.directory.language_of(r),
                 contact_categories: &d.settings.contact_categories,
                 revisit_link: &link,
+                offset: self.offset,
             };
             messages::for_event(&event, projection.as_ref().map(|p| &p.ticket), &ctx)
         };
@@ -491,17 +488,17 @@ mod tests {
     #[test]
     fn the_shipped_local_config_has_every_channel() {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/whistle.toml");
-        let config: Config = whistle_runtime::config::load(Some(&file)).unwrap();
+        let config: Config = whistle_runtime::config::load_checked(Some(&file), &["notifier"]).unwrap();
         let n = &config.notifier;
         assert!(Sms::new(&n.sms, Duration::from_secs(1)).unwrap().is_some(), "SMS body template fills in as JSON");
         assert!(Smtp::new(&n.smtp, Duration::from_secs(1)).unwrap().is_some());
         assert_eq!(n.contact_categories, [Category::Heating, Category::Property, Category::Housing]);
         assert!(n.summary.enabled && n.summary.day == 1 && n.summary.hour == 9);
         assert_eq!(config.revisit.public_url, "http://127.0.0.1:8026");
-        let city = whistle_runtime::city::load(&file.parent().unwrap().join("../config/demo-city.toml")).unwrap();
+        let city = whistle_runtime::city::load(&file.parent().unwrap().join("..").join("..").join(&config.city.file)).unwrap();
         let d = Directory::from_city(&city).unwrap();
         assert!(d.heads.len() > 100, "the demo city's unit heads");
-        assert!(format!("{:?}", n.sms.auth_value).contains("secret"), "the gateway key never prints");
+        assert_eq!(format!("{:?}", n.sms.auth_value), "<redacted>", "the gateway key never prints");
     }
 
     #[test]

@@ -5,15 +5,22 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// TOML config file (sections [kafka], [redis], [telemetry], [notifier]).
+    /// TOML config file (sections [kafka], [redis], [telemetry], [city], [notifier]).
     #[arg(long, env = "WHISTLE_CONFIG")]
     config: Option<PathBuf>,
+    /// Print the effective config (file, environment and defaults; secrets hidden) and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config: whistle_notifier::Config = whistle_runtime::config::load(args.config.as_deref())?;
+    let Some(config) =
+        whistle_runtime::config::service_config::<whistle_notifier::Config>(args.config.as_deref(), &["notifier"], args.print_config)?
+    else {
+        return Ok(());
+    };
     let _telemetry = whistle_runtime::telemetry::init("notifier", &config.telemetry)?;
     let shutdown = whistle_runtime::Shutdown::on_signals();
     let notifier = whistle_notifier::Notifier::build(config).await?;

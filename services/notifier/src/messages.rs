@@ -205,6 +205,8 @@ pub struct Context<'a> {
     pub contact_categories: &'a [Category],
     /// The signed revisit link of a ticket.
     pub revisit_link: &'a dyn Fn(&TicketId) -> String,
+    /// The city's offset: times are written as the city reads them.
+    pub offset: time::UtcOffset,
 }
 
 /// What the messages of an event are built from. Every kind is named here,
@@ -304,7 +306,7 @@ pub fn for_event(e: &Event, ticket: Option<&Ticket>, ctx: &Context<'_>) -> Vec<M
                 ("text", t.request.text.clone()),
                 ("address", address),
                 ("phone", phone),
-                ("due", local(deadline.due_at)),
+                ("due", local(deadline.due_at, ctx.offset)),
             ];
             vec![official(Template::TicketAssigned, t, Recipient::Unit { unit: unit.to_string() }, &args)]
         }
@@ -329,7 +331,7 @@ pub fn for_event(e: &Event, ticket: Option<&Ticket>, ctx: &Context<'_>) -> Vec<M
                 Template::TicketReopened,
                 t,
                 Recipient::Unit { unit: a.unit.to_string() },
-                &[n(t), ("reason", reason.clone()), ("due", local(deadline.due_at))],
+                &[n(t), ("reason", reason.clone()), ("due", local(deadline.due_at, ctx.offset))],
             )],
             None => vec![],
         },
@@ -354,7 +356,7 @@ pub fn for_event(e: &Event, ticket: Option<&Ticket>, ctx: &Context<'_>) -> Vec<M
                 // Completed between firing and now: no reminder for a done ticket.
                 return vec![];
             };
-            let args = [n(t), ("due", local(*due_at)), ("unit", unit.to_string())];
+            let args = [n(t), ("due", local(*due_at, ctx.offset)), ("unit", unit.to_string())];
             let template = match level {
                 OverdueLevel::First => Template::OverdueReminder,
                 OverdueLevel::Second => Template::UrgingLetter,
@@ -373,8 +375,8 @@ pub fn for_event(e: &Event, ticket: Option<&Ticket>, ctx: &Context<'_>) -> Vec<M
 }
 
 /// A time as the city reads it (China Standard Time).
-pub fn local(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::macros::offset!(+8));
+pub fn local(t: time::OffsetDateTime, offset: time::UtcOffset) -> String {
+    let t = t.to_offset(offset);
     t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]")).unwrap_or_else(|_| t.to_string())
 }
 
@@ -402,6 +404,7 @@ mod tests {
             language_of: &|_| Language::Zh,
             contact_categories: &[],
             revisit_link: &|t| format!("http://x/r/{t}"),
+            offset: time::macros::offset!(+8),
         };
         f(&ctx)
     }

@@ -38,6 +38,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
+    /// The city's time, for the revisit's working days.
+    pub city: whistle_runtime::config::CitySettings,
     /// For the rework deadline (`policy.rework`).
     pub policy: DeadlinePolicy,
     pub calendar: CalendarSettings,
@@ -59,6 +61,9 @@ pub struct RevisitSettings {
     pub claim_minutes: u64,
     /// Key of the signed revisit links (the notifier holds the same).
     pub link_secret: Secret<String>,
+    /// Where citizens open their links (`<public_url>/r/<token>`): this
+    /// service's `http_listen` as the outside world reaches it.
+    pub public_url: String,
     /// If set, the SMS gateway must send `Authorization: Bearer <this>`.
     pub sms_reply_token: Option<Secret<String>>,
     /// Agents' tokens, hashed: `{ caller = "agent:wang", sha256 = "<hex>" }`;
@@ -68,13 +73,16 @@ pub struct RevisitSettings {
 
 impl Default for RevisitSettings {
     fn default() -> Self {
+        // The link's defaults are the shared section's, said once.
+        let link = whistle_runtime::config::RevisitLink::default();
         RevisitSettings {
             listen: ([127, 0, 0, 1], 50056).into(),
             http_listen: ([127, 0, 0, 1], 8026).into(),
             group: "revisit".into(),
             rules: RevisitPolicy::default(),
             claim_minutes: 30,
-            link_secret: Secret::new("change-me-revisit-link-secret".into()),
+            link_secret: link.link_secret,
+            public_url: link.public_url,
             sms_reply_token: None,
             tokens: Vec::new(),
         }
@@ -400,7 +408,7 @@ impl Revisit {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
-        let calendar = config.calendar.calendar().map_err(|e| Error::Config(format!("calendar.{e}")))?;
+        let calendar = config.city.calendar(&config.calendar)?;
         let tokens = whistle_runtime::auth::Tokens::new("revisit.tokens", &config.revisit.tokens)?;
         if config.revisit.rules.max_attempts == 0 {
             return Err(Error::Config("revisit.rules.max_attempts: must be at least 1".into()));
@@ -516,7 +524,7 @@ mod tests {
     #[test]
     fn the_shipped_local_config_loads() {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/whistle.toml");
-        let config: Config = whistle_runtime::config::load(Some(&file)).unwrap();
+        let config: Config = whistle_runtime::config::load_checked(Some(&file), &["revisit"]).unwrap();
         assert_eq!(config.revisit.rules, RevisitPolicy::default(), "the file spells out the default rules");
         let tokens = whistle_runtime::auth::Tokens::new("revisit.tokens", &config.revisit.tokens).unwrap();
         let mut md = tonic::metadata::MetadataMap::new();

@@ -5,15 +5,22 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// TOML config file (sections [kafka], [redis], [telemetry], [policy], [calendar], [revisit]).
+    /// TOML config file (sections [kafka], [redis], [telemetry], [city], [policy], [calendar], [revisit]).
     #[arg(long, env = "WHISTLE_CONFIG")]
     config: Option<PathBuf>,
+    /// Print the effective config (file, environment and defaults; secrets hidden) and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config: whistle_revisit::Config = whistle_runtime::config::load(args.config.as_deref())?;
+    let Some(config) =
+        whistle_runtime::config::service_config::<whistle_revisit::Config>(args.config.as_deref(), &["revisit"], args.print_config)?
+    else {
+        return Ok(());
+    };
     let _telemetry = whistle_runtime::telemetry::init("revisit", &config.telemetry)?;
     let shutdown = whistle_runtime::Shutdown::on_signals();
     let revisit = whistle_revisit::Revisit::build(config).await?;

@@ -7,15 +7,37 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
 use crate::{Error, Result};
 use whistle_domain::WorkCalendar;
 use whistle_domain::calendar::CalendarConfig;
 
-/// Loads `T` from defaults, the file (if given) and the environment.
-pub fn load<T: Serialize + DeserializeOwned + Default>(file: Option<&Path>) -> Result<T> {
+/// Every top-level section a Whistle config file may have. Each service
+/// reads some of them; one file serves them all.
+pub const SECTIONS: &[&str] = &[
+    "kafka",
+    "redis",
+    "telemetry",
+    "deployment",
+    "city",
+    "calendar",
+    "policy",
+    "intake",
+    "open311",
+    "classifier",
+    "dispatcher",
+    "sla_timer",
+    "notifier",
+    "revisit",
+    "console",
+];
+
+/// The sections of the shared plumbing: every service that reads one checks
+/// it whole.
+const SHARED: &[&str] = &["kafka", "redis", "telemetry", "deployment", "city", "calendar", "policy"];
+
+fn figment<T: Serialize + Default>(file: Option<&Path>) -> Result<Figment> {
     let mut fig = Figment::from(Serialized::defaults(T::default()));
     if let Some(file) = file {
         if !file.exists() {
@@ -23,28 +45,98 @@ pub fn load<T: Serialize + DeserializeOwned + Default>(file: Option<&Path>) -> R
         }
         fig = fig.merge(Toml::file(file));
     }
-    fig.merge(Env::prefixed("WHISTLE__").split("__")).extract().map_err(|e| Error::Config(e.to_string()))
+    Ok(fig.merge(Env::prefixed("WHISTLE__").split("__")))
+}
+
+/// Loads `T` from defaults, the file (if given) and the environment.
+pub fn load<T: Serialize + DeserializeOwned + Default>(file: Option<&Path>) -> Result<T> {
+    figment::<T>(file)?.extract().map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Loads like [`load`] and refuses what cannot be a setting, naming it: a
+/// section no service has, or a key `T` does not know in one of the shared
+/// sections or of the service's own (`owns`, e.g. `["intake", "open311"]`).
+/// Keys of sections other services own are theirs to check.
+pub fn load_checked<T: Serialize + DeserializeOwned + Default>(file: Option<&Path>, owns: &[&str]) -> Result<T> {
+    let fig = figment::<T>(file)?;
+    let value: figment::value::Value = fig.extract().map_err(|e| Error::Config(e.to_string()))?;
+    if let figment::value::Value::Dict(_, dict) = &value
+        && let Some(k) = dict.keys().find(|k| !SECTIONS.contains(&k.as_str()))
+    {
+        return Err(Error::Config(format!("[{k}]: no Whistle service has this section (there are {})", SECTIONS.join(", "))));
+    }
+    let mut unknown = Vec::new();
+    let config = serde_ignored::deserialize(&value, |path| unknown.push(path.to_string())).map_err(|e| Error::Config(e.to_string()))?;
+    // A whole section the service does not read is not its to check.
+    let checked = |path: &&String| path.split_once('.').is_some_and(|(s, _)| owns.contains(&s) || SHARED.contains(&s));
+    if let Some(path) = unknown.iter().find(checked) {
+        return Err(Error::Config(format!("{path}: unknown key (a typo, or a setting of another version?)")));
+    }
+    Ok(config)
+}
+
+/// A service's config at start: loaded and checked ([`load_checked`]);
+/// with `print_config` printed as TOML (secrets hidden) and `None` returned,
+/// so the caller exits.
+pub fn service_config<T: Serialize + DeserializeOwned + Default>(
+    file: Option<&Path>,
+    owns: &[&str],
+    print_config: bool,
+) -> Result<Option<T>> {
+    let config = load_checked(file, owns)?;
+    if print_config {
+        print!("{}", print(&config)?);
+        return Ok(None);
+    }
+    Ok(Some(config))
+}
+
+/// The effective config as TOML, every secret written as `<redacted>`
+/// (`--print-config`).
+pub fn print<T: Serialize>(config: &T) -> Result<String> {
+    whistle_domain::request::masked(|| toml::to_string_pretty(config)).map_err(|e| Error::Config(e.to_string()))
 }
 
 /// A value that must never be printed (passwords, tokens, URLs with
-/// credentials).
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret<T>(T);
+/// credentials): the same idea as a citizen's phone, so the same type.
+pub type Secret<T> = whistle_domain::Sensitive<T>;
 
-impl<T> Secret<T> {
-    pub fn new(v: T) -> Self {
-        Secret(v)
-    }
+/// The city every service serves (`[city]`): its file (units, gazetteer,
+/// routing, classification rules) and its UTC offset, said once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CitySettings {
+    pub file: std::path::PathBuf,
+    /// `+08:00`.
+    pub utc_offset: String,
+}
 
-    pub fn expose(&self) -> &T {
-        &self.0
+impl Default for CitySettings {
+    fn default() -> Self {
+        CitySettings { file: "deploy/config/demo-city.toml".into(), utc_offset: "+08:00".into() }
     }
 }
 
-impl<T> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[secret]")
+impl CitySettings {
+    pub fn offset(&self) -> Result<time::UtcOffset> {
+        time::UtcOffset::parse(&self.utc_offset, time::macros::format_description!("[offset_hour]:[offset_minute]"))
+            .map_err(|e| Error::Config(format!("city.utc_offset: {:?} is not an offset like \"+08:00\": {e}", self.utc_offset)))
+    }
+
+    /// Reads and checks the city file.
+    pub fn load(&self) -> Result<whistle_domain::city::City> {
+        crate::city::load(&self.file)
+    }
+
+    /// The working-day calendar in the city's time.
+    pub fn calendar(&self, c: &CalendarSettings) -> Result<WorkCalendar> {
+        self.offset()?;
+        WorkCalendar::try_from(CalendarConfig {
+            utc_offset: self.utc_offset.clone(),
+            holidays: c.holidays.clone(),
+            makeup_workdays: c.makeup_workdays.clone(),
+        })
+        .map_err(|e| Error::Config(format!("calendar.{e}")))
     }
 }
 
@@ -235,27 +327,11 @@ impl RevisitLink {
     }
 }
 
-/// The working-day calendar as configured (`[calendar]`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The working-day calendar as configured (`[calendar]`), in the city's
+/// offset ([`CitySettings::calendar`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CalendarSettings {
-    pub utc_offset: String,
     pub holidays: Vec<String>,
     pub makeup_workdays: Vec<String>,
-}
-
-impl Default for CalendarSettings {
-    fn default() -> Self {
-        CalendarSettings { utc_offset: "+08:00".into(), holidays: vec![], makeup_workdays: vec![] }
-    }
-}
-
-impl CalendarSettings {
-    pub fn calendar(&self) -> whistle_domain::Result<WorkCalendar> {
-        WorkCalendar::try_from(CalendarConfig {
-            utc_offset: self.utc_offset.clone(),
-            holidays: self.holidays.clone(),
-            makeup_workdays: self.makeup_workdays.clone(),
-        })
-    }
 }

@@ -1,0 +1,111 @@
+//! Every service's config at start, as an operator meets it: the shipped
+//! file loads for each, `--print-config` hides the secrets, and a typo, an
+//! unknown section, a bad offset or a shipped secret outside the local
+//! profile refuses to start with a message naming the key.
+
+use std::path::{Path, PathBuf};
+
+use whistle_runtime::config::service_config;
+use whistle_tests::repo_root;
+
+fn shipped() -> String {
+    std::fs::read_to_string(repo_root().join("deploy/local/whistle.toml")).unwrap()
+}
+
+/// The shipped file with `edit` applied, written where the services can read it.
+fn file_with(name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("whistle-config-{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, edit(shipped())).unwrap();
+    path
+}
+
+/// What each service says of a config file at start: fine, or the error.
+fn every_service(file: &Path) -> Vec<(&'static str, Result<(), String>)> {
+    let f = Some(file);
+    fn e<T>(r: whistle_runtime::Result<Option<T>>) -> Result<(), String> {
+        r.map(|_| ()).map_err(|e| e.to_string())
+    }
+    vec![
+        ("intake", e(service_config::<whistle_intake::Config>(f, &["intake", "open311"], false))),
+        ("classifier", e(service_config::<whistle_classifier::Config>(f, &["classifier"], false))),
+        ("dispatcher", e(service_config::<whistle_dispatcher::Config>(f, &["dispatcher"], false))),
+        ("sla-timer", e(service_config::<whistle_sla_timer::Config>(f, &["sla_timer"], false))),
+        ("notifier", e(service_config::<whistle_notifier::Config>(f, &["notifier"], false))),
+        ("revisit", e(service_config::<whistle_revisit::Config>(f, &["revisit"], false))),
+    ]
+}
+
+#[test]
+fn the_shipped_file_starts_every_service_and_prints_without_its_secrets() {
+    let file = repo_root().join("deploy/local/whistle.toml");
+    for (service, r) in every_service(&file) {
+        assert_eq!(r, Ok(()), "{service}");
+    }
+    let config: whistle_revisit::Config = whistle_runtime::config::load_checked(Some(&file), &["revisit"]).unwrap();
+    let printed = whistle_runtime::config::print(&config).unwrap();
+    assert!(printed.contains("[revisit]") && printed.contains("[city]"), "{printed}");
+    assert!(!printed.contains(config.revisit.link_secret.expose().as_str()), "the link secret in clear:\n{printed}");
+    assert!(printed.contains(r#"link_secret = "<redacted>""#), "{printed}");
+    // The printed config is a config: it loads back (secrets aside).
+    let back: whistle_revisit::Config = toml::from_str(&printed).unwrap();
+    assert_eq!(back.revisit.listen, config.revisit.listen);
+}
+
+#[test]
+fn a_typo_in_a_services_own_section_is_refused_by_that_service_naming_the_key() {
+    let file = file_with("typo", |s| s.replace("[intake]\n", "[intake]\nlisten_adress = \"127.0.0.1:1\"\n"));
+    for (service, r) in every_service(&file) {
+        match service {
+            "intake" => {
+                let e = r.unwrap_err();
+                assert!(e.contains("intake.listen_adress: unknown key"), "{e}");
+            }
+            // Not theirs to check.
+            _ => assert_eq!(r, Ok(()), "{service}"),
+        }
+    }
+}
+
+#[test]
+fn an_unknown_section_or_a_typo_in_a_shared_one_is_refused_by_every_service() {
+    let section = file_with("section", |s| s + "\n[intkae]\nlisten = \"127.0.0.1:1\"\n");
+    for (service, r) in every_service(&section) {
+        let e = r.unwrap_err();
+        assert!(e.contains("[intkae]: no Whistle service has this section"), "{service}: {e}");
+    }
+    let shared = file_with("shared", |s| s.replace("[kafka]\n", "[kafka]\nbroker = \"kafka:9092\"\n"));
+    for (service, r) in every_service(&shared) {
+        let e = r.unwrap_err();
+        assert!(e.contains("kafka.broker: unknown key"), "{service}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_offset_or_a_shipped_secret_outside_the_local_profile_refuses_to_start() {
+    let file = file_with("offset", |s| s.replace("utc_offset = \"+08:00\"", "utc_offset = \"8\""));
+    let config: whistle_intake::Config = whistle_runtime::config::load_checked(Some(&file), &["intake", "open311"]).unwrap();
+    let e = whistle_intake::Intake::build(config).await.err().expect("refused").to_string();
+    assert!(e.contains("city.utc_offset: \"8\" is not an offset like \"+08:00\""), "{e}");
+    let file = file_with("production", |s| s.replace("profile = \"local\"", "profile = \"production\""));
+    let config: whistle_notifier::Config = whistle_runtime::config::load_checked(Some(&file), &["notifier"]).unwrap();
+    let e = whistle_notifier::Notifier::build(config).await.err().expect("refused").to_string();
+    assert!(e.contains("revisit.link_secret: this is the secret shipped with Whistle"), "{e}");
+}
+
+#[test]
+fn the_charts_config_starts_every_service() {
+    let values = std::fs::read_to_string(repo_root().join("helm/whistle/values.yaml")).unwrap();
+    let block: String = values
+        .lines()
+        .skip_while(|l| *l != "config: |")
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("  "))
+        .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+        .collect();
+    assert!(block.contains("[city]"), "the chart's config block:\n{block}");
+    let path = std::env::temp_dir().join(format!("whistle-config-chart-{}.toml", std::process::id()));
+    std::fs::write(&path, block).unwrap();
+    for (service, r) in every_service(&path) {
+        assert_eq!(r, Ok(()), "{service}");
+    }
+}
