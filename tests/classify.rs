@@ -123,7 +123,7 @@ async fn the_third_report_of_a_problem_at_one_address_is_a_key_whistle_even_afte
     let address = "西城区德胜门街道德外大街10号院";
     let texts = [
         "小区门口的垃圾堆了好几天了，没人清运，臭得不行",
-        "我们院门口垃圾没人收，已经堆成山了",
+        "门口的垃圾两天没人收了，麻烦来清一下",
         "门口那堆垃圾还在，苍蝇到处飞，麻烦派人清一下",
     ];
     let mut levels = Vec::new();
