@@ -68,7 +68,7 @@ impl RevisitService {
             max_attempts: self.core.max_attempts(),
             claimed_by: claim.as_ref().map(|c| c.agent.clone()).unwrap_or_default(),
             claimed_until: claim.map(|c| self.local(now + time::Duration::milliseconds(c.remaining_ms))).unwrap_or_default(),
-            citizen_phone: t.phone.unwrap_or_default(),
+            citizen_phone: t.phone.map(|p| p.expose().clone()).unwrap_or_default(),
             request_text: t.request_text,
         })
     }

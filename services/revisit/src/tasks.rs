@@ -24,7 +24,8 @@ pub struct TaskRecord {
     pub result: String,
     pub request_text: String,
     /// For the agent who calls; never logged.
-    pub phone: Option<String>,
+    /// The agent who calls sees it; logs and Debug never do.
+    pub phone: Option<whistle_domain::Sensitive<String>>,
     #[serde(with = "time::serde::rfc3339")]
     pub due_at: OffsetDateTime,
     /// Tries so far in this round.
@@ -87,7 +88,7 @@ impl Tasks {
             .zadd(self.due_key(), rec.ticket_id.to_string(), (rec.due_at.unix_timestamp_nanos() / 1_000_000) as i64)
             .ignore();
         if let Some(phone) = &rec.phone {
-            pipe.set(self.phone_key(phone), rec.ticket_id.to_string()).ignore();
+            pipe.set(self.phone_key(phone.expose()), rec.ticket_id.to_string()).ignore();
         }
         let _: () = pipe.query_async(&mut self.redis.clone()).await?;
         Ok(())
@@ -99,7 +100,7 @@ impl Tasks {
             && let Some(phone) = &rec.phone
         {
             // Only if the phone still points at this ticket (a newer one may have taken it).
-            let key = self.phone_key(phone);
+            let key = self.phone_key(phone.expose());
             let current: Option<String> = redis.get(&key).await?;
             if current.as_deref() == Some(ticket.to_string().as_str()) {
                 let _: () = redis.del(&key).await?;

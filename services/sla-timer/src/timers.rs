@@ -22,265 +22,20 @@
 //! record already holds does nothing, so a fired timer is never armed again.
 
 use redis::aio::ConnectionLike;
-use whistle_domain::{EventId, TicketId, TimerKind, UnitCode};
+use whistle_domain::{TicketId, TimerKind, UnitCode};
 
 use crate::Result;
+
+mod record;
+mod scripts;
+
+use record::*;
+pub use record::{Arm, Due, RECORD_BUCKETS, Record};
+use scripts::*;
 
 /// A Redis connection the timers can use: one server or a cluster.
 pub trait Conn: ConnectionLike + Clone + Send + Sync + 'static {}
 impl<T: ConnectionLike + Clone + Send + Sync + 'static> Conn for T {}
-
-fn kind_byte(k: TimerKind) -> u8 {
-    match k {
-        TimerKind::Warning => b'w',
-        TimerKind::FirstOverdue => b'1',
-        TimerKind::SecondOverdue => b'2',
-    }
-}
-
-fn kind_of(b: u8) -> Option<TimerKind> {
-    match b {
-        b'w' => Some(TimerKind::Warning),
-        b'1' => Some(TimerKind::FirstOverdue),
-        b'2' => Some(TimerKind::SecondOverdue),
-        _ => None,
-    }
-}
-
-/// Bytes of the ticket id that name it in the sorted sets and record hashes
-/// (88 random bits); the other 5 live in the record. Short members keep each
-/// sorted-set entry in a smaller allocation.
-const ID_LEN: usize = 11;
-
-fn field(t: &TicketId) -> &[u8] {
-    &t.as_bytes()[..ID_LEN]
-}
-
-fn member(ticket: &TicketId, kind: TimerKind) -> Vec<u8> {
-    let mut m = field(ticket).to_vec();
-    m.push(kind_byte(kind));
-    m
-}
-
-/// Record buckets per shard.
-pub const RECORD_BUCKETS: u16 = 2048;
-
-fn bucket_of(t: &TicketId) -> u16 {
-    let b = t.as_bytes();
-    u16::from_be_bytes([b[9], b[10]]) % RECORD_BUCKETS
-}
-
-/// `00-<trace 32 hex>-<span 16 hex>-<flags 2 hex>` as 25 bytes.
-fn compact_traceparent(tp: &str) -> Option<[u8; 25]> {
-    let mut parts = tp.split('-');
-    let (Some("00"), Some(trace), Some(span), Some(flags), None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    let hex = |s: &str, out: &mut [u8]| -> Option<()> {
-        if s.len() != out.len() * 2 {
-            return None;
-        }
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
-        }
-        Some(())
-    };
-    let mut b = [0u8; 25];
-    hex(trace, &mut b[..16])?;
-    hex(span, &mut b[16..24])?;
-    hex(flags, &mut b[24..])?;
-    Some(b)
-}
-
-fn expand_traceparent(b: &[u8]) -> Option<String> {
-    if b.len() != 25 {
-        return None;
-    }
-    let h = |s: &[u8]| s.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    Some(format!("00-{}-{}-{}", h(&b[..16]), h(&b[16..24]), h(&b[24..])))
-}
-
-/// The record's bytes after the version: the rest of the
-/// ticket id, the deadline, the unit, the trace context.
-fn record_tail(t: &TicketId, r: &Record) -> Vec<u8> {
-    let mut v = Vec::with_capacity(64);
-    v.extend_from_slice(&t.as_bytes()[ID_LEN..]);
-    v.extend_from_slice(&r.deadline_ms.to_be_bytes()[2..]);
-    v.extend_from_slice(r.unit.as_str().as_bytes());
-    if let Some(tp) = r.traceparent.as_deref().and_then(compact_traceparent) {
-        v.push(0);
-        v.extend_from_slice(&tp);
-    }
-    v
-}
-
-/// A record and the tail of its ticket id.
-fn parse_record(rec: &[u8]) -> Option<(Record, [u8; 16 - ID_LEN])> {
-    if rec.len() < 16 + (16 - ID_LEN) + 6 + 1 {
-        return None;
-    }
-    let version = EventId::from_bytes(rec[..16].try_into().ok()?);
-    let id_tail: [u8; 16 - ID_LEN] = rec[16..32 - ID_LEN].try_into().ok()?;
-    let at = 32 - ID_LEN;
-    let mut ms = [0u8; 8];
-    ms[2..].copy_from_slice(&rec[at..at + 6]);
-    let deadline_ms = i64::from_be_bytes(ms);
-    let rest = &rec[at + 6..];
-    let (unit, tp) = match rest.iter().position(|b| *b == 0) {
-        Some(i) => (&rest[..i], expand_traceparent(&rest[i + 1..])),
-        None => (rest, None),
-    };
-    let unit = UnitCode::parse(std::str::from_utf8(unit).ok()?).ok()?;
-    Some((Record { version, unit, deadline_ms, traceparent: tp }, id_tail))
-}
-
-/// What one ticket's timers need to produce their events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub version: EventId,
-    pub unit: UnitCode,
-    pub deadline_ms: i64,
-    pub traceparent: Option<String>,
-}
-
-/// One armed timer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Arm {
-    pub kind: TimerKind,
-    pub due_ms: i64,
-}
-
-/// A claimed timer, handed to the sink.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Due {
-    pub ticket: TicketId,
-    pub kind: TimerKind,
-    pub due_ms: i64,
-    pub record: Record,
-}
-
-const ARM: &str = r"
--- KEYS: due, claimed; ARGV, per ticket: record key, id(11B), record, spec,
--- then (due, member) pairs. The record starts with the deadline version (16
--- bytes). spec is the number of pairs, followed by the bits of the timers that
--- already fired (w=1, 1=2, 2=4) when arming from a rebuild. A ticket whose
--- record already holds this version is left alone: its timers were armed
--- then, and any that are gone have fired. Returns how many timers were armed.
-local call, sub = redis.call, string.sub
-local due, claimed = KEYS[1], KEYS[2]
-local n, i, adds = 0, 1, {}
-while i <= #ARGV do
-  local key, t, rec, spec = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local cnt = tonumber(sub(spec, 1, 1))
-  local arm = call('HSETNX', key, t, rec) == 1
-  if not arm and sub(call('HGET', key, t), 1, 16) ~= sub(rec, 1, 16) then
-    call('ZREM', due, t .. 'w', t .. '1', t .. '2')
-    call('ZREM', claimed, t .. 'w', t .. '1', t .. '2')
-    call('HSET', key, t, rec)
-    arm = true
-  end
-  if arm then
-    if #spec == 1 then
-      for j = i + 4, i + 3 + 2 * cnt do adds[#adds + 1] = ARGV[j] end
-    else
-      local f = tonumber(sub(spec, 2))
-      for j = 0, cnt - 1 do
-        local m = ARGV[i + 5 + 2 * j]
-        local k = sub(m, 12, 12)
-        local bit = (k == 'w' and 1) or (k == '1' and 2) or 4
-        if math.floor(f / bit) % 2 == 0 then
-          adds[#adds + 1] = ARGV[i + 4 + 2 * j]
-          adds[#adds + 1] = m
-        end
-      end
-    end
-    if #adds >= 4000 then
-      n = n + call('ZADD', due, unpack(adds))
-      adds = {}
-    end
-  end
-  i = i + 4 + 2 * cnt
-end
-if #adds > 0 then n = n + call('ZADD', due, unpack(adds)) end
-return n";
-
-const CANCEL: &str = r"
--- KEYS: due, claimed, record bucket; ARGV: ticket(16B), forget(0/1)
--- Removes the ticket's timers. The record keeps the unit (a reopened ticket
--- goes back to it) unless forget=1; its version is voided so nothing fires.
-local n = 0
-for _, k in ipairs({'w', '1', '2'}) do
-  n = n + redis.call('ZREM', KEYS[1], ARGV[1] .. k) + redis.call('ZREM', KEYS[2], ARGV[1] .. k)
-end
-if ARGV[2] == '1' then
-  redis.call('HDEL', KEYS[3], ARGV[1])
-else
-  local rec = redis.call('HGET', KEYS[3], ARGV[1])
-  if rec then redis.call('HSET', KEYS[3], ARGV[1], string.rep('\0', 16) .. string.sub(rec, 17)) end
-end
-return n";
-
-const CLAIM: &str = r"
--- KEYS: due, claimed; ARGV: now, claim ttl, max, record key prefix, buckets
--- Returns {member, due, record, ...}: claims that expired (an instance died
--- before acknowledging) and timers due by now.
-local now = tonumber(ARGV[1])
-local until_ = now + tonumber(ARGV[2])
-local max = tonumber(ARGV[3])
-local buckets = tonumber(ARGV[5])
-local function record(m)
-  local b = (string.byte(m, 10) * 256 + string.byte(m, 11)) % buckets
-  return redis.call('HGET', ARGV[4] .. b, string.sub(m, 1, 11))
-end
-local out = {}
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)
-for _, m in ipairs(expired) do
-  redis.call('ZADD', KEYS[2], until_, m)
-  local rec = record(m)
-  if rec then
-    table.insert(out, m); table.insert(out, tostring(now)); table.insert(out, rec)
-  else
-    redis.call('ZREM', KEYS[2], m)
-  end
-end
-local left = max - #expired
-if left > 0 then
-  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, left)
-  if #due > 0 then
-    local members, adds = {}, {}
-    for i = 1, #due, 2 do
-      members[#members + 1] = due[i]
-      adds[#adds + 1] = until_
-      adds[#adds + 1] = due[i]
-    end
-    redis.call('ZREM', KEYS[1], unpack(members))
-    redis.call('ZADD', KEYS[2], unpack(adds))
-    for i = 1, #due, 2 do
-      local rec = record(due[i])
-      if rec then
-        table.insert(out, due[i]); table.insert(out, due[i + 1]); table.insert(out, rec)
-      else
-        redis.call('ZREM', KEYS[2], due[i])
-      end
-    end
-  end
-end
-return out";
-
-const ACK: &str = r"
--- KEYS: claimed; ARGV: members. The timers' events are durable: release the
--- claims. (A fired timer is never armed again: its version's record stays.)
-return redis.call('ZREM', KEYS[1], unpack(ARGV))";
-
-const NEXT: &str = r"
--- KEYS: due, claimed, alive; returns {earliest ms or -1, alive 0/1}
-local d = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local c = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-local best = -1
-if d[2] then best = tonumber(d[2]) end
-if c[2] and (best < 0 or tonumber(c[2]) < best) then best = tonumber(c[2]) end
-return {best, redis.call('EXISTS', KEYS[3])}";
 
 /// The timer store. Cheap to clone.
 #[derive(Clone)]
@@ -503,22 +258,10 @@ impl<C: Conn> TimerStore<C> {
     }
 }
 
-fn parse_due(m: &[u8], due: &[u8], rec: &[u8]) -> Option<Due> {
-    if m.len() != ID_LEN + 1 {
-        return None;
-    }
-    let kind = kind_of(m[ID_LEN])?;
-    let due_ms: i64 = std::str::from_utf8(due).ok()?.parse::<f64>().ok()? as i64;
-    let (record, id_tail) = parse_record(rec)?;
-    let mut id = [0u8; 16];
-    id[..ID_LEN].copy_from_slice(&m[..ID_LEN]);
-    id[ID_LEN..].copy_from_slice(&id_tail);
-    Some(Due { ticket: TicketId::from_bytes(id), kind, due_ms, record })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use whistle_domain::EventId;
 
     #[test]
     fn members_and_records_parse_back() {

@@ -1,0 +1,261 @@
+//! The revisit rules at work: recording an attempt and what follows from
+//! it, and the queue rebuilt from the topic when Redis lost it.
+
+use crate::follow::task_for;
+use crate::tasks::{TaskRecord, Tasks};
+use crate::{Error, Result, tally};
+use std::sync::Arc;
+use std::time::Duration;
+use whistle_domain::revisit::{RevisitPolicy, RevisitTask};
+use whistle_domain::{
+    Actor, Clock, DeadlinePolicy, Event, EventId, EventKind, ReasonText, Resolution, RevisitOutcome, TicketId, TicketState, WorkCalendar,
+};
+use whistle_runtime::retry::{GaveUp, Retry};
+use whistle_runtime::{EventProducer, KafkaConfig, Shutdown, TicketStore, Topics};
+
+/// Who answered the revisit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answerer {
+    Agent(String),
+    /// By SMS reply or the signed link.
+    Citizen,
+}
+
+/// What became of the ticket after one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Closed(Resolution),
+    Reopened { due_at: time::OffsetDateTime },
+    Retry { due_at: time::OffsetDateTime },
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub ticket_id: TicketId,
+    pub number: String,
+    pub attempts: u32,
+    pub next: Next,
+}
+
+/// The revisit rules at work, shared by the gRPC and HTTP fronts and the follower.
+pub struct Core {
+    pub(crate) tasks: Tasks,
+    pub(crate) store: TicketStore,
+    pub(crate) producer: EventProducer,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rules: RevisitPolicy,
+    pub(crate) deadlines: DeadlinePolicy,
+    pub(crate) calendar: WorkCalendar,
+    pub(crate) kafka: KafkaConfig,
+    pub(crate) claim_ms: u64,
+    pub(crate) link_secret: Vec<u8>,
+    pub(crate) tally: tally::Tally,
+    /// Fired when the service stops: no retry waits through it.
+    pub(crate) shutdown: Shutdown,
+}
+
+impl Core {
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.rules.max_attempts
+    }
+
+    /// The ticket id of a number or id, if the ticket exists.
+    pub async fn resolve(&self, ticket: &str) -> Result<TicketId> {
+        if let Ok(id) = TicketId::parse(ticket) {
+            return Ok(id);
+        }
+        match self.store.find(ticket).await? {
+            Some(p) => Ok(p.ticket.id),
+            None => Err(Error::NotFound(format!("no ticket {ticket:?}"))),
+        }
+    }
+
+    /// Records one revisit attempt and publishes what follows from it.
+    pub async fn record(&self, ticket: &TicketId, outcome: RevisitOutcome, reason: &str, by: &Answerer) -> Result<Recorded> {
+        let task = self.tasks.get(ticket).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "ticket {ticket} has no revisit waiting (not completed yet, already closed, or just completed: try again)"
+            ))
+        })?;
+        if let Answerer::Agent(agent) = by
+            && let Some(claim) = self.tasks.claim_of(ticket).await?
+            && claim.agent != *agent
+        {
+            return Err(Error::Conflict(format!(
+                "ticket {} is claimed by agent {} for {} s more",
+                task.number,
+                claim.agent,
+                claim.remaining_ms / 1000
+            )));
+        }
+        let reason = reason_given(outcome, reason, by)?;
+        let now = self.clock.now();
+        let mut state = RevisitTask::Due { due_at: task.due_at, attempts: task.attempts };
+        let closing = state.record(outcome, now, &self.rules, &self.calendar).map_err(|e| Error::Invalid(e.to_string()))?;
+        if !self.tasks.fence(ticket, task.round, task.attempts).await? {
+            return Err(Error::Conflict(format!("this revisit attempt of ticket {} was just recorded", task.number)));
+        }
+        let actor = match by {
+            Answerer::Agent(a) => Actor::agent(a),
+            Answerer::Citizen => Actor::citizen(),
+        };
+        let event = |id: EventId, kind: EventKind| Event { id, ticket_id: *ticket, occurred_at: now, actor: actor.clone(), kind };
+        let mut events = vec![event(EventId::new(), EventKind::RevisitRecorded { outcome, reason: reason.clone() })];
+        let next = match (closing, &state) {
+            (Some(EventKind::Closed { resolution }), _) => {
+                events.push(event(EventId::new(), EventKind::Closed { resolution }));
+                Next::Closed(resolution)
+            }
+            (_, RevisitTask::Due { due_at, .. }) => Next::Retry { due_at: *due_at },
+            (_, RevisitTask::Finished { .. }) => {
+                let id = EventId::new();
+                let deadline = self.deadlines.rework(&self.calendar, now, id);
+                events.push(event(id, EventKind::Reopened { reason: reason.clone(), deadline }));
+                Next::Reopened { due_at: deadline.due_at }
+            }
+        };
+        let (first, rest) = events.split_first().expect("the attempt itself");
+        if let Err(err) = self.producer.publish(first).await {
+            // Nothing was recorded: the attempt may be made again.
+            self.tasks.release_fence(ticket, task.round, task.attempts).await?;
+            return Err(Error::Unavailable(format!("could not record the revisit of ticket {}: {err}", task.number)));
+        }
+        self.publish_consequences(&task.number, rest).await?;
+        let attempts = task.attempts + 1;
+        match next {
+            Next::Retry { due_at } => self.tasks.upsert(&TaskRecord { due_at, attempts, ..task.clone() }).await?,
+            Next::Closed(_) | Next::Reopened { .. } => self.tasks.remove(ticket).await?,
+        }
+        tracing::info!(ticket = %ticket, outcome = outcome.as_str(), attempts, next = ?next, "revisit recorded");
+        Ok(Recorded { ticket_id: *ticket, number: task.number, attempts, next })
+    }
+
+    /// The attempt is on record; what follows from it (closed, reopened)
+    /// must follow it, so it is tried until the broker takes it.
+    async fn publish_consequences(&self, number: &str, rest: &[Event]) -> Result<()> {
+        for e in rest {
+            let published = Retry::CONSUMER
+                .limited(20)
+                .run(
+                    &self.shutdown,
+                    |_| self.producer.publish(e),
+                    |_| false,
+                    |attempt, err, _| {
+                        tracing::warn!(ticket = %e.ticket_id, event = e.kind.name(), attempt, error = %err, "publishing failed; retrying");
+                    },
+                )
+                .await;
+            if let Err(gave_up) = published {
+                let err = match gave_up {
+                    GaveUp::Failed { error, .. } => error.to_string(),
+                    GaveUp::ShuttingDown(_) => "the service is stopping".to_owned(),
+                };
+                tracing::error!(ticket = %e.ticket_id, event = e.kind.name(), error = %err, "revisit recorded but its consequence could not be published");
+                return Err(Error::Unavailable(format!(
+                    "the revisit of ticket {number} is recorded but its {} is not: {err}",
+                    e.kind.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn alive_key(&self) -> String {
+        format!("{}revisit:alive", self.store.prefix())
+    }
+
+    /// False when Redis lost the revisit queue (flushed, restarted empty).
+    pub async fn alive(&self) -> Result<bool> {
+        Ok(redis::AsyncCommands::exists(&mut self.store.redis(), self.alive_key()).await.map_err(whistle_runtime::Error::from)?)
+    }
+
+    /// Rebuilds the revisit queue from the events topic: every ticket whose
+    /// events leave it completed gets its task back, due from its completion
+    /// or its last unreachable try. Returns how many tasks it wrote.
+    pub async fn rebuild(&self) -> Result<usize> {
+        let kafka = self.kafka.clone();
+        let waiting = tokio::task::spawn_blocking(move || {
+            let mut tickets: std::collections::HashMap<TicketId, (whistle_domain::Ticket, time::OffsetDateTime, bool)> = Default::default();
+            let topic = Topics::new(&kafka).events();
+            whistle_runtime::kafka::scan_topic(&kafka, &topic, |m| {
+                let Ok(e) = whistle_proto::decode_event(&m.payload) else { return };
+                if let EventKind::Received { .. } = e.kind {
+                    if let Ok(t) = whistle_domain::Ticket::open(&e) {
+                        tickets.entry(e.ticket_id).or_insert((t, e.occurred_at, false));
+                    }
+                    return;
+                }
+                let Some((t, at, retry)) = tickets.get_mut(&e.ticket_id) else { return };
+                // Refused transitions are skipped, as the projection does.
+                if t.apply(&e).is_ok() {
+                    match e.kind {
+                        EventKind::Completed { .. } => (*at, *retry) = (e.occurred_at, false),
+                        EventKind::RevisitRecorded { outcome: RevisitOutcome::Unreachable, .. } => (*at, *retry) = (e.occurred_at, true),
+                        _ => {}
+                    }
+                }
+            })?;
+            Ok::<_, whistle_runtime::Error>(
+                tickets.into_values().filter(|(t, _, _)| matches!(t.state, TicketState::Completed { .. })).collect::<Vec<_>>(),
+            )
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("revisit rebuild task: {e}")))??;
+        for (t, at, retry) in &waiting {
+            let due = if *retry { self.rules.retry_at(*at, &self.calendar) } else { self.rules.first_due(*at, &self.calendar) };
+            if let Some(rec) = task_for(t, due) {
+                self.tasks.upsert(&rec).await?;
+            }
+        }
+        let _: () = redis::AsyncCommands::set(&mut self.store.redis(), self.alive_key(), 1).await.map_err(whistle_runtime::Error::from)?;
+        Ok(waiting.len())
+    }
+
+    /// Rebuilds what Redis lost (the queue, the daily tallies) from the topic.
+    pub(crate) async fn restore(&self) -> Result<()> {
+        if !self.alive().await? {
+            let n = self.rebuild().await?;
+            tracing::warn!(tasks = n, "revisit queue was missing in Redis; rebuilt from the events topic");
+        }
+        if !self.tally.alive().await? {
+            let n = self.tally.rebuild().await?;
+            tracing::warn!(events = n, "figures' daily tallies were missing in Redis; rebuilt from the events topic");
+        }
+        Ok(())
+    }
+
+    /// Restores at start and whenever a marker disappears.
+    pub(crate) async fn watch(self: Arc<Self>, every: Duration, shutdown: Shutdown) -> Result<()> {
+        loop {
+            self.restore().await?;
+            if !whistle_runtime::shutdown::sleep_or_shutdown(every, &shutdown).await {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The reason on record: an agent is told what is wrong with it (and must
+/// give one when the citizen is unsatisfied); a citizen's answer is taken as
+/// it came, cut to the limit.
+fn reason_given(outcome: RevisitOutcome, reason: &str, by: &Answerer) -> Result<String> {
+    Ok(match (outcome, by) {
+        (RevisitOutcome::Unsatisfied, Answerer::Agent(_)) => ReasonText::parse("reason", reason)
+            .map_err(|e| Error::Invalid(format!("an unsatisfied answer needs the citizen's reason: {e}")))?
+            .into(),
+        (_, Answerer::Agent(_)) => ReasonText::optional("reason", reason).map_err(|e| Error::Invalid(e.to_string()))?.into(),
+        (RevisitOutcome::Unsatisfied, Answerer::Citizen) => {
+            let said = ReasonText::from_citizen(reason);
+            if said.is_empty() { ReasonText::CITIZEN_UNSATISFIED.to_owned() } else { said.into() }
+        }
+        (_, Answerer::Citizen) => ReasonText::from_citizen(reason).into(),
+    })
+}

@@ -1,0 +1,144 @@
+//! Calling the platform as its users do: intake, the desks, the revisit
+//! queue and the SMS gateway's reply, with the test tokens.
+
+use std::time::{Duration, Instant};
+use tonic::codegen::InterceptedService;
+use tonic::transport::Channel;
+use whistle_proto::v1::{self as pb, desk_client::DeskClient, intake_client::IntakeClient, revisit_client::RevisitClient};
+
+use crate::*;
+
+impl Platform {
+    pub async fn intake(&self) -> IntakeClient<Channel> {
+        IntakeClient::connect(format!("http://{}", self.intake_addr)).await.expect("connect intake")
+    }
+
+    /// A desk client holding the token of `caller` (`unit:<code>`, `city`, ...).
+    pub async fn desk_as(&self, caller: &str) -> DeskClient<InterceptedService<Channel, whistle_proto::Bearer>> {
+        self.desk_with_token(Some(&token_for(caller))).await
+    }
+
+    /// A client of the desk of `platform`, holding the token of `caller`.
+    pub async fn desk_at(&self, platform: &str, caller: &str) -> DeskClient<InterceptedService<Channel, whistle_proto::Bearer>> {
+        let addr = self.desks.get(platform).unwrap_or_else(|| panic!("no dispatcher runs {platform}"));
+        let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect desk");
+        DeskClient::with_interceptor(channel, whistle_proto::Bearer::new(Some(&token_for(caller))).expect("token"))
+    }
+
+    pub async fn desk_with_token(&self, token: Option<&str>) -> DeskClient<InterceptedService<Channel, whistle_proto::Bearer>> {
+        let channel = Channel::from_shared(format!("http://{}", self.desk_addr)).expect("uri").connect().await.expect("connect desk");
+        DeskClient::with_interceptor(channel, whistle_proto::Bearer::new(token).expect("token"))
+    }
+
+    /// A revisit client holding the token of `caller` (`agent:<id>`, `city`).
+    pub async fn revisit_as(&self, caller: &str) -> RevisitClient<InterceptedService<Channel, whistle_proto::Bearer>> {
+        let channel = Channel::from_shared(format!("http://{}", self.revisit_addr)).expect("uri").connect().await.expect("connect revisit");
+        RevisitClient::with_interceptor(channel, whistle_proto::Bearer::new(Some(&token_for(caller))).expect("token"))
+    }
+
+    /// Waits until the agent's revisit queue (due now, or all with `later`)
+    /// lists the ticket; panics naming it after a minute.
+    pub async fn wait_revisit_queued(&self, agent: &str, number: &str, later: bool) -> pb::RevisitTask {
+        let mut client = self.revisit_as(agent).await;
+        let start = Instant::now();
+        loop {
+            let tasks =
+                client.list_due(pb::ListDueRequest { limit: 100, include_later: later }).await.expect("list due").into_inner().tasks;
+            if let Some(t) = tasks.into_iter().find(|t| t.ticket_number == number) {
+                return t;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "ticket {number} never appeared on {agent}'s revisit queue");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The citizen answers the revisit by SMS reply, as the gateway posts it.
+    pub async fn sms_reply(&self, from: &str, text: &str) -> (u16, serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/sms/reply", self.revisit_http))
+            .bearer_auth(SMS_REPLY_TOKEN)
+            .json(&serde_json::json!({ "from": from, "text": text }))
+            .send()
+            .await
+            .expect("post the SMS reply");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Polls `GetTicket` until `pred` holds; panics with the last view after `within`.
+    pub async fn wait_ticket(&self, ticket: &str, within: Duration, pred: impl Fn(&pb::TicketView) -> bool) -> pb::TicketView {
+        let mut client = self.intake().await;
+        let start = Instant::now();
+        let mut last = None;
+        while start.elapsed() < within {
+            if let Ok(v) = client.get_ticket(pb::GetTicketRequest { ticket: ticket.to_owned(), ..Default::default() }).await {
+                let v = v.into_inner();
+                if pred(&v) {
+                    return v;
+                }
+                last = Some(v);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("ticket {ticket} did not reach the expected state within {within:?}; last seen: {last:#?}");
+    }
+}
+
+/// The desk callers the test platform has tokens for.
+pub const DESK_CALLERS: &[&str] = &[
+    "city",
+    "unit:city-water",
+    "unit:city-ecology",
+    "unit:city-heating",
+    "unit:city-management",
+    "unit:city-housing",
+    "street:xc-xinjiekou",
+    "street:xc-jinrongjie",
+    "county:xicheng",
+    "unit:xc-xinjiekou-office",
+    "unit:xicheng-environment",
+    "unit:xicheng-city-management",
+];
+
+/// The revisit callers the test platform has tokens for.
+pub const REVISIT_CALLERS: &[&str] = &["agent:wang", "agent:li", "city"];
+
+/// The Open311 API keys of the test platform: answered with ids, and with tokens.
+pub const OPEN311_KEY: &str = "test-open311-key";
+pub const OPEN311_TOKEN_KEY: &str = "test-open311-token-key";
+
+/// The key of the signed revisit links in tests.
+pub const LINK_SECRET: &str = "test-revisit-link-secret-0123456789";
+pub const SMS_REPLY_TOKEN: &str = "test-sms-reply-token";
+
+/// What the test SMS gateway receives: the fields a test checks, as JSON.
+pub const SMS_BODY: &str = r#"{"channel": "sms", "to": "{{to}}", "text": "{{text}}", "message_id": "{{message_id}}", "template": "{{template}}", "ticket_number": "{{ticket_number}}", "language": "{{language}}", "recipient": {"kind": "{{recipient_kind}}", "id": "{{recipient}}"}}"#;
+
+/// The configured (hashed) tokens of these callers.
+pub(crate) fn token_entries(callers: &[&str]) -> Vec<whistle_runtime::auth::TokenEntry> {
+    callers
+        .iter()
+        .map(|c| whistle_runtime::auth::TokenEntry { caller: (*c).to_owned(), sha256: whistle_runtime::auth::hash_token(&token_for(c)) })
+        .collect()
+}
+
+/// The test token of a desk caller.
+pub fn token_for(caller: &str) -> String {
+    format!("test-token-{caller}")
+}
+
+/// A request with the usual fields filled.
+pub fn request(text: &str, address: &str) -> pb::SubmitRequestRequest {
+    pb::SubmitRequestRequest {
+        channel: "phone".into(),
+        external_id: String::new(),
+        text: text.into(),
+        address: address.into(),
+        lat: None,
+        lon: None,
+        citizen_name: "张三".into(),
+        citizen_phone: "13800138000".into(),
+        citizen_email: String::new(),
+        language: "zh".into(),
+    }
+}

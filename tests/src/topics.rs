@@ -1,0 +1,87 @@
+//! What landed on Kafka, read back; publishing as an outside system would.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use whistle_domain::{Event, TicketId};
+use whistle_runtime::{KafkaConfig, Topics};
+
+use crate::*;
+
+impl Platform {
+    pub fn topics(&self) -> Topics {
+        Topics::new(&self.kafka)
+    }
+
+    /// Every event of one ticket on the events topic, in order.
+    pub async fn events_for(&self, ticket: &str) -> Vec<Event> {
+        let id = TicketId::parse(ticket).expect("ticket id");
+        self.read_topic(&self.topics().events())
+            .await
+            .into_iter()
+            .filter(|m| m.key.as_deref() == Some(id.to_string().as_bytes()))
+            .filter_map(|m| whistle_proto::decode_event(&m.payload).ok())
+            .collect()
+    }
+
+    /// Every message on a topic (all partitions, up to the current end).
+    pub async fn read_topic(&self, topic: &str) -> Vec<Raw> {
+        let kafka = self.kafka.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || read_all(&kafka, &topic)).await.expect("read topic")
+    }
+
+    /// Waits until at least `n` dead letters satisfy `pred`.
+    pub async fn wait_dead_letters(&self, n: usize, within: Duration, pred: impl Fn(&Raw) -> bool) -> Vec<Raw> {
+        let start = Instant::now();
+        loop {
+            let found: Vec<Raw> = self.read_topic(&self.topics().dead_letter()).await.into_iter().filter(|m| pred(m)).collect();
+            if found.len() >= n {
+                return found;
+            }
+            assert!(start.elapsed() <= within, "{} of {n} dead letters within {within:?}", found.len());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Publishes raw bytes to the events topic (to test poison handling).
+    pub async fn publish_raw(&self, key: &str, payload: &[u8]) {
+        self.publish_to(&self.topics().events(), key, payload).await
+    }
+
+    /// Publishes raw bytes to a topic, as an external system would.
+    pub async fn publish_to(&self, topic: &str, key: &str, payload: &[u8]) {
+        let producer = whistle_runtime::EventProducer::new(&self.kafka).expect("producer");
+        producer.send(topic, Some(key.as_bytes()), payload, rdkafka::message::OwnedHeaders::new()).await.expect("publish raw");
+    }
+
+    /// Publishes a domain event, as a desk or another service would.
+    pub async fn publish_event(&self, e: &Event) {
+        whistle_runtime::EventProducer::new(&self.kafka).expect("producer").publish(e).await.expect("publish event");
+    }
+}
+
+/// One message read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+pub(crate) fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<Raw> {
+    let mut out = Vec::new();
+    whistle_runtime::kafka::scan_topic(kafka, topic, |m| {
+        out.push(Raw {
+            partition: m.partition,
+            offset: m.offset,
+            key: m.key,
+            payload: m.payload,
+            headers: m.headers.into_iter().collect(),
+        });
+    })
+    .expect("read topic");
+    out.sort_by_key(|r| (r.partition, r.offset));
+    out
+}
