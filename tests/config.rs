@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use whistle_runtime::config::service_config;
+use whistle_runtime::config::load_service;
 use whistle_tests::repo_root;
 
 fn shipped() -> String {
@@ -22,16 +22,16 @@ fn file_with(name: &str, edit: impl Fn(String) -> String) -> PathBuf {
 /// What each service says of a config file at start: fine, or the error.
 fn every_service(file: &Path) -> Vec<(&'static str, Result<(), String>)> {
     let f = Some(file);
-    fn e<T>(r: whistle_runtime::Result<Option<T>>) -> Result<(), String> {
+    fn e<T>(r: whistle_runtime::Result<T>) -> Result<(), String> {
         r.map(|_| ()).map_err(|e| e.to_string())
     }
     vec![
-        ("intake", e(service_config::<whistle_intake::Config>(f, &["intake", "open311"], false))),
-        ("classifier", e(service_config::<whistle_classifier::Config>(f, &["classifier"], false))),
-        ("dispatcher", e(service_config::<whistle_dispatcher::Config>(f, &["dispatcher"], false))),
-        ("sla-timer", e(service_config::<whistle_sla_timer::Config>(f, &["sla_timer"], false))),
-        ("notifier", e(service_config::<whistle_notifier::Config>(f, &["notifier"], false))),
-        ("revisit", e(service_config::<whistle_revisit::Config>(f, &["revisit"], false))),
+        ("intake", e(load_service::<whistle_intake::Config>(f))),
+        ("classifier", e(load_service::<whistle_classifier::Config>(f))),
+        ("dispatcher", e(load_service::<whistle_dispatcher::Config>(f))),
+        ("sla-timer", e(load_service::<whistle_sla_timer::Config>(f))),
+        ("notifier", e(load_service::<whistle_notifier::Config>(f))),
+        ("revisit", e(load_service::<whistle_revisit::Config>(f))),
     ]
 }
 
@@ -41,7 +41,7 @@ fn the_shipped_file_starts_every_service_and_prints_without_its_secrets() {
     for (service, r) in every_service(&file) {
         assert_eq!(r, Ok(()), "{service}");
     }
-    let config: whistle_revisit::Config = whistle_runtime::config::load_checked(Some(&file), &["revisit"]).unwrap();
+    let config: whistle_revisit::Config = whistle_runtime::config::load_service(Some(&file)).unwrap();
     let printed = whistle_runtime::config::print(&config).unwrap();
     assert!(printed.contains("[revisit]") && printed.contains("[city]"), "{printed}");
     assert!(!printed.contains(config.revisit.link_secret.expose().as_str()), "the link secret in clear:\n{printed}");
@@ -53,15 +53,26 @@ fn the_shipped_file_starts_every_service_and_prints_without_its_secrets() {
 
 #[test]
 fn a_typo_in_a_services_own_section_is_refused_by_that_service_naming_the_key() {
-    let file = file_with("typo", |s| s.replace("[intake]\n", "[intake]\nlisten_adress = \"127.0.0.1:1\"\n"));
-    for (service, r) in every_service(&file) {
-        match service {
-            "intake" => {
+    let own = [
+        ("intake", "[intake]\n", "listen_adress"),
+        ("intake", "[open311]\n", "post_per_minute"),
+        ("classifier", "[classifier]\n", "triage_bellow"),
+        ("dispatcher", "[dispatcher]\n", "platfrom"),
+        ("sla-timer", "[sla_timer]\n", "claim_tll_ms"),
+        ("notifier", "[notifier]\n", "max_attempt"),
+        ("revisit", "[revisit]\n", "claim_minute"),
+    ];
+    for (owner, section, typo) in own {
+        let file = file_with(typo, |s| s.replace(section, &format!("{section}{typo} = 1\n")));
+        for (service, r) in every_service(&file) {
+            if service == owner {
                 let e = r.unwrap_err();
-                assert!(e.contains("intake.listen_adress: unknown key"), "{e}");
+                let key = format!("{}.{typo}: unknown key", section.trim_matches(['[', ']', '\n']));
+                assert!(e.contains(&key), "{service}: {e}");
+            } else {
+                // Not theirs to check.
+                assert_eq!(r, Ok(()), "{service} on a typo in {section}");
             }
-            // Not theirs to check.
-            _ => assert_eq!(r, Ok(()), "{service}"),
         }
     }
 }
@@ -83,11 +94,13 @@ fn an_unknown_section_or_a_typo_in_a_shared_one_is_refused_by_every_service() {
 #[tokio::test]
 async fn a_bad_offset_or_a_shipped_secret_outside_the_local_profile_refuses_to_start() {
     let file = file_with("offset", |s| s.replace("utc_offset = \"+08:00\"", "utc_offset = \"8\""));
-    let config: whistle_intake::Config = whistle_runtime::config::load_checked(Some(&file), &["intake", "open311"]).unwrap();
-    let e = whistle_intake::Intake::build(config).await.err().expect("refused").to_string();
-    assert!(e.contains("city.utc_offset: \"8\" is not an offset like \"+08:00\""), "{e}");
+    // Every service that reads the city's time (the sla-timer works in instants).
+    for (service, r) in every_service(&file).into_iter().filter(|(s, _)| *s != "sla-timer") {
+        let e = r.unwrap_err();
+        assert!(e.contains("city.utc_offset: \"8\" is not an offset like \"+08:00\""), "{service}: {e}");
+    }
     let file = file_with("production", |s| s.replace("profile = \"local\"", "profile = \"production\""));
-    let config: whistle_notifier::Config = whistle_runtime::config::load_checked(Some(&file), &["notifier"]).unwrap();
+    let config: whistle_notifier::Config = whistle_runtime::config::load_service(Some(&file)).unwrap();
     let e = whistle_notifier::Notifier::build(config).await.err().expect("refused").to_string();
     assert!(e.contains("revisit.link_secret: this is the secret shipped with Whistle"), "{e}");
 }
@@ -108,4 +121,23 @@ fn the_charts_config_starts_every_service() {
     for (service, r) in every_service(&path) {
         assert_eq!(r, Ok(()), "{service}");
     }
+}
+
+#[test]
+fn a_value_out_of_range_or_an_unreadable_city_file_is_refused_naming_the_key() {
+    for (service, edit, key) in [
+        ("sla-timer", ("[sla_timer]\n", "[sla_timer]\nshards = 0\n"), "sla_timer.shards: 0 is out of range"),
+        ("classifier", ("triage_below = 0.5", "triage_below = 2.0"), "classifier.triage_below: 2.0 is out of range"),
+        ("notifier", ("max_attempts = 8", "max_attempts = 0"), "notifier.max_attempts: 0 is out of range"),
+        ("dispatcher", ("warning_share = 0.8", "warning_share = 1.5"), "policy.warning_share: 1.5 is out of range"),
+    ] {
+        let file = file_with(key.split(':').next().unwrap(), |s| s.replacen(edit.0, edit.1, 1));
+        let (_, r) = every_service(&file).into_iter().find(|(s, _)| *s == service).unwrap();
+        let e = r.unwrap_err();
+        assert!(e.contains(key), "{service}: {e}");
+    }
+    let file = file_with("no-city", |s| s.replace("file = \"deploy/config/demo-city.toml\"", "file = \"/nonexistent/city.toml\""));
+    let config: whistle_dispatcher::Config = load_service(Some(&file)).unwrap();
+    let e = config.city.load().unwrap_err().to_string();
+    assert!(e.contains("city.file: ") && e.contains("/nonexistent/city.toml"), "{e}");
 }

@@ -159,15 +159,15 @@ async fn the_figures_of_a_scripted_month_match_the_hand_computed_ones() {
     assert_eq!(folded.rows, f.rows);
     // Redis loses the tallies: they come back from the topic, the same.
     p.wipe_figures().await;
-    let start = std::time::Instant::now();
-    let again = loop {
-        let again = client.figures(ask("all", "")).await.expect("figures").into_inner();
-        if again.rows == f.rows || start.elapsed() > WAIT {
-            break again;
+    whistle_tests::eventually("the tallies rebuilt, the same", WAIT, Duration::from_millis(100), || {
+        let mut client = client.clone();
+        let want = f.rows.clone();
+        async move {
+            let again = client.figures(ask("all", "")).await.expect("figures").into_inner();
+            if again.rows == want { Ok(()) } else { Err(again.rows) }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(again.rows, f.rows, "rebuilt tallies");
+    })
+    .await;
 
     // One scope, one code; a bad period is a clear error.
     let units = client.figures(ask("units", "city-water")).await.expect("figures").into_inner().rows;
@@ -198,15 +198,11 @@ async fn the_monthly_summary_reaches_each_unit_head_once() {
         .await
         .expect("complete");
     p.sms.wait_for(1, WAIT, is("revisit_question", &t.ticket_number)).await;
-    let start = std::time::Instant::now();
-    loop {
-        let (status, _) = p.sms_reply("13800138000", "1").await;
-        if status == 200 {
-            break;
-        }
-        assert!(start.elapsed() < WAIT, "the revisit never became answerable");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    whistle_tests::eventually("the revisit answerable by SMS", WAIT, Duration::from_millis(50), || async {
+        let (status, body) = p.sms_reply("13800138000", "1").await;
+        if status == 200 { Ok(()) } else { Err((status, body)) }
+    })
+    .await;
     p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "closed").await;
     assert!(p.sms.messages(|m| m["template"] == "monthly_summary").is_empty(), "not before the first of the month");
 

@@ -336,18 +336,15 @@ async fn external_systems_publish_into_the_intake_topic() {
     // Redelivery or a second publish of the same request registers nothing new.
     p.publish_to(&topic, "grid-2026-0042", good.as_bytes()).await;
 
-    let mut c = p.intake().await;
-    let mut found = None;
-    for _ in 0..400 {
-        let r =
-            c.get_ticket(pb::GetTicketRequest { channel: "grid".into(), external_id: "grid-2026-0042".into(), ..Default::default() }).await;
-        if let Ok(v) = r {
-            found = Some(v.into_inner());
-            break;
+    let c = p.intake().await;
+    let v = whistle_tests::eventually("the published request as a ticket", WAIT, Duration::from_millis(25), || {
+        let mut c = c.clone();
+        async move {
+            let by = pb::GetTicketRequest { channel: "grid".into(), external_id: "grid-2026-0042".into(), ..Default::default() };
+            c.get_ticket(by).await.map(|v| v.into_inner()).map_err(|s| s.to_string())
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let v = found.expect("the published request became a ticket");
+    })
+    .await;
     let v = assigned(&p, &v.ticket_number).await;
     assert_eq!((v.channel.as_str(), v.unit.as_str()), ("grid", "city-water"));
     let dead = p.wait_dead_letters(1, WAIT, |m| m.payload == bad.as_bytes()).await;

@@ -91,12 +91,11 @@ async fn two_engines_fire_each_timer_once<C: Conn>(store: TimerStore<C>, n: usiz
         clock.set(T0 + time::Duration::milliseconds(100 * step));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for _ in 0..500 {
-        if store.outstanding().await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    whistle_tests::eventually("every timer fired", Duration::from_secs(10), Duration::from_millis(20), || async {
+        let left = store.outstanding().await.unwrap();
+        if left == 0 { Ok(()) } else { Err(left) }
+    })
+    .await;
     ha.abort();
     hb.abort();
     let _ = ha.await;

@@ -1,7 +1,7 @@
 //! Calling the platform as its users do: intake, the desks, the revisit
 //! queue and the SMS gateway's reply, with the test tokens.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 use whistle_proto::v1::{self as pb, desk_client::DeskClient, intake_client::IntakeClient, revisit_client::RevisitClient};
@@ -39,17 +39,17 @@ impl Platform {
     /// Waits until the agent's revisit queue (due now, or all with `later`)
     /// lists the ticket; panics naming it after a minute.
     pub async fn wait_revisit_queued(&self, agent: &str, number: &str, later: bool) -> pb::RevisitTask {
-        let mut client = self.revisit_as(agent).await;
-        let start = Instant::now();
-        loop {
-            let tasks =
-                client.list_due(pb::ListDueRequest { limit: 100, include_later: later }).await.expect("list due").into_inner().tasks;
-            if let Some(t) = tasks.into_iter().find(|t| t.ticket_number == number) {
-                return t;
+        let client = self.revisit_as(agent).await;
+        eventually(&format!("ticket {number} on {agent}'s revisit queue"), Duration::from_secs(60), Duration::from_millis(50), || {
+            let mut client = client.clone();
+            async move {
+                let tasks =
+                    client.list_due(pb::ListDueRequest { limit: 100, include_later: later }).await.expect("list due").into_inner().tasks;
+                let numbers: Vec<String> = tasks.iter().map(|t| t.ticket_number.clone()).collect();
+                tasks.into_iter().find(|t| t.ticket_number == number).ok_or(numbers)
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "ticket {number} never appeared on {agent}'s revisit queue");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// The citizen answers the revisit by SMS reply, as the gateway posts it.
@@ -67,20 +67,19 @@ impl Platform {
 
     /// Polls `GetTicket` until `pred` holds; panics with the last view after `within`.
     pub async fn wait_ticket(&self, ticket: &str, within: Duration, pred: impl Fn(&pb::TicketView) -> bool) -> pb::TicketView {
-        let mut client = self.intake().await;
-        let start = Instant::now();
-        let mut last = None;
-        while start.elapsed() < within {
-            if let Ok(v) = client.get_ticket(pb::GetTicketRequest { ticket: ticket.to_owned(), ..Default::default() }).await {
-                let v = v.into_inner();
-                if pred(&v) {
-                    return v;
+        let client = self.intake().await;
+        eventually(&format!("ticket {ticket} in the expected state"), within, Duration::from_millis(25), || {
+            let mut client = client.clone();
+            let pred = &pred;
+            async move {
+                match client.get_ticket(pb::GetTicketRequest { ticket: ticket.to_owned(), ..Default::default() }).await {
+                    Ok(v) if pred(v.get_ref()) => Ok(v.into_inner()),
+                    Ok(v) => Err(format!("{:#?}", v.into_inner())),
+                    Err(status) => Err(status.to_string()),
                 }
-                last = Some(v);
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("ticket {ticket} did not reach the expected state within {within:?}; last seen: {last:#?}");
+        })
+        .await
     }
 }
 

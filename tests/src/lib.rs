@@ -9,6 +9,7 @@ mod mail;
 mod platform;
 mod state;
 mod topics;
+pub mod wait;
 pub mod webhook;
 
 pub use clients::*;
@@ -16,5 +17,6 @@ pub use infra::*;
 pub use mail::*;
 pub use platform::*;
 pub use topics::*;
+pub use wait::eventually;
 
 pub use webhook::{Behaviour, WebhookReceiver};

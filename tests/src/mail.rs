@@ -1,6 +1,6 @@
 //! The mail the SMTP sink kept, read back.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::*;
 
@@ -75,13 +75,9 @@ pub async fn wait_mails(to: &str, n: usize, within: Duration) -> Vec<Mail> {
 
 /// Waits until at least `n` emails reached `to` at or after `since`.
 pub async fn wait_mails_since(to: &str, since: std::time::SystemTime, n: usize, within: Duration) -> Vec<Mail> {
-    let start = Instant::now();
-    loop {
+    eventually(&format!("{n} emails to {to}"), within, Duration::from_millis(50), || async move {
         let got = mails_to_since(to, since);
-        if got.len() >= n {
-            return got;
-        }
-        assert!(start.elapsed() <= within, "{} of {n} emails to {to} within {within:?}", got.len());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if got.len() >= n { Ok(got) } else { Err(format!("{} of them", got.len())) }
+    })
+    .await
 }

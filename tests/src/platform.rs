@@ -212,7 +212,7 @@ impl Platform {
     pub async fn start_sla_timer(&mut self) {
         let mut config = whistle_sla_timer::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), ..Default::default() };
         // The clock is manual: look at it often.
-        config.sla_timer.engine.max_idle_ms = 20;
+        config.sla_timer.max_idle_ms = 20;
         let svc = whistle_sla_timer::SlaTimer::build_with_clock(config, self.clock_arc()).await.expect("build sla-timer");
         self.spawn("sla-timer", |s| async move { svc.run(s).await.expect("sla-timer") });
     }

@@ -1,7 +1,7 @@
 //! Looking inside Redis (timers, markers) and taking it away: the wipes
 //! a test uses to make Redis lose its data.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use whistle_domain::{Clock, TicketId};
 
 use crate::*;
@@ -15,15 +15,11 @@ impl Platform {
 
     /// Waits until a ticket has exactly `n` outstanding timers; fails naming how many it has.
     pub async fn wait_timers(&self, ticket: &str, n: usize, within: Duration) {
-        let start = Instant::now();
-        loop {
+        eventually(&format!("ticket {ticket} with {n} timers"), within, Duration::from_millis(25), || async move {
             let have = self.timers_of(ticket).await;
-            if have == n {
-                return;
-            }
-            assert!(start.elapsed() <= within, "ticket {ticket} has {have} timers, not {n}, after {within:?}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+            if have == n { Ok(()) } else { Err(format!("{have} timers")) }
+        })
+        .await
     }
 
     /// Timers of a ticket still waiting (not claimed), with due times.
@@ -49,15 +45,12 @@ impl Platform {
         within: Duration,
         pred: impl Fn(&[(whistle_domain::TimerKind, time::OffsetDateTime)]) -> bool,
     ) -> Vec<(whistle_domain::TimerKind, time::OffsetDateTime)> {
-        let start = Instant::now();
-        loop {
+        let pred = &pred;
+        eventually(&format!("the expected timers of {ticket}"), within, Duration::from_millis(50), || async move {
             let due = self.due_of(ticket).await;
-            if pred(&due) {
-                return due;
-            }
-            assert!(start.elapsed() <= within, "timers of {ticket} within {within:?}: {due:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            if pred(&due) { Ok(due) } else { Err(due) }
+        })
+        .await
     }
 
     /// Deletes every timer key of this platform: Redis "lost its data".
@@ -88,16 +81,17 @@ impl Platform {
     /// panics naming it after `within`.
     pub async fn wait_key(&self, key: &str, within: Duration) {
         let client = redis::Client::open(self.redis.url.expose().as_str()).expect("redis");
-        let mut c = client.get_multiplexed_async_connection().await.expect("redis connect");
-        let start = Instant::now();
-        while start.elapsed() < within {
-            let n: i64 = redis::cmd("EXISTS").arg(format!("{}{key}", self.prefix)).query_async(&mut c).await.expect("exists");
-            if n > 0 {
-                return;
+        let c = client.get_multiplexed_async_connection().await.expect("redis connect");
+        let name = format!("{}{key}", self.prefix);
+        eventually(&format!("redis key {name}"), within, Duration::from_millis(25), || {
+            let mut c = c.clone();
+            let name = name.clone();
+            async move {
+                let n: i64 = redis::cmd("EXISTS").arg(&name).query_async(&mut c).await.expect("exists");
+                if n > 0 { Ok(()) } else { Err("absent") }
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("redis key {}{key} did not appear within {within:?}", self.prefix);
+        })
+        .await
     }
 
     /// Deletes the figures' daily tallies: Redis "lost" them.
@@ -143,14 +137,11 @@ impl Platform {
         };
         let arm = whistle_sla_timer::Arm { kind: whistle_domain::TimerKind::FirstOverdue, due_ms: now_ms };
         store.arm(&probe, &record, &[arm], [false; 3]).await.expect("arm probe");
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if !self.events_for(&probe.to_string()).await.is_empty() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the sla-timer ran no firing round within 60 s");
+        let probe = probe.to_string();
+        eventually("a firing round of the sla-timer", Duration::from_secs(60), Duration::from_millis(50), || async {
+            if self.events_for(&probe).await.is_empty() { Err("the probe timer has not fired") } else { Ok(()) }
+        })
+        .await
     }
 
     /// The timer store the sla-timer uses, for looking inside.

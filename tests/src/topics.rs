@@ -1,7 +1,7 @@
 //! What landed on Kafka, read back; publishing as an outside system would.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use whistle_domain::{Event, TicketId};
 use whistle_runtime::{KafkaConfig, Topics};
 
@@ -32,15 +32,12 @@ impl Platform {
 
     /// Waits until at least `n` dead letters satisfy `pred`.
     pub async fn wait_dead_letters(&self, n: usize, within: Duration, pred: impl Fn(&Raw) -> bool) -> Vec<Raw> {
-        let start = Instant::now();
-        loop {
+        let pred = &pred;
+        eventually(&format!("{n} dead letters"), within, Duration::from_millis(100), || async move {
             let found: Vec<Raw> = self.read_topic(&self.topics().dead_letter()).await.into_iter().filter(|m| pred(m)).collect();
-            if found.len() >= n {
-                return found;
-            }
-            assert!(start.elapsed() <= within, "{} of {n} dead letters within {within:?}", found.len());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            if found.len() >= n { Ok(found) } else { Err(format!("{} of them", found.len())) }
+        })
+        .await
     }
 
     /// Publishes raw bytes to the events topic (to test poison handling).

@@ -8,7 +8,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub enum Behaviour {
@@ -64,15 +64,11 @@ impl WebhookReceiver {
 
     /// Waits until at least `n` accepted messages match `pred`.
     pub async fn wait_for(&self, n: usize, within: Duration, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-        let start = Instant::now();
-        loop {
+        crate::eventually(&format!("{n} messages"), within, Duration::from_millis(25), || {
             let found = self.messages(&pred);
-            if found.len() >= n {
-                return found;
-            }
-            assert!(start.elapsed() <= within, "{} of {n} webhook messages within {within:?}: {found:?}", found.len());
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+            async move { if found.len() >= n { Ok(found) } else { Err(found) } }
+        })
+        .await
     }
 }
 

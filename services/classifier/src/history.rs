@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use redis::aio::ConnectionManager;
 use whistle_domain::{Category, EventKind, Jurisdiction, TicketId};
 
+use crate::Result;
 use crate::features::fnv1a;
 use crate::text::{is_cjk, is_hangul, is_word_letter, normalize};
-use crate::{Error, Result};
 
 /// Adds a report and counts the earlier ones of its window. Idempotent: a
 /// redelivered report is the same member with the same time, and only
@@ -111,7 +111,7 @@ impl History {
                 _ => {}
             }
         }
-        reader.await.map_err(|e| Error::Io(format!("history rebuild task: {e}")))?.map_err(Error::Runtime)?;
+        reader.await.map_err(|e| whistle_runtime::Error::task("history rebuild", e))??;
         let _: () = redis::cmd("SET")
             .arg(self.alive_key())
             .arg(1)

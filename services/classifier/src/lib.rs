@@ -44,6 +44,17 @@ pub struct Config {
     pub classifier: ClassifierSettings,
 }
 
+impl whistle_runtime::config::ServiceConfig for Config {
+    const OWNS: &'static [&'static str] = &["classifier"];
+
+    fn check(&self) -> whistle_runtime::Result<()> {
+        use whistle_runtime::config::in_range;
+        self.city.offset()?;
+        in_range("classifier.triage_below", self.classifier.triage_below, 0.0..=1.0)?;
+        in_range("classifier.history_check_ms", self.classifier.history_check_ms, 1..)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClassifierSettings {
@@ -165,12 +176,12 @@ impl Handler for ClassifyHandler {
             service: request.service,
         });
         let earlier = match history::place_of(&request.location.address, &reading.jurisdiction) {
-            Some(place) => Some(
-                self.history
-                    .record(reading.category, &place, &event.ticket_id, event.occurred_at)
-                    .await
-                    .map_err(|e| HandleError::Retry(e.to_string()))?,
-            ),
+            Some(place) => {
+                Some(self.history.record(reading.category, &place, &event.ticket_id, event.occurred_at).await.map_err(|e| match e {
+                    Error::Runtime(e) => HandleError::from(e),
+                    e => HandleError::Retry(e.to_string()),
+                })?)
+            }
             None => None,
         };
         let o = self.engine.finish(reading, earlier);

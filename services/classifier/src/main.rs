@@ -63,11 +63,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let Some(config) =
-        whistle_runtime::config::service_config::<whistle_classifier::Config>(args.config.as_deref(), &["classifier"], args.print_config)?
-    else {
-        return Ok(());
-    };
+    let config: whistle_classifier::Config = whistle_runtime::config::load_service(args.config.as_deref())?;
+    if args.print_config {
+        return Ok(whistle_runtime::config::print_config(&config)?);
+    }
     let c = &config.classifier;
     match args.command.unwrap_or(Command::Run) {
         Command::Run => {

@@ -156,7 +156,7 @@ impl Model {
         let bytes = std::fs::read(path).map_err(|e| {
             Error::Model(format!("cannot read the model file {}: {e} (build it with `whistle-classifier train`)", path.display()))
         })?;
-        Self::read(&bytes).map_err(|e| Error::Model(format!("{}: {e}", path.display())))
+        Self::decode(&bytes).map_err(|e| Error::Model(format!("{}: {e}", path.display())))
     }
 
     /// The file's bytes: magic, header length and JSON header, row count,
@@ -182,7 +182,13 @@ impl Model {
         out.write_all(&body)
     }
 
-    pub fn read(bytes: &[u8]) -> std::result::Result<Self, String> {
+    /// A model from the bytes of its file; says what is wrong with a file
+    /// that is not one.
+    pub fn read(bytes: &[u8]) -> Result<Self> {
+        Self::decode(bytes).map_err(crate::Error::Model)
+    }
+
+    fn decode(bytes: &[u8]) -> std::result::Result<Self, String> {
         if bytes.len() < MAGIC.len() + 16 || &bytes[..MAGIC.len()] != MAGIC {
             return Err("not a whistle classifier model (wrong magic)".into());
         }
@@ -476,7 +482,7 @@ mod tests {
         Model::train(spec, TrainSpec::default(), Decisions::default(), &heads, &samples, "toy".into()).write(&mut bytes).unwrap();
         let n = bytes.len();
         bytes[n / 2] ^= 0xff;
-        assert!(Model::read(&bytes).unwrap_err().contains("checksum"));
-        assert!(Model::read(b"hello").unwrap_err().contains("magic"));
+        assert!(Model::read(&bytes).unwrap_err().to_string().contains("checksum"));
+        assert!(Model::read(b"hello").unwrap_err().to_string().contains("magic"));
     }
 }

@@ -246,7 +246,7 @@ pub async fn corrections_from(kafka: &whistle_runtime::KafkaConfig) -> crate::Re
         .map(|_| events)
     })
     .await
-    .map_err(|e| crate::Error::Io(format!("reading the corrections: {e}")))??;
+    .map_err(|e| whistle_runtime::Error::task("reading the corrections", e))??;
     Ok(corrections(events))
 }
 

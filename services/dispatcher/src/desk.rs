@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
-use whistle_domain::access::{Caller, DeskAction, authorize, authorize_watch};
+use whistle_domain::access::{Caller, DeskAction, authorize, authorize_kind, authorize_watch};
 use whistle_domain::event::ExtensionDecision;
 use whistle_domain::{Actor, Clock, Event, EventId, EventKind, Jurisdiction, PlatformId, ReasonText, UnitCode};
 use whistle_proto::v1::{self as pb, desk_server::Desk};
@@ -57,6 +57,10 @@ impl DeskService {
     /// The ticket `key` names, once the access rules let `caller` do
     /// `action` to it: nothing about its state is told before that.
     async fn ticket(&self, caller: &Caller, action: DeskAction, key: &str) -> Result<Projection, Status> {
+        authorize_kind(caller, action).map_err(|d| {
+            tracing::warn!(caller = %caller, action = action.as_str(), rule = d.rule, "desk call denied");
+            Status::permission_denied(d.to_string())
+        })?;
         let p = self
             .store
             .find(key.trim())

@@ -31,6 +31,15 @@ pub struct Config {
     pub calendar: CalendarSettings,
 }
 
+impl whistle_runtime::config::ServiceConfig for Config {
+    const OWNS: &'static [&'static str] = &["dispatcher"];
+
+    fn check(&self) -> whistle_runtime::Result<()> {
+        self.city.offset()?;
+        whistle_runtime::config::in_range("policy.warning_share", self.policy.warning_share, 0.0..1.0)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DispatcherSettings {
@@ -155,7 +164,7 @@ mod tests {
     #[test]
     fn the_shipped_local_config_loads_with_its_holiday_calendar() {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/whistle.toml");
-        let config: Config = whistle_runtime::config::load_checked(Some(&file), &["dispatcher"]).unwrap();
+        let config: Config = whistle_runtime::config::load_service(Some(&file)).unwrap();
         let cal = config.city.calendar(&config.calendar).unwrap();
         assert!(!cal.is_working_day(time::macros::date!(2026 - 10 - 05)), "National Day");
         assert!(cal.is_working_day(time::macros::date!(2026 - 10 - 10)), "make-up Saturday");

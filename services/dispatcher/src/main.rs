@@ -19,13 +19,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let Some(mut config) =
-        whistle_runtime::config::service_config::<whistle_dispatcher::Config>(args.config.as_deref(), &["dispatcher"], args.print_config)?
-    else {
-        return Ok(());
-    };
-    if let Some(p) = args.platform {
+    let mut config: whistle_dispatcher::Config = whistle_runtime::config::load_service(args.config.as_deref())?;
+    if let Some(p) = args.platform.clone() {
         config.dispatcher.platform = p;
+    }
+    if args.print_config {
+        return Ok(whistle_runtime::config::print_config(&config)?);
     }
     let _telemetry = whistle_runtime::telemetry::init("dispatcher", &config.telemetry)?;
     let shutdown = whistle_runtime::Shutdown::on_signals();

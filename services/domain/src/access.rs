@@ -87,16 +87,51 @@ pub fn authorize_watch(caller: &Caller, platform: &PlatformId) -> Result<(), Den
     }
 }
 
-/// Whether `caller` may do `action` to `ticket`. `unit_platform` says which
-/// platform a unit belongs to (from the city file).
+const UNITS_ONLY: &str = "this is a responsible unit's action";
+const DESKS_ONLY: &str = "this is a platform desk's action";
+const NOT_AT_A_DESK: &str = "revisit agents work the revisit queue, not a desk";
+
+fn is_units(action: DeskAction) -> bool {
+    match action {
+        DeskAction::Acknowledge | DeskAction::Return | DeskAction::RequestExtension | DeskAction::Complete | DeskAction::ReportIn => true,
+        DeskAction::Read
+        | DeskAction::Dispatch
+        | DeskAction::Reclassify
+        | DeskAction::Whistle
+        | DeskAction::DecideExtension
+        | DeskAction::Supervise => false,
+    }
+}
+
+fn is_desks(action: DeskAction) -> bool {
+    action != DeskAction::Read && !is_units(action)
+}
+
+/// Whether a caller of this kind may ever do `action`: a unit's actions are
+/// units', a desk's are desks', agents act on no ticket here. Asked before a
+/// ticket is looked up, so a caller of the wrong kind learns nothing of
+/// which tickets exist.
+pub fn authorize_kind(caller: &Caller, action: DeskAction) -> Result<(), Denied> {
+    let rule = match caller {
+        Caller::Platform(_) if is_units(action) => UNITS_ONLY,
+        Caller::Unit(_) if is_desks(action) => DESKS_ONLY,
+        Caller::Agent(_) => NOT_AT_A_DESK,
+        Caller::Platform(_) | Caller::Unit(_) => return Ok(()),
+    };
+    Err(Denied { caller: caller.to_string(), action: action.as_str(), target: "tickets".into(), rule })
+}
+
+/// Whether `caller` may do `action` to `ticket` ([`authorize_kind`] first).
+/// `unit_platform` says which platform a unit belongs to (from the city file).
 pub fn authorize(
     caller: &Caller,
     action: DeskAction,
     ticket: &Ticket,
     unit_platform: impl Fn(&UnitCode) -> Option<PlatformId>,
 ) -> Result<(), Denied> {
-    let deny =
-        |rule| Err(Denied { caller: caller.to_string(), action: action.as_str(), target: format!("ticket {}", ticket.number), rule });
+    let target = || format!("ticket {}", ticket.number);
+    authorize_kind(caller, action).map_err(|d| Denied { target: target(), ..d })?;
+    let deny = |rule| Err(Denied { caller: caller.to_string(), action: action.as_str(), target: target(), rule });
     let holder = ticket.state.platform();
     let assignee = match &ticket.state {
         TicketState::Assigned(a) | TicketState::Acknowledged(a) => Some(&a.unit),
@@ -122,7 +157,7 @@ pub fn authorize(
                 }
             }
             DeskAction::Acknowledge | DeskAction::Return | DeskAction::RequestExtension | DeskAction::Complete | DeskAction::ReportIn => {
-                deny("this is a responsible unit's action")
+                deny(UNITS_ONLY)
             }
         },
         Caller::Unit(u) => match action {
@@ -145,11 +180,10 @@ pub fn authorize(
                 }
             }
             DeskAction::Dispatch | DeskAction::Reclassify | DeskAction::Whistle | DeskAction::DecideExtension | DeskAction::Supervise => {
-                deny("this is a platform desk's action")
+                deny(DESKS_ONLY)
             }
         },
-        // Agents work the revisit queue, not the desks.
-        Caller::Agent(_) => deny("revisit agents work the revisit queue, not a desk"),
+        Caller::Agent(_) => deny(NOT_AT_A_DESK),
     }
 }
 
@@ -251,6 +285,17 @@ mod tests {
         }
         let agent = Caller::Agent("wang".into());
         assert!(authorize(&agent, DeskAction::Read, &t, platform_of).is_err());
+    }
+
+    #[test]
+    fn the_wrong_kind_of_caller_is_refused_before_any_ticket_is_looked_at() {
+        let street = Caller::Platform(p("street:s1"));
+        let e = authorize_kind(&street, DeskAction::Complete).unwrap_err();
+        assert_eq!(e.to_string(), "platform street:s1 may not complete tickets: this is a responsible unit's action");
+        assert!(authorize_kind(&Caller::Unit(u("s1-office")), DeskAction::Whistle).is_err());
+        assert!(authorize_kind(&Caller::Agent("li".into()), DeskAction::Read).is_err());
+        authorize_kind(&street, DeskAction::Read).unwrap();
+        authorize_kind(&Caller::Unit(u("s2-office")), DeskAction::Complete).unwrap();
     }
 
     #[test]

@@ -218,9 +218,7 @@ impl DeadlinePolicy {
     pub fn deadline(&self, calendar: &WorkCalendar, from: OffsetDateTime, span: Span, version: crate::EventId) -> crate::Deadline {
         let due_at = calendar.add(from, span);
         let second_due_at = calendar.add(due_at, span);
-        let share = self.warning_share;
-        let warn_at = (share > 0.0 && share < 1.0).then(|| from + (due_at - from) * share);
-        crate::Deadline { due_at, second_due_at, warn_at, span: due_at - from, version }
+        crate::Deadline { due_at, second_due_at, warn_at: self.warn_at(from, due_at), span: due_at - from, version }
     }
 
     /// When a unit may no longer return a ticket assigned to it at `assigned_at`.
@@ -248,10 +246,17 @@ impl DeadlinePolicy {
                 format!("must be after the current deadline {} and at most {} ({} more)", current.due_at, latest, self.max_extension),
             ));
         }
-        let share = self.warning_share;
-        let warn_at = (share > 0.0 && share < 1.0 && due_at > now).then(|| now + (due_at - now) * share);
+        if due_at <= now {
+            return Err(crate::Error::invalid("due_at", format!("{due_at} has already passed")));
+        }
         let second_due_at = calendar.add(due_at, self.span_for(urgency));
-        Ok(crate::Deadline { due_at, second_due_at, warn_at, span: due_at - now, version })
+        Ok(crate::Deadline { due_at, second_due_at, warn_at: self.warn_at(now, due_at), span: due_at - now, version })
+    }
+
+    /// Desks are warned after `warning_share` of the time from `from` to `due_at`.
+    fn warn_at(&self, from: OffsetDateTime, due_at: OffsetDateTime) -> Option<OffsetDateTime> {
+        let share = self.warning_share;
+        (share > 0.0 && share < 1.0 && due_at > from).then(|| from + (due_at - from) * share)
     }
 
     /// The deadline of a ticket reopened for rework at `from` (the citizen
@@ -350,6 +355,10 @@ mod tests {
             assert_eq!(e.field(), Some("due_at"), "{bad}: {e}");
         }
         assert!(policy.extend(&cal(), &current, Urgency::Ordinary, now, datetime!(2026-12-14 10:00 +08:00), v).is_ok());
+        // An overdue ticket is given a new deadline in the future only.
+        let late = datetime!(2026-12-02 10:00 +08:00);
+        let e = policy.extend(&cal(), &current, Urgency::Ordinary, late, datetime!(2026-12-01 10:00 +08:00), v).unwrap_err();
+        assert!(e.to_string().contains("has already passed"), "{e}");
     }
 
     #[test]

@@ -42,6 +42,13 @@ impl ReasonText {
         ReasonText(s.trim().chars().take(ReasonText::MAX_CHARS).collect())
     }
 
+    /// An unsatisfied citizen's answer: cut to the limit, and the default
+    /// reason when they gave none.
+    pub fn citizen_unsatisfied(s: &str) -> ReasonText {
+        let said = ReasonText::from_citizen(s);
+        if said.is_empty() { ReasonText(ReasonText::CITIZEN_UNSATISFIED.to_owned()) } else { said }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -78,5 +85,7 @@ mod tests {
         let long = "水".repeat(ReasonText::MAX_CHARS + 50);
         assert_eq!(ReasonText::from_citizen(&long).as_str().chars().count(), ReasonText::MAX_CHARS);
         assert!(ReasonText::from_citizen("  ").is_empty());
+        assert_eq!(ReasonText::citizen_unsatisfied(" ").as_str(), ReasonText::CITIZEN_UNSATISFIED);
+        assert_eq!(ReasonText::citizen_unsatisfied("还在漏").as_str(), "还在漏");
     }
 }

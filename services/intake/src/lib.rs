@@ -36,6 +36,15 @@ pub struct Config {
     pub deployment: whistle_runtime::config::Deployment,
 }
 
+impl whistle_runtime::config::ServiceConfig for Config {
+    const OWNS: &'static [&'static str] = &["intake", "open311"];
+
+    fn check(&self) -> whistle_runtime::Result<()> {
+        self.city.offset()?;
+        whistle_runtime::config::in_range("open311.posts_per_minute", self.open311.posts_per_minute, 1..)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct IntakeSettings {
@@ -96,8 +105,7 @@ impl Intake {
         let registrar = Registrar::new(store.clone(), producer.clone(), clock.clone(), offset);
         let city = Arc::new(config.city.load()?);
         let front =
-            open311::Front::new(registrar.clone(), store.clone(), city, config.open311.clone(), config.revisit.clone(), offset, clock)
-                .map_err(Error::Config)?;
+            open311::Front::new(registrar.clone(), store.clone(), city, config.open311.clone(), config.revisit.clone(), offset, clock)?;
         let addr = config.intake.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
         let addr = config.intake.http_listen;

@@ -165,12 +165,23 @@ fn parse_claim(v: &str) -> Option<(bool, TicketId, TicketNumber)> {
 /// A request published by an external system on the `intake-requests` topic
 /// (JSON with the fields of [`RequestFields`]). `external_id` is required, so
 /// a redelivered message registers once.
-pub fn topic_request(payload: &[u8]) -> Result<Request, String> {
-    let fields: RequestFields = serde_json::from_slice(payload).map_err(|e| format!("not an intake request: {e}"))?;
+pub fn topic_request(payload: &[u8]) -> Result<Request, BadTopicRequest> {
+    let fields: RequestFields = serde_json::from_slice(payload).map_err(BadTopicRequest::NotARequest)?;
     if fields.external_id.trim().is_empty() {
-        return Err("invalid request: external_id: is required on the intake topic".into());
+        return Err(BadTopicRequest::NoExternalId);
     }
-    fields.validate().map_err(|e| format!("invalid request: {e}"))
+    fields.validate().map_err(BadTopicRequest::Invalid)
+}
+
+/// Why a message on the intake topic is not a request (it is dead-lettered).
+#[derive(Debug, thiserror::Error)]
+pub enum BadTopicRequest {
+    #[error("not an intake request: {0}")]
+    NotARequest(serde_json::Error),
+    #[error("invalid request: external_id: is required on the intake topic")]
+    NoExternalId,
+    #[error("invalid request: {0}")]
+    Invalid(whistle_domain::Error),
 }
 
 /// Consumes the intake topic.
@@ -187,13 +198,14 @@ impl TopicIntake {
 impl Handler for TopicIntake {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let payload = msg.payload.as_deref().ok_or_else(|| HandleError::Poison("message has no payload".into()))?;
-        let request = topic_request(payload).map_err(HandleError::Poison)?;
+        let request = topic_request(payload).map_err(|e| HandleError::Poison(e.to_string()))?;
         match self.registrar.register(request).await {
             Ok(r) => {
                 tracing::debug!(ticket = %r.ticket_id, duplicate = r.duplicate, "topic request registered");
                 Ok(())
             }
-            Err(e) => Err(HandleError::Retry(e.to_string())),
+            // Busy or not durable yet: both pass.
+            Err(e @ (RegisterError::Busy | RegisterError::Unavailable(_))) => Err(HandleError::Retry(e.to_string())),
         }
     }
 }
@@ -214,11 +226,13 @@ mod tests {
 
     #[test]
     fn topic_requests_need_an_external_id_and_valid_fields() {
-        let e = topic_request(r#"{"channel":"grid","external_id":"","text":"垃圾满了"}"#.as_bytes()).unwrap_err();
+        let e = topic_request(r#"{"channel":"grid","external_id":"","text":"垃圾满了"}"#.as_bytes()).unwrap_err().to_string();
         assert!(e.contains("external_id"), "{e}");
-        let e = topic_request(r#"{"channel":"grid","external_id":"g-1","text":"垃圾满了","lat":100.0,"lon":1.0}"#.as_bytes()).unwrap_err();
+        let e = topic_request(r#"{"channel":"grid","external_id":"g-1","text":"垃圾满了","lat":100.0,"lon":1.0}"#.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lat:"), "{e}");
-        let e = topic_request(r#"{"channel":"grid","external_id":"g","text":"x","phone":"1"}"#.as_bytes()).unwrap_err();
+        let e = topic_request(r#"{"channel":"grid","external_id":"g","text":"x","phone":"1"}"#.as_bytes()).unwrap_err().to_string();
         assert!(e.contains("unknown field `phone`"), "{e}");
         assert_eq!(topic_request(r#"{"channel":"grid","external_id":"g-2","text":"垃圾满了"}"#.as_bytes()).unwrap().text, "垃圾满了");
     }

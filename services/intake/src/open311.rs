@@ -98,15 +98,15 @@ impl Front {
         revisit: RevisitLink,
         offset: time::UtcOffset,
         clock: Arc<dyn whistle_domain::Clock>,
-    ) -> Result<Self, String> {
+    ) -> whistle_runtime::Result<Self> {
         let mut keys = HashMap::new();
         for (i, k) in settings.keys.iter().enumerate() {
             let hex = k.sha256.trim().to_ascii_lowercase();
             if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(format!("open311.keys[{i}].sha256: not a SHA-256 in hex (64 characters)"));
+                return Err(whistle_runtime::Error::Config(format!("open311.keys[{i}].sha256: not a SHA-256 in hex (64 characters)")));
             }
             if whistle_domain::Channel::parse(&k.channel).is_err() {
-                return Err(format!("open311.keys[{i}].channel: unknown channel {:?}", k.channel));
+                return Err(whistle_runtime::Error::Config(format!("open311.keys[{i}].channel: unknown channel {:?}", k.channel)));
             }
             keys.insert(hex, k.clone());
         }

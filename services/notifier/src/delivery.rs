@@ -122,8 +122,10 @@ impl Deliverer {
             let failure = match sent {
                 Ok(()) => None,
                 Err(GaveUp::Failed { error, .. }) => Some(error),
-                // Stopping: the claim lapses and the message is sent after the restart.
+                // Stopping: let the claim go, so whichever replica takes the
+                // partition sends it at once.
                 Err(GaveUp::ShuttingDown(_)) => {
+                    let _: () = redis.del(&claim).await.map_err(redis_err)?;
                     return Err(Undelivered::Wait(format!("message {} by {}: the notifier is stopping", m.message_id, route.channel())));
                 }
             };

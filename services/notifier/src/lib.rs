@@ -49,6 +49,19 @@ pub struct Config {
     pub deployment: whistle_runtime::config::Deployment,
 }
 
+impl whistle_runtime::config::ServiceConfig for Config {
+    const OWNS: &'static [&'static str] = &["notifier"];
+
+    fn check(&self) -> whistle_runtime::Result<()> {
+        use whistle_runtime::config::in_range;
+        let n = &self.notifier;
+        self.city.offset()?;
+        in_range("notifier.max_attempts", n.max_attempts, 1..)?;
+        in_range("notifier.webhook_per_second", n.webhook_per_second, f64::MIN_POSITIVE..)?;
+        in_range("notifier.initial_backoff_ms", n.initial_backoff_ms, 1..=n.max_backoff_ms)
+    }
+}
+
 pub use whistle_runtime::config::RevisitLink;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,11 +176,13 @@ impl Notifier {
             );
             tasks.push(spawn_supervised("monthly-summary", &shutdown, monthly.run(shutdown.clone())));
         }
-        let r = consumer::run(self.config.kafka.clone(), settings, self.handler, self.producer.clone(), shutdown.clone()).await;
-        shutdown.trigger();
-        drain(tasks, Duration::from_secs(10)).await;
+        let notify = consumer::spawn("notify", &self.config.kafka, settings, self.handler, self.producer.clone(), &shutdown);
+        shutdown.wait().await;
+        // Both drain within one deadline.
+        let deadline = Duration::from_secs(15);
+        tokio::join!(drain(vec![notify], deadline), drain(tasks, deadline));
         self.producer.flush(Duration::from_secs(5));
-        Ok(r?)
+        Ok(())
     }
 }
 
@@ -178,7 +193,7 @@ mod tests {
     #[test]
     fn the_shipped_local_config_has_every_channel() {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/whistle.toml");
-        let config: Config = whistle_runtime::config::load_checked(Some(&file), &["notifier"]).unwrap();
+        let config: Config = whistle_runtime::config::load_service(Some(&file)).unwrap();
         let n = &config.notifier;
         assert!(Sms::new(&n.sms, Duration::from_secs(1)).unwrap().is_some(), "SMS body template fills in as JSON");
         assert!(Smtp::new(&n.smtp, Duration::from_secs(1)).unwrap().is_some());

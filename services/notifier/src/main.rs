@@ -16,11 +16,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let Some(config) =
-        whistle_runtime::config::service_config::<whistle_notifier::Config>(args.config.as_deref(), &["notifier"], args.print_config)?
-    else {
-        return Ok(());
-    };
+    let config: whistle_notifier::Config = whistle_runtime::config::load_service(args.config.as_deref())?;
+    if args.print_config {
+        return Ok(whistle_runtime::config::print_config(&config)?);
+    }
     let _telemetry = whistle_runtime::telemetry::init("notifier", &config.telemetry)?;
     let shutdown = whistle_runtime::Shutdown::on_signals();
     let notifier = whistle_notifier::Notifier::build(config).await?;

@@ -153,7 +153,7 @@ impl Monthly {
         let kafka = self.kafka.clone();
         let figures = tokio::task::spawn_blocking(move || whistle_runtime::kafka::figures(&kafka, period.start, period.end))
             .await
-            .map_err(|e| format!("figures: {e}"))?
+            .map_err(|e| whistle_runtime::Error::task("figures", e).to_string())?
             .map_err(|e| format!("figures: {e}"))?;
         let messages = self.messages(period, &figures);
         let mut refused = Vec::new();

@@ -34,13 +34,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
+/// A token that cannot travel in a gRPC header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the token must be printable ASCII")]
+pub struct InvalidToken;
+
 impl Bearer {
     /// `None` sends no token (the server answers `UNAUTHENTICATED`).
-    pub fn new(token: Option<&str>) -> Result<Self, String> {
-        token
-            .map(|t| format!("Bearer {}", t.trim()).parse().map_err(|_| "the token must be printable ASCII".to_owned()))
-            .transpose()
-            .map(Bearer)
+    pub fn new(token: Option<&str>) -> Result<Self, InvalidToken> {
+        token.map(|t| format!("Bearer {}", t.trim()).parse().map_err(|_| InvalidToken)).transpose().map(Bearer)
     }
 }
 

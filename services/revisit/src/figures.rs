@@ -25,7 +25,7 @@ pub async fn compute(kafka: &KafkaConfig, from: OffsetDateTime, to: OffsetDateTi
     let kafka = kafka.clone();
     tokio::task::spawn_blocking(move || whistle_runtime::kafka::figures(&kafka, from, to))
         .await
-        .map_err(|e| Error::Unavailable(format!("figures task failed: {e}")))?
+        .map_err(|e| whistle_runtime::Error::task("figures fold", e))?
         .map_err(Error::from)
 }
 

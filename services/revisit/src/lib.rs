@@ -48,6 +48,18 @@ pub struct Config {
     pub deployment: whistle_runtime::config::Deployment,
 }
 
+impl whistle_runtime::config::ServiceConfig for Config {
+    const OWNS: &'static [&'static str] = &["revisit"];
+
+    fn check(&self) -> whistle_runtime::Result<()> {
+        use whistle_runtime::config::in_range;
+        self.city.offset()?;
+        in_range("policy.warning_share", self.policy.warning_share, 0.0..1.0)?;
+        in_range("revisit.claim_minutes", self.revisit.claim_minutes, 1..)?;
+        in_range("revisit.rules.max_attempts", self.revisit.rules.max_attempts, 1..)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RevisitSettings {
@@ -235,7 +247,7 @@ mod tests {
     #[test]
     fn the_shipped_local_config_loads() {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/whistle.toml");
-        let config: Config = whistle_runtime::config::load_checked(Some(&file), &["revisit"]).unwrap();
+        let config: Config = whistle_runtime::config::load_service(Some(&file)).unwrap();
         assert_eq!(config.revisit.rules, RevisitPolicy::default(), "the file spells out the default rules");
         let tokens = whistle_runtime::auth::Tokens::new("revisit.tokens", &config.revisit.tokens).unwrap();
         let mut md = tonic::metadata::MetadataMap::new();

@@ -16,11 +16,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let Some(config) =
-        whistle_runtime::config::service_config::<whistle_revisit::Config>(args.config.as_deref(), &["revisit"], args.print_config)?
-    else {
-        return Ok(());
-    };
+    let config: whistle_revisit::Config = whistle_runtime::config::load_service(args.config.as_deref())?;
+    if args.print_config {
+        return Ok(whistle_runtime::config::print_config(&config)?);
+    }
     let _telemetry = whistle_runtime::telemetry::init("revisit", &config.telemetry)?;
     let shutdown = whistle_runtime::Shutdown::on_signals();
     let revisit = whistle_revisit::Revisit::build(config).await?;

@@ -147,7 +147,7 @@ impl Core {
                 .run(
                     &self.shutdown,
                     |_| self.producer.publish(e),
-                    |_| false,
+                    |err| !err.is_transient(),
                     |attempt, err, _| {
                         tracing::warn!(ticket = %e.ticket_id, event = e.kind.name(), attempt, error = %err, "publishing failed; retrying");
                     },
@@ -208,7 +208,7 @@ impl Core {
             )
         })
         .await
-        .map_err(|e| Error::Unavailable(format!("revisit rebuild task: {e}")))??;
+        .map_err(|e| whistle_runtime::Error::task("revisit rebuild", e))??;
         for (t, at, retry) in &waiting {
             let due = if *retry { self.rules.retry_at(*at, &self.calendar) } else { self.rules.first_due(*at, &self.calendar) };
             if let Some(rec) = task_for(t, due) {
@@ -248,14 +248,11 @@ impl Core {
 /// it came, cut to the limit.
 fn reason_given(outcome: RevisitOutcome, reason: &str, by: &Answerer) -> Result<String> {
     Ok(match (outcome, by) {
-        (RevisitOutcome::Unsatisfied, Answerer::Agent(_)) => ReasonText::parse("reason", reason)
-            .map_err(|e| Error::Invalid(format!("an unsatisfied answer needs the citizen's reason: {e}")))?
-            .into(),
-        (_, Answerer::Agent(_)) => ReasonText::optional("reason", reason).map_err(|e| Error::Invalid(e.to_string()))?.into(),
-        (RevisitOutcome::Unsatisfied, Answerer::Citizen) => {
-            let said = ReasonText::from_citizen(reason);
-            if said.is_empty() { ReasonText::CITIZEN_UNSATISFIED.to_owned() } else { said.into() }
+        (RevisitOutcome::Unsatisfied, Answerer::Agent(_)) if reason.trim().is_empty() => {
+            return Err(Error::Invalid("an unsatisfied answer needs the citizen's reason (reason)".into()));
         }
+        (_, Answerer::Agent(_)) => ReasonText::optional("reason", reason).map_err(|e| Error::Invalid(e.to_string()))?.into(),
+        (RevisitOutcome::Unsatisfied, Answerer::Citizen) => ReasonText::citizen_unsatisfied(reason).into(),
         (_, Answerer::Citizen) => ReasonText::from_citizen(reason).into(),
     })
 }

@@ -135,7 +135,7 @@ impl Tally {
         while let Some((offset, e)) = rx.recv().await {
             self.apply(&e, offset).await?;
         }
-        let read = reader.await.map_err(|e| Error::Unavailable(format!("figures rebuild task: {e}")))??;
+        let read = reader.await.map_err(|e| whistle_runtime::Error::task("figures rebuild", e))??;
         let _: () = redis::AsyncCommands::set(&mut self.redis.clone(), self.alive_key(), 1).await.map_err(whistle_runtime::Error::from)?;
         Ok(read)
     }
@@ -179,7 +179,7 @@ impl Tally {
             let done =
                 tokio::task::spawn_blocking(move || whistle_runtime::kafka::group_caught_up(&kafka, &group, &Topics::new(&kafka).events()))
                     .await
-                    .map_err(|e| Error::Unavailable(format!("figures position: {e}")))??;
+                    .map_err(|e| whistle_runtime::Error::task("figures position", e))??;
             if done {
                 return Ok(true);
             }
@@ -196,6 +196,7 @@ impl Handler for Tally {
         let event = msg.event()?;
         match self.apply(&event, msg.offset).await {
             Ok(_) => Ok(()),
+            Err(crate::Error::Runtime(e)) => Err(e.into()),
             Err(e) => Err(HandleError::Retry(e.to_string())),
         }
     }

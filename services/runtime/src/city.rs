@@ -12,8 +12,8 @@ pub fn load(path: &Path) -> Result<City> {
 }
 
 /// Parses and validates a city file; errors start with `:<line>: ` when the
-/// line is known.
-pub fn parse(text: &str) -> std::result::Result<City, String> {
+/// line is known ([`load`] puts the file's path before them).
+fn parse(text: &str) -> std::result::Result<City, String> {
     let config: CityConfig = toml::from_str(text).map_err(|e| match e.span() {
         Some(span) => format!(":{}: {}", line_of(text, span.start), e.message()),
         None => format!(": {e}"),

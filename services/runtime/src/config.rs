@@ -7,6 +7,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
 use crate::{Error, Result};
@@ -75,20 +76,34 @@ pub fn load_checked<T: Serialize + DeserializeOwned + Default>(file: Option<&Pat
     Ok(config)
 }
 
-/// A service's config at start: loaded and checked ([`load_checked`]);
-/// with `print_config` printed as TOML (secrets hidden) and `None` returned,
-/// so the caller exits.
-pub fn service_config<T: Serialize + DeserializeOwned + Default>(
-    file: Option<&Path>,
-    owns: &[&str],
-    print_config: bool,
-) -> Result<Option<T>> {
-    let config = load_checked(file, owns)?;
-    if print_config {
-        print!("{}", print(&config)?);
-        return Ok(None);
+/// A service's whole config: the sections it owns are named once, here.
+pub trait ServiceConfig: Serialize + DeserializeOwned + Default {
+    /// The sections this service checks besides the shared ones.
+    const OWNS: &'static [&'static str];
+
+    /// Values out of range, each named by its key ([`in_range`]).
+    fn check(&self) -> Result<()> {
+        Ok(())
     }
-    Ok(Some(config))
+}
+
+/// A service's config at start, loaded and checked: keys ([`load_checked`]),
+/// ranges ([`ServiceConfig::check`]) and the city's offset.
+pub fn load_service<T: ServiceConfig>(file: Option<&Path>) -> Result<T> {
+    let config: T = load_checked(file, T::OWNS)?;
+    config.check()?;
+    Ok(config)
+}
+
+/// Refuses `value` of `key` outside `range`, saying what it must be.
+pub fn in_range<V: PartialOrd + fmt::Debug>(key: &str, value: V, range: impl std::ops::RangeBounds<V> + fmt::Debug) -> Result<()> {
+    if range.contains(&value) { Ok(()) } else { Err(Error::Config(format!("{key}: {value:?} is out of range (must be in {range:?})"))) }
+}
+
+/// `--print-config`: the config as TOML on stdout, secrets hidden.
+pub fn print_config<T: Serialize>(config: &T) -> Result<()> {
+    print!("{}", print(config)?);
+    Ok(())
 }
 
 /// The effective config as TOML, every secret written as `<redacted>`
@@ -125,7 +140,7 @@ impl CitySettings {
 
     /// Reads and checks the city file.
     pub fn load(&self) -> Result<whistle_domain::city::City> {
-        crate::city::load(&self.file)
+        crate::city::load(&self.file).map_err(|e| Error::Config(format!("city.file: {e}")))
     }
 
     /// The working-day calendar in the city's time.

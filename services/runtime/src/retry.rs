@@ -46,9 +46,11 @@ impl Retry {
     }
 
     /// Runs `op` until it succeeds, `is_final` says an error will not get
-    /// better, the limit is reached, or shutdown fires (checked before each
-    /// try and during each wait). `on_retry` hears each failure that is
-    /// tried again, with the attempt number and the wait.
+    /// better, the limit is reached, or shutdown fires during a wait. The
+    /// first try is always made, also while stopping: work begun (a message
+    /// of a batch, what follows a recorded answer) is finished if it can be
+    /// at once. `on_retry` hears each failure that is tried again, with the
+    /// attempt number and the wait.
     pub async fn run<T, E, Fut>(
         &self,
         shutdown: &Shutdown,
@@ -60,11 +62,7 @@ impl Retry {
         Fut: Future<Output = Result<T, E>>,
     {
         let mut attempt = 0;
-        let mut last = None;
         loop {
-            if shutdown.is_triggered() {
-                return Err(GaveUp::ShuttingDown(last));
-            }
             attempt += 1;
             let error = match op(attempt).await {
                 Ok(v) => return Ok(v),
@@ -78,7 +76,6 @@ impl Retry {
             if !sleep_or_shutdown(wait, shutdown).await {
                 return Err(GaveUp::ShuttingDown(Some(error)));
             }
-            last = Some(error);
         }
     }
 }
@@ -125,6 +122,28 @@ mod tests {
         assert_eq!(r, Err(GaveUp::Failed { error: "refused", attempts: 1 }));
         let r = QUICK.limited(4).run(&Shutdown::new(), never, |_| false, |_, _, _| {}).await;
         assert_eq!(r, Err(GaveUp::Failed { error: "refused", attempts: 4 }));
+    }
+
+    #[tokio::test]
+    async fn a_first_try_is_made_while_stopping_but_no_retry() {
+        let stopping = Shutdown::new();
+        stopping.trigger();
+        let tries = AtomicU32::new(0);
+        let ok = QUICK
+            .run(
+                &stopping,
+                |_| async {
+                    tries.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, String>(7)
+                },
+                |_| false,
+                |_, _, _| {},
+            )
+            .await;
+        assert_eq!(ok, Ok(7));
+        let failing = QUICK.run(&stopping, |_| async { Err::<(), _>("down") }, |_| false, |_, _, _| {}).await;
+        assert_eq!(failing, Err(GaveUp::ShuttingDown(Some("down"))));
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

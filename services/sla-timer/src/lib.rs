@@ -38,6 +38,19 @@ pub struct Config {
     pub sla_timer: TimerSettings,
 }
 
+impl whistle_runtime::config::ServiceConfig for Config {
+    const OWNS: &'static [&'static str] = &["sla_timer"];
+
+    fn check(&self) -> whistle_runtime::Result<()> {
+        use whistle_runtime::config::in_range;
+        let t = &self.sla_timer;
+        in_range("sla_timer.shards", t.shards, 1..)?;
+        in_range("sla_timer.claim_ttl_ms", t.claim_ttl_ms, 1..)?;
+        in_range("sla_timer.claim_batch", t.claim_batch, 1..)?;
+        in_range("sla_timer.max_idle_ms", t.max_idle_ms, 1..)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TimerSettings {
@@ -45,13 +58,32 @@ pub struct TimerSettings {
     /// Tickets are spread over this many shards (hash slots on a cluster).
     /// Every instance of a deployment must use the same number.
     pub shards: u16,
-    #[serde(flatten)]
-    pub engine: EngineSettings,
+    /// How long a claimed timer may stay unacknowledged before another
+    /// instance fires it (its instance died between claim and send).
+    pub claim_ttl_ms: i64,
+    /// Timers claimed per shard per round trip.
+    pub claim_batch: usize,
+    /// Longest sleep when nothing local is due: timers armed by other
+    /// instances, and expired claims, are noticed within this.
+    pub max_idle_ms: u64,
+}
+
+impl TimerSettings {
+    pub fn engine(&self) -> EngineSettings {
+        EngineSettings { claim_ttl_ms: self.claim_ttl_ms, claim_batch: self.claim_batch, max_idle_ms: self.max_idle_ms }
+    }
 }
 
 impl Default for TimerSettings {
     fn default() -> Self {
-        TimerSettings { group: "sla-timer".into(), shards: 8, engine: EngineSettings::default() }
+        let e = EngineSettings::default();
+        TimerSettings {
+            group: "sla-timer".into(),
+            shards: 8,
+            claim_ttl_ms: e.claim_ttl_ms,
+            claim_batch: e.claim_batch,
+            max_idle_ms: e.max_idle_ms,
+        }
     }
 }
 
@@ -66,8 +98,12 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<Error> for HandleError {
+    /// The runtime's errors say themselves whether waiting helps.
     fn from(e: Error) -> Self {
-        HandleError::Retry(e.to_string())
+        match e {
+            Error::Runtime(e) => e.into(),
+            Error::Redis(e) => whistle_runtime::Error::Redis(e).into(),
+        }
     }
 }
 
@@ -252,8 +288,7 @@ impl SlaTimer {
         let topics = Topics::new(&self.config.kafka);
         let wake = Arc::new(Notify::new());
         let sink = Arc::new(KafkaSink::new(self.producer.clone(), self.clock.clone()));
-        let engine =
-            Arc::new(Engine::new(self.store.clone(), sink, self.clock.clone(), wake.clone(), self.config.sla_timer.engine.clone()));
+        let engine = Arc::new(Engine::new(self.store.clone(), sink, self.clock.clone(), wake.clone(), self.config.sla_timer.engine()));
         while !shutdown.is_triggered() {
             if self.lost_data().await? {
                 self.rebuild().await?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// TOML config file (sections [kafka], [redis], [telemetry], [city], [sla_timer]).
+    /// TOML config file (sections [kafka], [redis], [telemetry], [sla_timer]).
     #[arg(long, env = "WHISTLE_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Print the effective config (file, environment and defaults; secrets hidden) and exit.
@@ -25,11 +25,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let Some(config) =
-        whistle_runtime::config::service_config::<whistle_sla_timer::Config>(args.config.as_deref(), &["sla_timer"], args.print_config)?
-    else {
-        return Ok(());
-    };
+    let config: whistle_sla_timer::Config = whistle_runtime::config::load_service(args.config.as_deref())?;
+    if args.print_config {
+        return Ok(whistle_runtime::config::print_config(&config)?);
+    }
     let _telemetry = whistle_runtime::telemetry::init("sla-timer", &config.telemetry)?;
     let timer = whistle_sla_timer::SlaTimer::build(config).await?;
     match args.command {

@@ -26,7 +26,7 @@ pub(crate) async fn desk(cli: &Cli) -> anyhow::Result<Desk> {
         .connect()
         .await
         .with_context(|| format!("cannot reach the desk at {}", cli.desk))?;
-    Ok(DeskClient::with_interceptor(channel, whistle_proto::Bearer::new(token.as_deref()).map_err(anyhow::Error::msg)?))
+    Ok(DeskClient::with_interceptor(channel, whistle_proto::Bearer::new(token.as_deref())?))
 }
 
 pub(crate) type Revisit = RevisitClient<tonic::codegen::InterceptedService<tonic::transport::Channel, whistle_proto::Bearer>>;
@@ -37,7 +37,7 @@ pub(crate) async fn revisit(cli: &Cli) -> anyhow::Result<Revisit> {
         .connect()
         .await
         .with_context(|| format!("cannot reach the revisit service at {}", cli.revisit))?;
-    Ok(RevisitClient::with_interceptor(channel, whistle_proto::Bearer::new(token(cli)?.as_deref()).map_err(anyhow::Error::msg)?))
+    Ok(RevisitClient::with_interceptor(channel, whistle_proto::Bearer::new(token(cli)?.as_deref())?))
 }
 
 pub(crate) fn rfc3339(s: &str) -> anyhow::Result<whistle_proto::prost_types::Timestamp> {

@@ -310,25 +310,25 @@ impl Service {
     /// Checks the attributes a client sent against the definition: required
     /// ones present, numbers numbers, choices among the values. Codes the
     /// definition does not know are kept as the client sent them.
-    pub fn check(&self, given: &std::collections::BTreeMap<String, Vec<String>>) -> Result<(), String> {
+    pub fn check(&self, given: &std::collections::BTreeMap<String, Vec<String>>) -> Result<(), BadAttribute> {
         for a in &self.attributes {
             let values = given.get(a.code).map(Vec::as_slice).unwrap_or_default();
             if a.required && values.is_empty() {
-                return Err(format!("attribute[{}] is required for service_code {}", a.code, self.category));
+                return Err(BadAttribute(format!("attribute[{}] is required for service_code {}", a.code, self.category)));
             }
             match a.datatype {
                 Datatype::Number => {
                     if let Some(v) = values.iter().find(|v| v.parse::<f64>().is_err()) {
-                        return Err(format!("attribute[{}]: {v:?} is not a number", a.code));
+                        return Err(BadAttribute(format!("attribute[{}]: {v:?} is not a number", a.code)));
                     }
                 }
                 Datatype::SingleValueList | Datatype::MultiValueList => {
                     if a.datatype == Datatype::SingleValueList && values.len() > 1 {
-                        return Err(format!("attribute[{}] takes one value", a.code));
+                        return Err(BadAttribute(format!("attribute[{}] takes one value", a.code)));
                     }
                     if let Some(v) = values.iter().find(|v| !a.values.iter().any(|(k, _)| k == v)) {
                         let keys: Vec<&str> = a.values.iter().map(|(k, _)| *k).collect();
-                        return Err(format!("attribute[{}]: {v:?} is not one of {}", a.code, keys.join(", ")));
+                        return Err(BadAttribute(format!("attribute[{}]: {v:?} is not one of {}", a.code, keys.join(", "))));
                     }
                 }
                 Datatype::String => {}
@@ -337,6 +337,11 @@ impl Service {
         Ok(())
     }
 }
+
+/// An attribute a client sent that its service's definition refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadAttribute(pub String);
 
 #[cfg(test)]
 mod tests {
@@ -347,13 +352,13 @@ mod tests {
         assert_eq!(services().len(), Category::ALL.len());
         let noise = find("noise").unwrap();
         let mut given = std::collections::BTreeMap::new();
-        assert!(noise.check(&given).unwrap_err().contains("attribute[when] is required"));
+        assert!(noise.check(&given).unwrap_err().0.contains("attribute[when] is required"));
         given.insert("when".to_owned(), vec!["midnight".to_owned()]);
-        assert!(noise.check(&given).unwrap_err().contains("is not one of day, night"));
+        assert!(noise.check(&given).unwrap_err().0.contains("is not one of day, night"));
         given.insert("when".to_owned(), vec!["night".to_owned()]);
         noise.check(&given).unwrap();
         let water = find("water").unwrap();
         given.insert("floor".to_owned(), vec!["三楼".to_owned()]);
-        assert!(water.check(&given).unwrap_err().contains("is not a number"));
+        assert!(water.check(&given).unwrap_err().0.contains("is not a number"));
     }
 }

@@ -145,7 +145,7 @@ async fn submit(front: &Front, headers: &HeaderMap, body: &[u8]) -> Result<Node,
             whistle_domain::request::MAX_TEXT_CHARS
         )));
     }
-    service.check(&form.attributes).map_err(Fault::bad)?;
+    service.check(&form.attributes).map_err(|e| Fault::bad(e.0))?;
     let name = [form.get("first_name"), form.get("last_name")].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
     let idempotency = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty());
     if idempotency.is_some_and(|k| k.len() > 150) {
