@@ -110,8 +110,7 @@ impl Classifier {
         let city = config.city.load()?;
         let engine = Engine::load(&config.classifier.model, &city, config.classifier.triage_below)?;
         let offset = config.city.offset()?;
-        whistle_runtime::topics::prepare(&config.kafka).await?;
-        let producer = EventProducer::new(&config.kafka)?;
+        let producer = whistle_runtime::topics::ready(&config.kafka).await?;
         let redis = whistle_runtime::redis_client::connect(&config.redis).await?;
         let history = history::History::new(redis, &config.redis.key_prefix, engine.repeat_rule().window_days);
         let handler = Arc::new(ClassifyHandler { engine, history, producer: producer.clone(), clock, offset });

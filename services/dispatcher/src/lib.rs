@@ -103,8 +103,7 @@ impl Dispatcher {
         if !city.has_platform(&platform) {
             return Err(Error::Config(format!("dispatcher.platform: {platform} is not in the city file {}", config.city.file.display())));
         }
-        whistle_runtime::topics::prepare(&config.kafka).await?;
-        let producer = EventProducer::new(&config.kafka)?;
+        let producer = whistle_runtime::topics::ready(&config.kafka).await?;
         let store = TicketStore::connect(&config.redis).await?;
         let city = Arc::new(city);
         let router = Arc::new(routing::Router::new(

@@ -99,8 +99,7 @@ impl Intake {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         let offset = config.city.offset()?;
         config.deployment.require_secret("revisit.link_secret", Some(&config.revisit.link_secret))?;
-        whistle_runtime::topics::prepare(&config.kafka).await?;
-        let producer = EventProducer::new(&config.kafka)?;
+        let producer = whistle_runtime::topics::ready(&config.kafka).await?;
         let store = TicketStore::connect(&config.redis).await?;
         let registrar = Registrar::new(store.clone(), producer.clone(), clock.clone(), offset);
         let city = Arc::new(config.city.load()?);

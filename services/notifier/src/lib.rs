@@ -132,7 +132,7 @@ impl Notifier {
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         config.deployment.require_secret("revisit.link_secret", Some(&config.revisit.link_secret))?;
-        whistle_runtime::topics::prepare(&config.kafka).await?;
+        let producer = whistle_runtime::topics::ready(&config.kafka).await?;
         let directory = Directory::from_city(&config.city.load()?)?;
         let offset = config.city.offset()?;
         let catalog = i18n::Catalog::builtin()?;
@@ -148,7 +148,6 @@ impl Notifier {
             instance: uuid::Uuid::new_v4().to_string(),
             shutdown: Shutdown::new(),
         };
-        let producer = EventProducer::new(&config.kafka)?;
         let handler =
             Arc::new(Notify { deliverer: Arc::new(deliverer), catalog: Arc::new(catalog), revisit: config.revisit.clone(), offset });
         Ok(Notifier { config, handler, producer, clock })

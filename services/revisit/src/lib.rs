@@ -29,7 +29,7 @@ use whistle_runtime::auth::TokenEntry;
 use whistle_runtime::config::CalendarSettings;
 use whistle_runtime::consumer::{self, ConsumerSettings};
 use whistle_runtime::shutdown::{drain, spawn_supervised};
-use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Secret, Shutdown, TelemetryConfig, TicketStore, Topics};
+use whistle_runtime::{KafkaConfig, RedisConfig, Secret, Shutdown, TelemetryConfig, TicketStore, Topics};
 
 pub use tasks::{TaskRecord, Tasks};
 
@@ -149,7 +149,7 @@ impl Revisit {
         let d = &config.deployment;
         d.require_secret("revisit.link_secret", Some(&config.revisit.link_secret))?;
         d.require_secret("revisit.sms_reply_token", config.revisit.sms_reply_token.as_ref())?;
-        whistle_runtime::topics::prepare(&config.kafka).await?;
+        let producer = whistle_runtime::topics::ready(&config.kafka).await?;
         let store = TicketStore::connect(&config.redis).await?;
         let tasks = Tasks::new(store.redis(), store.prefix());
         let tally = tally::Tally::new(
@@ -162,7 +162,7 @@ impl Revisit {
         let core = Arc::new(Core {
             tasks,
             store,
-            producer: EventProducer::new(&config.kafka)?,
+            producer,
             clock,
             rules: config.revisit.rules.clone(),
             deadlines: config.policy.clone(),

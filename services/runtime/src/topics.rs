@@ -63,6 +63,13 @@ fn min_insync(cfg: &KafkaConfig) -> i32 {
     cfg.replication.clamp(1, 2)
 }
 
+/// Every service's start on the broker: the topics prepared and checked
+/// ([`prepare`]), then the producer it publishes with.
+pub async fn ready(cfg: &KafkaConfig) -> Result<crate::EventProducer> {
+    prepare(cfg).await?;
+    crate::EventProducer::new(cfg)
+}
+
 /// Creates every missing topic with what it needs (when `create_topics` is
 /// set), then checks that the record's topics keep their events forever
 /// and ask for enough in-sync replicas; refuses to go on when they do not.

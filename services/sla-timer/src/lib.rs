@@ -245,8 +245,7 @@ impl SlaTimer {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
-        whistle_runtime::topics::prepare(&config.kafka).await?;
-        let producer = EventProducer::new(&config.kafka)?;
+        let producer = whistle_runtime::topics::ready(&config.kafka).await?;
         let conn = RedisConn::connect(&config.redis).await?;
         let store = TimerStore::new(conn, &config.redis.key_prefix, config.sla_timer.shards);
         Ok(SlaTimer { config, store, producer, clock })
