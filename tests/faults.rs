@@ -190,3 +190,66 @@ async fn two_notifier_replicas_send_the_monthly_summary_once() {
     assert_eq!((all.len(), recipients.len()), (heads, heads), "each head once, not once per replica");
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_from_the_end_of_time_is_dead_lettered_and_the_service_goes_on() {
+    let p = Platform::start("panic").await;
+    // Crafted: a ticket completed at the very end of time. Adding the
+    // revisit's working day to it, or finding its day, cannot be done (it
+    // used to panic the revisit's consumers).
+    let crafted = TicketId::new();
+    let mut end_of_time = event(crafted, EventId::new(), EventKind::Completed { result: "已处理".into() });
+    end_of_time.occurred_at = time::macros::datetime!(9999-12-31 23:59 UTC);
+    p.publish_event(&end_of_time).await;
+    let dead = p
+        .wait_dead_letters(1, WAIT, |m| {
+            m.key.as_deref() == Some(crafted.to_string().as_bytes()) && m.headers.get("dlq-service").map(String::as_str) == Some("revisit")
+        })
+        .await;
+    assert!(!dead[0].headers["dlq-reason"].is_empty());
+    // The revisit service still follows the topic: a real ticket completed now is revisited.
+    let t = p.intake().await.submit_request(request("自来水管漏水了", "东城区景山")).await.expect("submit").into_inner();
+    p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned" && v.unit == "city-water").await;
+    let done = whistle_proto::v1::CompleteRequest { ticket: t.ticket_number.clone(), unit: String::new(), result: "已更换".into() };
+    p.desk_as("unit:city-water").await.complete(done).await.expect("complete");
+    p.wait_revisit_queued("agent:wang", &t.ticket_number, true).await;
+    p.shutdown().await;
+}
+
+/// A handler that panics on the message `boom` and keeps what it handled.
+struct PanicsOnBoom(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl whistle_runtime::consumer::Handler for PanicsOnBoom {
+    async fn handle(&self, m: &whistle_runtime::consumer::Incoming) -> Result<(), whistle_runtime::consumer::HandleError> {
+        let payload = m.payload.clone().unwrap_or_default();
+        assert!(payload != b"boom", "boom");
+        self.0.lock().unwrap().push(payload);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_has_its_message_dead_lettered_and_the_partition_goes_on() {
+    let p = Platform::start("panics").await;
+    let topic = p.topics().intake_requests();
+    let handled = std::sync::Arc::new(PanicsOnBoom(Default::default()));
+    let settings = whistle_runtime::consumer::ConsumerSettings::new("panics", "panics-test", vec![topic.clone()]);
+    let shutdown = whistle_runtime::Shutdown::new();
+    let dlq = whistle_runtime::EventProducer::new(&p.kafka).expect("producer");
+    let consumer = whistle_runtime::consumer::spawn("panics", &p.kafka, settings, handled.clone(), dlq, &shutdown);
+    // One key, so one partition: the message after the panic must still come.
+    p.publish_to(&topic, "k", b"boom").await;
+    p.publish_to(&topic, "k", b"after").await;
+    let dead =
+        p.wait_dead_letters(1, WAIT, |m| m.payload == b"boom" && m.headers.get("dlq-service").map(String::as_str) == Some("panics")).await;
+    assert_eq!(dead[0].headers["dlq-reason"], "the handler panicked: boom");
+    whistle_tests::eventually("the message after the panic handled", WAIT, Duration::from_millis(50), || async {
+        let seen = handled.0.lock().unwrap().clone();
+        if seen.contains(&b"after".to_vec()) { Ok(()) } else { Err(seen) }
+    })
+    .await;
+    assert!(!shutdown.is_triggered(), "the consumer goes on");
+    shutdown.trigger();
+    consumer.await.expect("joined").expect("drained");
+    p.shutdown().await;
+}

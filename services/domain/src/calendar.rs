@@ -149,11 +149,13 @@ impl WorkCalendar {
 
     /// `from` plus `span`. Working days keep the local time of day; a start on
     /// a non-working day counts from the start of the next working day.
+    /// `from` plus `span`. Never panics: at the edge of what a time can
+    /// hold (year 9999) the answer is `from` itself.
     pub fn add(&self, from: OffsetDateTime, span: Span) -> OffsetDateTime {
         match span {
-            Span::Clock(d) => from + d,
+            Span::Clock(d) => from.checked_add(d).unwrap_or(from),
             Span::WorkingDays(n) => {
-                let mut local = from.to_offset(self.offset);
+                let Some(mut local) = from.checked_to_offset(self.offset) else { return from };
                 if !self.is_working_day(local.date()) {
                     let mut d = local.date();
                     while !self.is_working_day(d) {
@@ -172,7 +174,7 @@ impl WorkCalendar {
                         left -= 1;
                     }
                 }
-                local.replace_date(date).to_offset(UtcOffset::UTC)
+                local.replace_date(date).checked_to_offset(UtcOffset::UTC).unwrap_or(from)
             }
         }
     }
@@ -365,6 +367,13 @@ mod tests {
     fn rework_gets_three_working_days() {
         let d = DeadlinePolicy::default().rework(&cal(), datetime!(2026-11-24 10:00 +08:00), crate::EventId::new());
         assert_eq!((d.due_at, d.second_due_at), (datetime!(2026-11-27 10:00 +08:00), datetime!(2026-12-02 10:00 +08:00)));
+    }
+
+    #[test]
+    fn the_end_of_time_does_not_panic() {
+        let end = datetime!(9999-12-31 23:59 UTC);
+        assert_eq!(cal().add(end, Span::WorkingDays(1)), end);
+        assert_eq!(cal().add(end, Span::parse("2h").unwrap()), end);
     }
 
     #[test]

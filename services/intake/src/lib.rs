@@ -133,7 +133,11 @@ impl Intake {
             let (store, kafka, shutdown) = (store.clone(), config.kafka.clone(), shutdown.clone());
             async move {
                 while whistle_runtime::shutdown::sleep_or_shutdown(Duration::from_secs(2), &shutdown).await {
-                    rebuild_if_lost(&store, &kafka).await?;
+                    // A Redis or broker blip is looked at again next round.
+                    match rebuild_if_lost(&store, &kafka).await {
+                        Err(e) if e.is_transient() => tracing::warn!(error = %e, "cannot check the projection; will look again"),
+                        r => r?,
+                    }
                 }
                 Ok::<_, whistle_runtime::Error>(())
             }

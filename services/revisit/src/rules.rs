@@ -235,7 +235,11 @@ impl Core {
     /// Restores at start and whenever a marker disappears.
     pub(crate) async fn watch(self: Arc<Self>, every: Duration, shutdown: Shutdown) -> Result<()> {
         loop {
-            self.restore().await?;
+            // A Redis or broker blip is looked at again next round.
+            match self.restore().await {
+                Err(Error::Runtime(e)) if e.is_transient() => tracing::warn!(error = %e, "cannot check the revisit queue; will look again"),
+                r => r?,
+            }
             if !whistle_runtime::shutdown::sleep_or_shutdown(every, &shutdown).await {
                 return Ok(());
             }

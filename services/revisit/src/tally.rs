@@ -105,8 +105,11 @@ impl Tally {
             for (scope, counter) in add {
                 *sums.entry(field(&scope, counter)).or_default() += 1;
             }
+            let day = e.occurred_at.checked_to_offset(self.offset).ok_or_else(|| {
+                Error::Invalid(format!("event {} occurred at {}, which has no day in the city's time", e.id, e.occurred_at))
+            })?;
             let mut call = self.script.key(&key);
-            call.key(self.day_key(e.occurred_at.to_offset(self.offset).date()));
+            call.key(self.day_key(day.date()));
             call.arg(raw.as_deref().unwrap_or("")).arg(serde_json::to_string(&stored).map_err(whistle_runtime::Error::from)?);
             for (f, n) in &sums {
                 call.arg(f).arg(*n);
@@ -133,7 +136,16 @@ impl Tally {
             })
         });
         while let Some((offset, e)) = rx.recv().await {
-            self.apply(&e, offset).await?;
+            match self.apply(&e, offset).await {
+                // The topic holds no `received` for its ticket before it (the
+                // topic is read in order): nothing to count it in.
+                Err(Error::Unavailable(_)) => tracing::debug!(event = %e.id, "no ticket to count it in; skipped"),
+                // Poison in the record (it was dead-lettered when it came): skipped too.
+                Err(Error::Invalid(why)) => tracing::warn!(event = %e.id, %why, "not counted"),
+                r => {
+                    r?;
+                }
+            }
         }
         let read = reader.await.map_err(|e| whistle_runtime::Error::task("figures rebuild", e))??;
         let _: () = redis::AsyncCommands::set(&mut self.redis.clone(), self.alive_key(), 1).await.map_err(whistle_runtime::Error::from)?;
@@ -197,6 +209,7 @@ impl Handler for Tally {
         match self.apply(&event, msg.offset).await {
             Ok(_) => Ok(()),
             Err(crate::Error::Runtime(e)) => Err(e.into()),
+            Err(crate::Error::Invalid(why)) => Err(HandleError::Poison(why)),
             Err(e) => Err(HandleError::Retry(e.to_string())),
         }
     }

@@ -303,7 +303,13 @@ impl<H: Handler> Ctx<H> {
         let handled = Retry::CONSUMER
             .run(
                 &self.shutdown,
-                |_| self.handler.handle(m).instrument(span.clone()),
+                // A handler that panics on a message (data it cannot handle)
+                // has it dead-lettered, like any poison; the partition goes on.
+                |_| {
+                    std::panic::AssertUnwindSafe(self.handler.handle(m).instrument(span.clone()))
+                        .catch_unwind()
+                        .map(|r| r.unwrap_or_else(|p| Err(HandleError::Poison(format!("the handler panicked: {}", panic_text(&*p))))))
+                },
                 |e| matches!(e, HandleError::Poison(_)),
                 |attempt, e, wait| {
                     tracing::warn!(parent: &span, reason = %e, attempt, wait_ms = wait.as_millis() as u64, "handling failed; will retry");
@@ -368,6 +374,11 @@ impl<H: Handler> Ctx<H> {
             }
         }
     }
+}
+
+/// What a panic said, if it said it in words.
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<&str>().copied().or_else(|| p.downcast_ref::<String>().map(String::as_str)).unwrap_or("(no message)")
 }
 
 #[cfg(test)]

@@ -69,8 +69,8 @@ pub async fn sleep_or_shutdown(d: Duration, shutdown: &Shutdown) -> bool {
     }
 }
 
-/// Spawns a task of the service; if it fails, the whole process shuts down
-/// (the first failure stops the rest).
+/// Spawns a task of the service; if it fails or panics, the whole process
+/// shuts down (the first failure stops the rest) and says why.
 pub fn spawn_supervised<E>(
     name: &'static str,
     shutdown: &Shutdown,
@@ -81,12 +81,21 @@ where
 {
     let shutdown = shutdown.clone();
     tokio::spawn(async move {
-        let r = fut.await;
-        if let Err(e) = &r {
-            tracing::error!(task = name, error = %e, "task failed; shutting down");
-            shutdown.trigger();
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(r) => {
+                if let Err(e) = &r {
+                    tracing::error!(task = name, error = %e, "task failed; shutting down");
+                    shutdown.trigger();
+                }
+                r
+            }
+            Err(p) => {
+                tracing::error!(task = name, panic = crate::consumer::panic_text(&*p), "task panicked; shutting down");
+                shutdown.trigger();
+                std::panic::resume_unwind(p)
+            }
         }
-        r
     })
 }
 
@@ -104,5 +113,28 @@ pub async fn drain<E: std::fmt::Display>(tasks: Vec<tokio::task::JoinHandle<Resu
             }
         }
         Err(_) => tracing::warn!(deadline_s = deadline.as_secs(), "tasks did not drain in time"),
+    }
+}
+
+#[cfg(test)]
+mod supervision {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_shuts_the_service_down() {
+        let s = Shutdown::new();
+        let task = spawn_supervised::<String>("boom", &s, async { panic!("boom") });
+        assert!(task.await.unwrap_err().is_panic());
+        assert!(s.is_triggered(), "a dead task would have gone unnoticed");
+    }
+
+    #[tokio::test]
+    async fn a_task_that_fails_shuts_the_service_down_and_one_that_ends_does_not() {
+        let s = Shutdown::new();
+        spawn_supervised::<String>("fine", &s, async { Ok(()) }).await.unwrap().unwrap();
+        assert!(!s.is_triggered());
+        let r = spawn_supervised::<String>("fails", &s, async { Err("redis gone".to_owned()) }).await.unwrap();
+        assert_eq!(r, Err("redis gone".to_owned()));
+        assert!(s.is_triggered());
     }
 }
