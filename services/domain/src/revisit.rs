@@ -74,7 +74,7 @@ impl RevisitTask {
         let attempts = attempts + 1;
         let (next, event) = match outcome {
             RevisitOutcome::Satisfied => (RevisitTask::Finished { outcome }, Some(EventKind::Closed { resolution: Resolution::Satisfied })),
-            // Reopening needs the rework deadline, which the dispatcher sets.
+            // Reopening needs the rework deadline (DeadlinePolicy::rework): the caller, who holds the policy, adds it.
             RevisitOutcome::Unsatisfied => (RevisitTask::Finished { outcome }, None),
             RevisitOutcome::Unreachable if attempts >= policy.max_attempts => {
                 (RevisitTask::Finished { outcome }, Some(EventKind::Closed { resolution: Resolution::Unreachable }))
