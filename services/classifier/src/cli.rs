@@ -203,6 +203,12 @@ pub fn classify_line(engine: &Engine, line: &[u8]) -> std::result::Result<(serde
 /// refused (each refusal is a line `{"id", "error"}` saying why).
 pub fn classify(engine: &Engine, input: impl BufRead, out: &mut impl Write, json: bool) -> Result<usize> {
     let io = |e: std::io::Error| Error::Io(e.to_string());
+    // A reader that stops reading (`| head`) ends the output, not in an error.
+    let written = |r: std::io::Result<()>| match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(io(e)),
+    };
     let mut refused = 0;
     for (n, line) in input.split(b'\n').enumerate() {
         let line = line.map_err(io)?;
@@ -212,14 +218,16 @@ pub fn classify(engine: &Engine, input: impl BufRead, out: &mut impl Write, json
         match classify_line(engine, &line) {
             Ok((id, o)) => {
                 if json {
-                    writeln!(out, "{}", outcome_json(&id, &o)).map_err(io)?;
+                    if !written(writeln!(out, "{}", outcome_json(&id, &o)))? {
+                        return Ok(refused);
+                    }
                 } else {
                     let place = [&o.jurisdiction.county, &o.jurisdiction.street].map(|p| p.as_deref().unwrap_or("?")).join("/");
                     let id = match &id {
                         serde_json::Value::String(s) => s.clone(),
                         other => other.to_string(),
                     };
-                    writeln!(
+                    let line = writeln!(
                         out,
                         "{id}\t{}\t{}\t{}\t{place}\t{}\t{:.2}{}",
                         o.category,
@@ -228,14 +236,18 @@ pub fn classify(engine: &Engine, input: impl BufRead, out: &mut impl Write, json
                         o.language.as_str(),
                         o.confidence,
                         if o.triage { "\ttriage" } else { "" }
-                    )
-                    .map_err(io)?;
+                    );
+                    if !written(line)? {
+                        return Ok(refused);
+                    }
                 }
             }
             Err((id, reason)) => {
                 refused += 1;
                 let reason = format!("line {}: {reason}", n + 1);
-                writeln!(out, "{}", serde_json::json!({"id": id, "error": reason})).map_err(io)?;
+                if !written(writeln!(out, "{}", serde_json::json!({"id": id, "error": reason})))? {
+                    return Ok(refused);
+                }
             }
         }
     }
@@ -253,6 +265,38 @@ mod tests {
     fn shipped() -> Engine {
         let city = whistle_runtime::city::load(&repo().join("deploy/config/demo-city.toml")).unwrap();
         Engine::load(&repo().join("services/classifier/model/whistle.model"), &city, 0.5).unwrap()
+    }
+
+    /// A pipe whose reader went away after `left` lines (`| head`).
+    struct Closed {
+        left: usize,
+        got: Vec<u8>,
+    }
+
+    impl Write for Closed {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if self.left == 0 {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            self.got.extend_from_slice(b);
+            if b.contains(&b'\n') {
+                self.left -= 1;
+            }
+            Ok(b.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_reader_that_stops_reading_ends_the_output_quietly() {
+        let engine = shipped();
+        let input = "{\"id\": \"a\", \"text\": \"水管漏水\", \"language\": \"zh\"}\n".repeat(5);
+        let mut out = Closed { left: 2, got: Vec::new() };
+        assert_eq!(classify(&engine, input.as_bytes(), &mut out, true).unwrap(), 0, "no error, nothing refused");
+        assert_eq!(String::from_utf8(out.got).unwrap().lines().count(), 2);
     }
 
     #[test]
