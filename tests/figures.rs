@@ -236,3 +236,57 @@ async fn the_monthly_summary_reaches_each_unit_head_once() {
     assert_eq!(p.sms.messages(|m| m["template"] == "monthly_summary").len(), heads);
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_an_event_is_counted_once() {
+    let p = Platform::start_with("copies", Options { only_revisit: true, ..Options::default() }).await;
+    let s = Script { p: &p, seq: 0 };
+    let at = datetime!(2026-11-10 10:00 +08:00);
+    let t = TicketId::new();
+    let request = Request::parse("phone", "", "脚本工单", Location::default(), Contact::default(), "zh").unwrap();
+    let received = Event {
+        id: EventId::new(),
+        ticket_id: t,
+        occurred_at: at,
+        actor: Actor::system("intake"),
+        kind: EventKind::Received { number: TicketNumber::parse("20261110000001").unwrap(), request },
+    };
+    // Every event published twice, at a later offset each time (a redelivered
+    // batch re-published what it had derived, a timer fired again).
+    p.publish_event(&received).await;
+    p.publish_event(&received).await;
+    s.dispatched(t, at, "city", "city-water", datetime!(2026-11-17 10:00 +08:00)).await;
+    let done = Event {
+        id: EventId::new(),
+        ticket_id: t,
+        occurred_at: datetime!(2026-11-12 10:00 +08:00),
+        actor: Actor::unit(&UnitCode::parse("city-water").unwrap()),
+        kind: completed(),
+    };
+    p.publish_event(&done).await;
+    p.publish_event(&done).await;
+    let unreachable = Event {
+        id: EventId::new(),
+        ticket_id: t,
+        occurred_at: datetime!(2026-11-13 10:00 +08:00),
+        actor: Actor::agent("wang"),
+        kind: EventKind::RevisitRecorded { outcome: RevisitOutcome::Unreachable, reason: String::new() },
+    };
+    p.publish_event(&unreachable).await;
+    p.publish_event(&unreachable).await;
+    let mut client = p.revisit_as("city").await;
+    for (from, to, source) in
+        [("2026-11-01", "2026-12-01", "daily tallies"), ("2026-11-01T00:00:01+08:00", "2026-11-30T23:59:59+08:00", "events topic")]
+    {
+        let f = client
+            .figures(pb::FiguresRequest { from: from.into(), to: to.into(), scope: "all".into(), code: String::new() })
+            .await
+            .expect("figures")
+            .into_inner();
+        assert_eq!(f.source, source);
+        let city = f.rows.iter().find(|r| r.scope == "city").expect("the city's row");
+        //                          rcv disp cmpl ontime ret revis sat unsat unreach rework
+        assert_eq!(counts(city), [1, 1, 1, 1, 0, 1, 0, 0, 0, 0], "{source}");
+    }
+    p.shutdown().await;
+}

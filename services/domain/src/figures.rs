@@ -205,7 +205,15 @@ pub struct Track {
     revisited: Option<(PlatformId, UnitCode)>,
     platforms: BTreeSet<PlatformId>,
     units: BTreeSet<UnitCode>,
+    /// The ticket's latest event ids: a copy of one (published again by a
+    /// redelivered batch, a timer fired twice) counts nothing.
+    #[serde(default, skip_serializing_if = "std::collections::VecDeque::is_empty")]
+    seen: std::collections::VecDeque<crate::EventId>,
 }
+
+/// How many of a ticket's latest event ids a track remembers: copies come
+/// close behind the original.
+const SEEN: usize = 64;
 
 /// The figures of a period: feed it every event in topic order
 /// ([`Figures::apply`]), then read [`Figures::get`] or [`Figures::rows`].
@@ -258,6 +266,13 @@ impl Figures {
 /// (which it updates). [`Figures::apply`] and the revisit service's daily
 /// tallies both count through this.
 pub fn step(track: &mut Track, e: &Event) -> Vec<Increment> {
+    if track.seen.contains(&e.id) {
+        return Vec::new();
+    }
+    if track.seen.len() == SEEN {
+        track.seen.pop_front();
+    }
+    track.seen.push_back(e.id);
     let mut add: Vec<Increment> = Vec::new();
     match &e.kind {
         EventKind::Received { .. } => {
@@ -360,6 +375,28 @@ mod tests {
             deadline: Deadline { due_at: due, second_due_at: due, warn_at: None, span: time::Duration::hours(1), version: EventId::new() },
             automatic: true,
         }
+    }
+
+    #[test]
+    fn a_copy_of_an_event_counts_nothing() {
+        let t = crate::TicketId::new();
+        let request = crate::Request::parse("phone", "", "漏水", crate::Location::default(), crate::Contact::default(), "zh").unwrap();
+        let e = Event {
+            id: crate::EventId::new(),
+            ticket_id: t,
+            occurred_at: time::macros::datetime!(2026-11-10 10:00 +08:00),
+            actor: crate::Actor::system("t"),
+            kind: EventKind::Received { number: crate::TicketNumber::parse("20261110000001").unwrap(), request },
+        };
+        let mut track = Track::default();
+        assert!(!step(&mut track, &e).is_empty());
+        assert!(step(&mut track, &e).is_empty(), "the same event again");
+        let json = serde_json::to_string(&track).unwrap();
+        let back: Track = serde_json::from_str(&json).unwrap();
+        assert!(step(&mut back.clone(), &e).is_empty(), "remembered across the stored form: {json}");
+        let before = json.replace(r#","seen":"#, r#","unused":"#);
+        let old: Track = serde_json::from_str(&before).unwrap();
+        assert!(old.seen.is_empty(), "a track stored before this change still reads: {before}");
     }
 
     #[test]
