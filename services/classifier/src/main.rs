@@ -7,12 +7,8 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// TOML config file (sections [kafka], [redis], [telemetry], [city], [classifier]).
-    #[arg(long, env = "WHISTLE_CONFIG", global = true)]
-    config: Option<PathBuf>,
-    /// Print the effective config (file, environment and defaults; secrets hidden) and exit.
-    #[arg(long, global = true)]
-    print_config: bool,
+    #[command(flatten)]
+    config: whistle_runtime::config::ConfigArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -63,9 +59,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config: whistle_classifier::Config = whistle_runtime::config::load_service(args.config.as_deref())?;
-    if args.print_config {
-        return Ok(whistle_runtime::config::print_config(&config)?);
+    let config: whistle_classifier::Config = args.config.load()?;
+    if args.config.printed(&config)? {
+        return Ok(());
     }
     let c = &config.classifier;
     match args.command.unwrap_or(Command::Run) {

@@ -100,10 +100,32 @@ pub fn in_range<V: PartialOrd + fmt::Debug>(key: &str, value: V, range: impl std
     if range.contains(&value) { Ok(()) } else { Err(Error::Config(format!("{key}: {value:?} is out of range (must be in {range:?})"))) }
 }
 
-/// `--print-config`: the config as TOML on stdout, secrets hidden.
-pub fn print_config<T: Serialize>(config: &T) -> Result<()> {
-    print!("{}", print(config)?);
-    Ok(())
+/// The options every service's command line has for its config.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML config file: one for every service, each reads its sections
+    /// (deploy/local/whistle.toml shows them all).
+    #[arg(long, env = "WHISTLE_CONFIG", global = true)]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the effective config (file, environment and defaults; secrets hidden) and exit.
+    #[arg(long, global = true)]
+    pub print_config: bool,
+}
+
+impl ConfigArgs {
+    /// The service's config, loaded and checked ([`load_service`]).
+    pub fn load<T: ServiceConfig>(&self) -> Result<T> {
+        load_service(self.config.as_deref())
+    }
+
+    /// With `--print-config`, prints `config` as TOML (secrets hidden) and
+    /// says so: the service then exits.
+    pub fn printed<T: Serialize>(&self, config: &T) -> Result<bool> {
+        if self.print_config {
+            print!("{}", print(config)?);
+        }
+        Ok(self.print_config)
+    }
 }
 
 /// The effective config as TOML, every secret written as `<redacted>`

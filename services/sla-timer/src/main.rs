@@ -1,16 +1,11 @@
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 
 /// Whistle SLA timer: the warning, first and second overdue of every deadline.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// TOML config file (sections [kafka], [redis], [telemetry], [sla_timer]).
-    #[arg(long, env = "WHISTLE_CONFIG", global = true)]
-    config: Option<PathBuf>,
-    /// Print the effective config (file, environment and defaults; secrets hidden) and exit.
-    #[arg(long, global = true)]
-    print_config: bool,
+    #[command(flatten)]
+    config: whistle_runtime::config::ConfigArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -25,9 +20,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config: whistle_sla_timer::Config = whistle_runtime::config::load_service(args.config.as_deref())?;
-    if args.print_config {
-        return Ok(whistle_runtime::config::print_config(&config)?);
+    let config: whistle_sla_timer::Config = args.config.load()?;
+    if args.config.printed(&config)? {
+        return Ok(());
     }
     let _telemetry = whistle_runtime::telemetry::init("sla-timer", &config.telemetry)?;
     let timer = whistle_sla_timer::SlaTimer::build(config).await?;
