@@ -233,7 +233,8 @@ async fn a_handler_that_panics_has_its_message_dead_lettered_and_the_partition_g
     let p = Platform::start("panics").await;
     let topic = p.topics().intake_requests();
     let handled = std::sync::Arc::new(PanicsOnBoom(Default::default()));
-    let settings = whistle_runtime::consumer::ConsumerSettings::new("panics", "panics-test", vec![topic.clone()]);
+    let ops = whistle_runtime::Ops::new("panics");
+    let settings = whistle_runtime::consumer::ConsumerSettings::new(&ops, "panics-test", vec![topic.clone()]);
     let shutdown = whistle_runtime::Shutdown::new();
     let dlq = whistle_runtime::EventProducer::new(&p.kafka).expect("producer");
     let consumer = whistle_runtime::consumer::spawn("panics", &p.kafka, settings, handled.clone(), dlq, &shutdown);
@@ -249,6 +250,9 @@ async fn a_handler_that_panics_has_its_message_dead_lettered_and_the_partition_g
     })
     .await;
     assert!(!shutdown.is_triggered(), "the consumer goes on");
+    // And the metrics say why it went to the dead-letter topic.
+    let counted = format!("whistle_dead_letters_total{{group=\"{}panics-test\",reason=\"panicked\"}} 1", p.prefix);
+    assert!(ops.render().lines().any(|l| l == counted), "{counted} in:\n{}", ops.render());
     shutdown.trigger();
     consumer.await.expect("joined").expect("drained");
     p.shutdown().await;

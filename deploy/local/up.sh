@@ -32,8 +32,8 @@ start webhook-sink python3 deploy/local/webhook_sink.py --port 8025
 start intake target/debug/whistle-intake
 start classifier target/debug/whistle-classifier
 start dispatcher-city target/debug/whistle-dispatcher --platform city
-WHISTLE__DISPATCHER__LISTEN=127.0.0.1:50053 start dispatcher-xicheng target/debug/whistle-dispatcher --platform county:xicheng
-WHISTLE__DISPATCHER__LISTEN=127.0.0.1:50054 start dispatcher-xinjiekou target/debug/whistle-dispatcher --platform street:xc-xinjiekou
+WHISTLE__DISPATCHER__LISTEN=127.0.0.1:50053 WHISTLE__DISPATCHER__OPS_LISTEN=127.0.0.1:9187 start dispatcher-xicheng target/debug/whistle-dispatcher --platform county:xicheng
+WHISTLE__DISPATCHER__LISTEN=127.0.0.1:50054 WHISTLE__DISPATCHER__OPS_LISTEN=127.0.0.1:9188 start dispatcher-xinjiekou target/debug/whistle-dispatcher --platform street:xc-xinjiekou
 start sla-timer target/debug/whistle-sla-timer
 start notifier target/debug/whistle-notifier
 start revisit target/debug/whistle-revisit
@@ -44,6 +44,11 @@ wait_port 127.0.0.1 50052 60 dispatcher
 wait_port 127.0.0.1 50053 60 "county:xicheng dispatcher"
 wait_port 127.0.0.1 50054 60 "street:xc-xinjiekou dispatcher"
 wait_port 127.0.0.1 50056 60 revisit
+# Each service's metrics, health and readiness port.
+OPS_PORTS=(intake:9181 classifier:9182 dispatcher-city:9183 sla-timer:9184 notifier:9185 revisit:9186 dispatcher-xicheng:9187 dispatcher-xinjiekou:9188)
+for entry in "${OPS_PORTS[@]}"; do
+  wait_port 127.0.0.1 "${entry#*:}" 60 "${entry%%:*} (metrics)"
+done
 sleep 1
 for name in intake classifier dispatcher-city dispatcher-xicheng dispatcher-xinjiekou sla-timer notifier revisit; do
   kill -0 "$(cat "$WHISTLE_DATA/$name.pid")" 2>/dev/null || die "$name exited; see $WHISTLE_DATA/logs/$name.log"
@@ -64,6 +69,8 @@ Whistle is running.
   webhook + SMS sink  127.0.0.1:8025   messages: $WHISTLE_DATA/logs/webhook-sink.log
   SMTP (aiosmtpd)     $SMTP_HOST:$SMTP_PORT   mail: $SMTP_MAILDIR
   logs                $WHISTLE_DATA/logs/
+$(for entry in "${OPS_PORTS[@]}"; do printf '  %-19s metrics http://127.0.0.1:%s/metrics   (/healthz, /readyz)\n' "${entry%%:*}" "${entry#*:}"; done)
+  gRPC health and reflection on every gRPC port: grpcurl -plaintext 127.0.0.1:50051 list
 
 Submit a request and follow it:
   target/debug/whistlectl submit "楼上漏水，已经三天了" --address "东城区景山街道3号楼" --phone 13800138000

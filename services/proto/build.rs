@@ -9,7 +9,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // For server reflection (grpcurl list).
+        .file_descriptor_set_path(out.join("whistle_descriptor.bin"))
         .build_server(true)
         .build_client(true)
         .compile_protos(&files.map(|f| root.join(f)), &[root.clone(), include])?;

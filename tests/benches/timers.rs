@@ -253,6 +253,7 @@ async fn with_kafka(redis_url: &str) -> f64 {
     let cfg = whistle_sla_timer::Config {
         kafka,
         redis: RedisConfig { url: Secret::new(redis_url.to_owned()), key_prefix: prefix.clone(), ..Default::default() },
+        sla_timer: whistle_sla_timer::TimerSettings { ops_listen: ([127, 0, 0, 1], 0).into(), ..Default::default() },
         ..Default::default()
     };
     let clock = ManualClock::new(time::OffsetDateTime::now_utc());

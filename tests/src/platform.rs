@@ -72,6 +72,9 @@ pub struct Platform {
     pub sms: WebhookReceiver,
     pub revisit_addr: SocketAddr,
     pub revisit_http: SocketAddr,
+    /// Each service's metrics, health and readiness port, by service name
+    /// (`dispatcher:<platform>` for a dispatcher).
+    pub ops: HashMap<String, SocketAddr>,
     pub(crate) options: Options,
     pub(crate) services: HashMap<&'static str, Running>,
 }
@@ -89,6 +92,8 @@ impl Platform {
             topic_prefix: prefix.clone(),
             group_prefix: prefix.clone(),
             create_topics: false,
+            // The lag metric, refreshed often enough for a test to watch.
+            statistics_interval_ms: 500,
             ..KafkaConfig::default()
         };
         whistle_runtime::topics::ensure(&kafka).await.expect("create topics");
@@ -113,6 +118,7 @@ impl Platform {
             sms,
             revisit_addr: ([127, 0, 0, 1], 0).into(),
             revisit_http: ([127, 0, 0, 1], 0).into(),
+            ops: HashMap::new(),
             options,
             services: HashMap::new(),
         };
@@ -157,6 +163,7 @@ impl Platform {
         };
         config.intake.listen = ([127, 0, 0, 1], 0).into();
         config.intake.http_listen = ([127, 0, 0, 1], 0).into();
+        config.intake.ops_listen = ([127, 0, 0, 1], 0).into();
         config.city = city();
         config.open311.keys = vec![
             whistle_intake::open311::ApiKey {
@@ -176,6 +183,7 @@ impl Platform {
         let svc = whistle_intake::Intake::build_with_clock(config, self.clock_arc()).await.expect("build intake");
         self.intake_addr = svc.local_addr();
         self.intake_http = svc.http_addr();
+        self.ops.insert("intake".into(), svc.ops_addr());
         self.spawn("intake", |s| async move { svc.run(s).await.expect("intake") });
     }
 
@@ -184,7 +192,9 @@ impl Platform {
             whistle_classifier::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), city: city(), ..Default::default() };
         config.classifier.model = model_file();
         config.classifier.history_check_ms = 200;
+        config.classifier.ops_listen = ([127, 0, 0, 1], 0).into();
         let svc = whistle_classifier::Classifier::build_with_clock(config, self.clock_arc()).await.expect("build classifier");
+        self.ops.insert("classifier".into(), svc.ops_addr());
         self.spawn("classifier", |s| async move { svc.run(s).await.expect("classifier") });
     }
 
@@ -200,7 +210,9 @@ impl Platform {
         config.dispatcher.platform = platform.to_owned();
         config.city = city();
         config.dispatcher.tokens = token_entries(DESK_CALLERS);
+        config.dispatcher.ops_listen = ([127, 0, 0, 1], 0).into();
         let svc = whistle_dispatcher::Dispatcher::build_with_clock(config, self.clock_arc()).await.expect("build dispatcher");
+        self.ops.insert(format!("dispatcher:{platform}"), svc.ops_addr());
         if platform == "city" {
             self.desk_addr = svc.local_addr();
         }
@@ -213,7 +225,9 @@ impl Platform {
         let mut config = whistle_sla_timer::Config { kafka: self.kafka.clone(), redis: self.redis.clone(), ..Default::default() };
         // The clock is manual: look at it often.
         config.sla_timer.max_idle_ms = 20;
+        config.sla_timer.ops_listen = ([127, 0, 0, 1], 0).into();
         let svc = whistle_sla_timer::SlaTimer::build_with_clock(config, self.clock_arc()).await.expect("build sla-timer");
+        self.ops.insert("sla-timer".into(), svc.ops_addr());
         self.spawn("sla-timer", |s| async move { svc.run(s).await.expect("sla-timer") });
     }
 
@@ -245,7 +259,9 @@ impl Platform {
         n.max_backoff_ms = 400;
         n.summary.enabled = self.options.summary;
         n.summary.poll_ms = 50;
+        n.ops_listen = ([127, 0, 0, 1], 0).into();
         let svc = whistle_notifier::Notifier::build_with_clock(config, self.clock_arc()).await.expect("build notifier");
+        self.ops.insert(name.into(), svc.ops_addr());
         self.spawn(name, |s| async move { svc.run(s).await.expect("notifier") });
     }
 
@@ -265,7 +281,9 @@ impl Platform {
         r.link_secret = whistle_runtime::Secret::new(LINK_SECRET.into());
         r.sms_reply_token = Some(whistle_runtime::Secret::new(SMS_REPLY_TOKEN.into()));
         r.tokens = token_entries(REVISIT_CALLERS);
+        r.ops_listen = ([127, 0, 0, 1], 0).into();
         let svc = whistle_revisit::Revisit::build_with_clock(config, self.clock_arc()).await.expect("build revisit");
+        self.ops.insert("revisit".into(), svc.ops_addr());
         self.revisit_addr = svc.grpc_addr();
         self.revisit_http = svc.http_addr();
         self.spawn("revisit", |s| async move { svc.run(s).await.expect("revisit") });

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use whistle_domain::{Actor, Clock, Event, EventId, EventKind, SystemClock};
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
+use whistle_runtime::ops::OpsServer;
 use whistle_runtime::shutdown::{drain, spawn_supervised};
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, Topics};
 
@@ -66,6 +67,8 @@ pub struct ClassifierSettings {
     pub group: String,
     /// How often to check that Redis still holds the history.
     pub history_check_ms: u64,
+    /// Metrics, health and readiness (`/metrics`, `/healthz`, `/readyz`).
+    pub ops_listen: std::net::SocketAddr,
 }
 
 impl Default for ClassifierSettings {
@@ -75,6 +78,7 @@ impl Default for ClassifierSettings {
             triage_below: 0.5,
             group: "classifier".into(),
             history_check_ms: 2000,
+            ops_listen: ([127, 0, 0, 1], 9182).into(),
         }
     }
 }
@@ -99,6 +103,7 @@ pub struct Classifier {
     config: Config,
     handler: Arc<ClassifyHandler>,
     producer: EventProducer,
+    ops: OpsServer,
 }
 
 impl Classifier {
@@ -112,9 +117,15 @@ impl Classifier {
         let offset = config.city.offset()?;
         let producer = whistle_runtime::topics::ready(&config.kafka).await?;
         let redis = whistle_runtime::redis_client::connect(&config.redis).await?;
+        let ops = OpsServer::for_service("classifier", config.classifier.ops_listen, redis.clone(), &producer).await?;
         let history = history::History::new(redis, &config.redis.key_prefix, engine.repeat_rule().window_days);
         let handler = Arc::new(ClassifyHandler { engine, history, producer: producer.clone(), clock, offset });
-        Ok(Classifier { config, handler, producer })
+        Ok(Classifier { config, handler, producer, ops })
+    }
+
+    /// Where metrics, health and readiness are served.
+    pub fn ops_addr(&self) -> std::net::SocketAddr {
+        self.ops.local_addr()
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
@@ -126,10 +137,11 @@ impl Classifier {
         }
         let watch =
             spawn_supervised("history-watch", &shutdown, watch_history(self.handler.clone(), self.config.clone(), shutdown.clone()));
-        let settings = ConsumerSettings::new("classifier", self.config.classifier.group.clone(), vec![topics.events()]);
+        let settings = ConsumerSettings::new(self.ops.ops(), self.config.classifier.group.clone(), vec![topics.events()]);
         let consumer = consumer::spawn("classify", &self.config.kafka, settings, self.handler.clone(), self.producer.clone(), &shutdown);
+        let ops = self.ops.spawn(&shutdown);
         shutdown.wait().await;
-        drain(vec![consumer, watch], Duration::from_secs(15)).await;
+        drain(vec![consumer, watch, ops], Duration::from_secs(15)).await;
         self.producer.flush(Duration::from_secs(5));
         Ok(())
     }

@@ -68,7 +68,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Run => {
             let _telemetry = whistle_runtime::telemetry::init("classifier", &config.telemetry)?;
             let shutdown = whistle_runtime::Shutdown::on_signals();
-            whistle_classifier::Classifier::build(config).await?.run(shutdown).await?;
+            let classifier = whistle_classifier::Classifier::build(config).await?;
+            tracing::info!("metrics http://{}/metrics", classifier.ops_addr());
+            classifier.run(shutdown).await?;
         }
         Command::Train { corpus, out, with_corrections, compare } => {
             let corrections =

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use whistle_domain::{Clock, DeadlinePolicy, PlatformId, SystemClock};
 pub use whistle_runtime::config::{CalendarSettings, CitySettings};
 use whistle_runtime::consumer::{self, ConsumerSettings};
+use whistle_runtime::ops::OpsServer;
 use whistle_runtime::shutdown::drain;
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
 
@@ -52,6 +53,9 @@ pub struct DispatcherSettings {
     pub group: String,
     /// Desk tokens, hashed: `{ caller = "unit:city-water", sha256 = "<hex>" }`.
     pub tokens: Vec<auth::TokenEntry>,
+    /// Metrics, health and readiness (`/metrics`, `/healthz`, `/readyz`);
+    /// each instance on a machine needs its own port.
+    pub ops_listen: SocketAddr,
 }
 
 impl Default for DispatcherSettings {
@@ -61,6 +65,7 @@ impl Default for DispatcherSettings {
             listen: ([127, 0, 0, 1], 50052).into(),
             group: "dispatcher".into(),
             tokens: Vec::new(),
+            ops_listen: ([127, 0, 0, 1], 9183).into(),
         }
     }
 }
@@ -88,6 +93,7 @@ pub struct Dispatcher {
     producer: EventProducer,
     clock: Arc<dyn Clock>,
     tokens: auth::Tokens,
+    ops: OpsServer,
 }
 
 impl Dispatcher {
@@ -117,7 +123,13 @@ impl Dispatcher {
         ));
         let addr = config.dispatcher.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
-        Ok(Dispatcher { config, platform, listener, router, store, producer, clock, tokens })
+        let ops = OpsServer::for_service("dispatcher", config.dispatcher.ops_listen, store.redis(), &producer).await?;
+        Ok(Dispatcher { config, platform, listener, router, store, producer, clock, tokens, ops })
+    }
+
+    /// Where metrics, health and readiness are served.
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops.local_addr()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -129,20 +141,25 @@ impl Dispatcher {
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let Dispatcher { config, platform, listener, router, store, producer, clock, tokens } = self;
+        let Dispatcher { config, platform, listener, router, store, producer, clock, tokens, ops } = self;
+        let metrics = ops.ops().clone();
+        let ops = ops.spawn(&shutdown);
         let topics = Topics::new(&config.kafka);
         let group = format!("{}-{}", config.dispatcher.group, platform.to_string().replace(':', "-"));
         let routing = consumer::spawn(
             "routing",
             &config.kafka,
-            ConsumerSettings::new("dispatcher", group, vec![topics.events()]),
+            ConsumerSettings::new(&metrics, group, vec![topics.events()]),
             router.clone(),
             producer.clone(),
             &shutdown,
         );
         let desk = desk::DeskService::new(platform, store, producer.clone(), clock, tokens, router.clone(), shutdown.clone());
+        let (_health, health) = whistle_runtime::ops::grpc_health();
         let served = tonic::transport::Server::builder()
             .trace_fn(whistle_runtime::telemetry::grpc_span)
+            .add_service(health)
+            .add_service(whistle_runtime::ops::grpc_reflection()?)
             .add_service(whistle_proto::v1::desk_server::DeskServer::new(desk))
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
                 let s = shutdown.clone();
@@ -150,7 +167,7 @@ impl Dispatcher {
             })
             .await;
         shutdown.trigger();
-        drain(vec![routing], Duration::from_secs(15)).await;
+        drain(vec![routing, ops], Duration::from_secs(15)).await;
         producer.flush(Duration::from_secs(5));
         Ok(served?)
     }

@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = whistle_runtime::Shutdown::on_signals();
     let dispatcher = whistle_dispatcher::Dispatcher::build(config).await?;
     tracing::info!(addr = %dispatcher.local_addr(), platform = %dispatcher.platform(), "dispatcher desk listening (gRPC)");
+    tracing::info!("metrics http://{}/metrics", dispatcher.ops_addr());
     dispatcher.run(shutdown).await?;
     Ok(())
 }

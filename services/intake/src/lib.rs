@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use whistle_domain::{Clock, SystemClock};
 use whistle_runtime::consumer::{self, ConsumerSettings};
+use whistle_runtime::ops::OpsServer;
 use whistle_runtime::shutdown::{drain, spawn_supervised};
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
 
@@ -54,6 +55,8 @@ pub struct IntakeSettings {
     pub projector_group: String,
     /// HTTP listen address (Open311, the tracking page); port 0 picks a free port.
     pub http_listen: SocketAddr,
+    /// Metrics, health and readiness (`/metrics`, `/healthz`, `/readyz`).
+    pub ops_listen: SocketAddr,
 }
 
 impl Default for IntakeSettings {
@@ -62,6 +65,7 @@ impl Default for IntakeSettings {
             listen: ([127, 0, 0, 1], 50051).into(),
             projector_group: "intake-projector".into(),
             http_listen: ([127, 0, 0, 1], 8031).into(),
+            ops_listen: ([127, 0, 0, 1], 9181).into(),
         }
     }
 }
@@ -89,6 +93,7 @@ pub struct Intake {
     registrar: Registrar,
     store: TicketStore,
     producer: EventProducer,
+    ops: OpsServer,
 }
 
 impl Intake {
@@ -109,7 +114,8 @@ impl Intake {
         let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
         let addr = config.intake.http_listen;
         let http = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
-        Ok(Intake { config, listener, http, front: Arc::new(front), registrar, store, producer })
+        let ops = OpsServer::for_service("intake", config.intake.ops_listen, store.redis(), &producer).await?;
+        Ok(Intake { config, listener, http, front: Arc::new(front), registrar, store, producer, ops })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -121,10 +127,17 @@ impl Intake {
         self.http.local_addr().unwrap_or(self.config.intake.http_listen)
     }
 
+    /// Where metrics, health and readiness are served.
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops.local_addr()
+    }
+
     /// Serves gRPC and runs the projector and the intake-topic consumer until
     /// shutdown, then drains.
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let Intake { config, listener, http, front, registrar, store, producer } = self;
+        let Intake { config, listener, http, front, registrar, store, producer, ops } = self;
+        let metrics = ops.ops().clone();
+        let ops = ops.spawn(&shutdown);
         let topics = Topics::new(&config.kafka);
         // Redis may have lost the projection: rebuild it from Kafka before
         // projecting anything new, and again whenever its marker disappears.
@@ -145,7 +158,7 @@ impl Intake {
         let projector = consumer::spawn(
             "projector",
             &config.kafka,
-            ConsumerSettings::new("intake", config.intake.projector_group.clone(), vec![topics.events()]),
+            ConsumerSettings::new(&metrics, config.intake.projector_group.clone(), vec![topics.events()]),
             Arc::new(projector::Projector::new(store.clone())),
             producer.clone(),
             &shutdown,
@@ -153,7 +166,7 @@ impl Intake {
         let intake_topic = consumer::spawn(
             "intake-topic",
             &config.kafka,
-            ConsumerSettings::new("intake", "intake-requests", vec![topics.intake_requests()]),
+            ConsumerSettings::new(&metrics, "intake-requests", vec![topics.intake_requests()]),
             Arc::new(numbers::TopicIntake::new(registrar.clone())),
             producer.clone(),
             &shutdown,
@@ -163,8 +176,11 @@ impl Intake {
             async move { open311::serve(http, front, shutdown).await.map_err(|e| Error::Config(format!("open311 http: {e}"))) }
         });
         let service = grpc::IntakeService::new(registrar, store);
+        let (_health, health) = whistle_runtime::ops::grpc_health();
         let server = tonic::transport::Server::builder()
             .trace_fn(whistle_runtime::telemetry::grpc_span)
+            .add_service(health)
+            .add_service(whistle_runtime::ops::grpc_reflection()?)
             .add_service(whistle_proto::v1::intake_server::IntakeServer::new(service))
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
                 let s = shutdown.clone();
@@ -174,6 +190,7 @@ impl Intake {
         shutdown.trigger();
         drain(vec![projector, intake_topic, watch], Duration::from_secs(15)).await;
         drain(vec![web], Duration::from_secs(5)).await;
+        drain(vec![ops], Duration::from_secs(5)).await;
         producer.flush(Duration::from_secs(5));
         served?;
         Ok(())

@@ -19,6 +19,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = whistle_runtime::Shutdown::on_signals();
     let intake = whistle_intake::Intake::build(config).await?;
     tracing::info!(addr = %intake.local_addr(), "intake listening (gRPC)");
+    tracing::info!("metrics http://{}/metrics", intake.ops_addr());
     intake.run(shutdown).await?;
     Ok(())
 }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use whistle_domain::{Category, Clock, SystemClock};
 use whistle_runtime::consumer::{self, ConsumerSettings};
+use whistle_runtime::ops::OpsServer;
 use whistle_runtime::shutdown::{drain, spawn_supervised};
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
 
@@ -84,6 +85,8 @@ pub struct NotifierSettings {
     pub max_backoff_ms: u64,
     pub request_timeout_ms: u64,
     pub summary: summary::SummarySettings,
+    /// Metrics, health and readiness (`/metrics`, `/healthz`, `/readyz`).
+    pub ops_listen: std::net::SocketAddr,
 }
 
 impl Default for NotifierSettings {
@@ -100,6 +103,7 @@ impl Default for NotifierSettings {
             max_backoff_ms: 10_000,
             request_timeout_ms: 10_000,
             summary: summary::SummarySettings::default(),
+            ops_listen: ([127, 0, 0, 1], 9185).into(),
         }
     }
 }
@@ -123,6 +127,7 @@ pub struct Notifier {
     handler: Arc<Notify>,
     producer: EventProducer,
     clock: Arc<dyn Clock>,
+    ops: OpsServer,
 }
 
 impl Notifier {
@@ -138,8 +143,10 @@ impl Notifier {
         let catalog = i18n::Catalog::builtin()?;
         catalog.require(&Template::ALL.map(Template::message_id))?;
         let timeout = Duration::from_millis(config.notifier.request_timeout_ms);
+        let store = TicketStore::connect(&config.redis).await?;
+        let ops = OpsServer::for_service("notifier", config.notifier.ops_listen, store.redis(), &producer).await?;
         let deliverer = Deliverer {
-            store: TicketStore::connect(&config.redis).await?,
+            store,
             webhook: Webhook::new(timeout, config.notifier.webhook_per_second)?,
             sms: Sms::new(&config.notifier.sms, timeout)?,
             smtp: Smtp::new(&config.notifier.smtp, timeout)?,
@@ -150,7 +157,12 @@ impl Notifier {
         };
         let handler =
             Arc::new(Notify { deliverer: Arc::new(deliverer), catalog: Arc::new(catalog), revisit: config.revisit.clone(), offset });
-        Ok(Notifier { config, handler, producer, clock })
+        Ok(Notifier { config, handler, producer, clock, ops })
+    }
+
+    /// Where metrics, health and readiness are served.
+    pub fn ops_addr(&self) -> std::net::SocketAddr {
+        self.ops.local_addr()
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
@@ -161,7 +173,7 @@ impl Notifier {
             retries.trigger();
         });
         let topics = Topics::new(&self.config.kafka);
-        let mut settings = ConsumerSettings::new("notifier", self.config.notifier.group.clone(), vec![topics.events()]);
+        let mut settings = ConsumerSettings::new(self.ops.ops(), self.config.notifier.group.clone(), vec![topics.events()]);
         settings.max_batch = 64;
         let mut tasks = Vec::new();
         if self.config.notifier.summary.enabled {
@@ -176,10 +188,11 @@ impl Notifier {
             tasks.push(spawn_supervised("monthly-summary", &shutdown, monthly.run(shutdown.clone())));
         }
         let notify = consumer::spawn("notify", &self.config.kafka, settings, self.handler, self.producer.clone(), &shutdown);
+        let ops = self.ops.spawn(&shutdown);
         shutdown.wait().await;
         // Both drain within one deadline.
         let deadline = Duration::from_secs(15);
-        tokio::join!(drain(vec![notify], deadline), drain(tasks, deadline));
+        tokio::join!(drain(vec![notify, ops], deadline), drain(tasks, deadline));
         self.producer.flush(Duration::from_secs(5));
         Ok(())
     }

@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = whistle_runtime::telemetry::init("notifier", &config.telemetry)?;
     let shutdown = whistle_runtime::Shutdown::on_signals();
     let notifier = whistle_notifier::Notifier::build(config).await?;
+    tracing::info!("metrics http://{}/metrics", notifier.ops_addr());
     notifier.run(shutdown).await?;
     Ok(())
 }

@@ -4,6 +4,9 @@
 
 pub mod convert;
 
+/// The encoded descriptors of every Whistle proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("whistle_descriptor");
+
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("whistle.v1");

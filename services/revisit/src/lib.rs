@@ -28,6 +28,7 @@ use whistle_domain::{Clock, DeadlinePolicy, SystemClock};
 use whistle_runtime::auth::TokenEntry;
 use whistle_runtime::config::CalendarSettings;
 use whistle_runtime::consumer::{self, ConsumerSettings};
+use whistle_runtime::ops::OpsServer;
 use whistle_runtime::shutdown::{drain, spawn_supervised};
 use whistle_runtime::{KafkaConfig, RedisConfig, Secret, Shutdown, TelemetryConfig, TicketStore, Topics};
 
@@ -82,6 +83,8 @@ pub struct RevisitSettings {
     /// Agents' tokens, hashed: `{ caller = "agent:wang", sha256 = "<hex>" }`;
     /// desk tokens (`city`, `unit:...`) may read the figures.
     pub tokens: Vec<TokenEntry>,
+    /// Metrics, health and readiness (`/metrics`, `/healthz`, `/readyz`).
+    pub ops_listen: SocketAddr,
 }
 
 impl Default for RevisitSettings {
@@ -98,6 +101,7 @@ impl Default for RevisitSettings {
             public_url: link.public_url,
             sms_reply_token: None,
             tokens: Vec::new(),
+            ops_listen: ([127, 0, 0, 1], 9186).into(),
         }
     }
 }
@@ -130,6 +134,7 @@ pub struct Revisit {
     grpc: TcpListener,
     http: TcpListener,
     tokens: whistle_runtime::auth::Tokens,
+    ops: OpsServer,
 }
 
 impl Revisit {
@@ -151,6 +156,7 @@ impl Revisit {
         d.require_secret("revisit.sms_reply_token", config.revisit.sms_reply_token.as_ref())?;
         let producer = whistle_runtime::topics::ready(&config.kafka).await?;
         let store = TicketStore::connect(&config.redis).await?;
+        let ops = OpsServer::for_service("revisit", config.revisit.ops_listen, store.redis(), &producer).await?;
         let tasks = Tasks::new(store.redis(), store.prefix());
         let tally = tally::Tally::new(
             store.redis(),
@@ -176,7 +182,12 @@ impl Revisit {
         let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source }) };
         let grpc = bind(config.revisit.listen).await?;
         let http = bind(config.revisit.http_listen).await?;
-        Ok(Revisit { config, core, grpc, http, tokens })
+        Ok(Revisit { config, core, grpc, http, tokens, ops })
+    }
+
+    /// Where metrics, health and readiness are served.
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops.local_addr()
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -192,7 +203,9 @@ impl Revisit {
     }
 
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let Revisit { config, core, grpc, http, tokens } = self;
+        let Revisit { config, core, grpc, http, tokens, ops } = self;
+        let metrics = ops.ops().clone();
+        let ops = ops.spawn(&shutdown);
         let (retries, stopping) = (core.shutdown.clone(), shutdown.clone());
         tokio::spawn(async move {
             stopping.wait().await;
@@ -205,7 +218,7 @@ impl Revisit {
         let follow = consumer::spawn(
             "revisit-follow",
             &config.kafka,
-            ConsumerSettings::new("revisit", config.revisit.group.clone(), vec![topics.events()]),
+            ConsumerSettings::new(&metrics, config.revisit.group.clone(), vec![topics.events()]),
             Arc::new(Follow { core: core.clone() }),
             core.producer.clone(),
             &shutdown,
@@ -213,7 +226,10 @@ impl Revisit {
         let tally = consumer::spawn(
             "revisit-tally",
             &config.kafka,
-            ConsumerSettings::new("revisit-figures", core.tally.group().to_owned(), vec![topics.events()]),
+            ConsumerSettings {
+                service: "revisit-figures",
+                ..ConsumerSettings::new(&metrics, core.tally.group().to_owned(), vec![topics.events()])
+            },
             Arc::new(core.tally.clone()),
             core.producer.clone(),
             &shutdown,
@@ -223,8 +239,11 @@ impl Revisit {
             &shutdown,
             http::serve(http, core.clone(), config.revisit.sms_reply_token.clone(), shutdown.clone()),
         );
+        let (_health, health) = whistle_runtime::ops::grpc_health();
         let served = tonic::transport::Server::builder()
             .trace_fn(whistle_runtime::telemetry::grpc_span)
+            .add_service(health)
+            .add_service(whistle_runtime::ops::grpc_reflection()?)
             .add_service(whistle_proto::v1::revisit_server::RevisitServer::new(grpc::RevisitService::new(core.clone(), tokens)))
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), {
                 let s = shutdown.clone();
@@ -232,7 +251,7 @@ impl Revisit {
             })
             .await;
         shutdown.trigger();
-        drain(vec![follow, tally], Duration::from_secs(15)).await;
+        drain(vec![follow, tally, ops], Duration::from_secs(15)).await;
         drain(vec![watch], Duration::from_secs(5)).await;
         drain(vec![web], Duration::from_secs(5)).await;
         core.producer.flush(Duration::from_secs(5));

@@ -19,6 +19,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = whistle_runtime::Shutdown::on_signals();
     let revisit = whistle_revisit::Revisit::build(config).await?;
     tracing::info!(grpc = %revisit.grpc_addr(), http = %revisit.http_addr(), "revisit listening");
+    tracing::info!("metrics http://{}/metrics", revisit.ops_addr());
     revisit.run(shutdown).await?;
     Ok(())
 }

@@ -190,6 +190,9 @@ pub struct KafkaConfig {
     pub create_topics: bool,
     /// Replication factor for created topics.
     pub replication: i32,
+    /// How often each consumer refreshes its lag metric (librdkafka's
+    /// statistics interval), in milliseconds.
+    pub statistics_interval_ms: u64,
     /// Extra librdkafka properties (security.protocol, sasl.*, ...).
     pub properties: BTreeMap<String, Secret<String>>,
 }
@@ -202,6 +205,7 @@ impl Default for KafkaConfig {
             group_prefix: String::new(),
             create_topics: true,
             replication: 1,
+            statistics_interval_ms: 5000,
             properties: BTreeMap::new(),
         }
     }

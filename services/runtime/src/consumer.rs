@@ -17,6 +17,7 @@ use tracing::Instrument;
 use whistle_domain::Event;
 
 use crate::kafka::client_config;
+use crate::ops::{DeadLetterReason, Ops};
 use crate::retry::{GaveUp, Retry};
 use crate::shutdown::sleep_or_shutdown;
 use crate::{Error, EventProducer, KafkaConfig, Result, Shutdown, telemetry};
@@ -88,38 +89,75 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, msg: &Incoming) -> impl Future<Output = Result<(), HandleError>> + Send;
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConsumerSettings {
     /// Group id, without the configured group prefix.
     pub group: String,
     pub topics: Vec<String>,
     /// Service name, for logs and dead-letter headers.
     pub service: &'static str,
+    /// Where its lag, handling times and dead letters are counted.
+    pub ops: Ops,
     /// Most messages handled at once (different keys run concurrently).
     pub max_batch: usize,
     pub commit_interval: Duration,
 }
 
 impl ConsumerSettings {
-    pub fn new(service: &'static str, group: impl Into<String>, topics: Vec<String>) -> Self {
-        ConsumerSettings { group: group.into(), topics, service, max_batch: 256, commit_interval: Duration::from_millis(1000) }
+    /// A consumer of the service `ops` observes (and names).
+    pub fn new(ops: &Ops, group: impl Into<String>, topics: Vec<String>) -> Self {
+        ConsumerSettings {
+            group: group.into(),
+            topics,
+            service: ops.service(),
+            ops: ops.clone(),
+            max_batch: 256,
+            commit_interval: Duration::from_millis(1000),
+        }
     }
 }
 
 type Pending = Arc<Mutex<BTreeMap<(String, i32), i64>>>;
 
 /// Commits what has been handled when partitions are taken away, so the next
-/// owner starts right after it.
+/// owner starts right after it; reports the group's membership and lag.
 struct CommitOnRevoke {
     pending: Pending,
     group: String,
+    ops: Ops,
 }
 
-impl ClientContext for CommitOnRevoke {}
+impl ClientContext for CommitOnRevoke {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            // Partition -1 is librdkafka's internal "unassigned" queue.
+            for (partition, p) in t.partitions.iter().filter(|(id, p)| **id >= 0 && p.desired) {
+                // Nothing committed yet: everything on it is still to do.
+                let lag = if p.consumer_lag >= 0 {
+                    p.consumer_lag
+                } else if p.hi_offset >= 0 && p.lo_offset >= 0 {
+                    p.hi_offset - p.lo_offset
+                } else {
+                    continue;
+                };
+                self.ops.lag(&self.group, topic, *partition, Some(lag));
+            }
+        }
+    }
+}
 
 impl ConsumerContext for CommitOnRevoke {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.ops.consumer_assigned(&self.group, tpl.count());
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(_) = rebalance {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            for el in revoked.elements() {
+                self.ops.lag(&self.group, el.topic(), el.partition(), None);
+            }
             let tpl = take_pending(&self.pending);
             if tpl.count() > 0 {
                 match consumer.commit(&tpl, CommitMode::Sync) {
@@ -176,12 +214,14 @@ pub async fn run<H: Handler>(
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("fetch.wait.max.ms", "100")
-        .create_with_context(CommitOnRevoke { pending: pending.clone(), group: group.clone() })?;
+        .set("statistics.interval.ms", kafka.statistics_interval_ms.to_string())
+        .create_with_context(CommitOnRevoke { pending: pending.clone(), group: group.clone(), ops: settings.ops.clone() })?;
+    settings.ops.consumer_started(&group);
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     tracing::info!(group = %group, topics = ?settings.topics, "consumer started");
 
-    let ctx = Ctx { handler, dlq, shutdown: shutdown.clone(), service: settings.service, group: group.clone() };
+    let ctx = Ctx { handler, dlq, shutdown: shutdown.clone(), service: settings.service, group: group.clone(), ops: settings.ops.clone() };
     let mut last_commit = Instant::now();
     let mut dirty = false;
     loop {
@@ -235,6 +275,7 @@ pub async fn run<H: Handler>(
     if dirty || !pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
         commit(&consumer, &pending, CommitMode::Sync);
     }
+    settings.ops.consumer_stopped(&group);
     tracing::info!(group = %group, "consumer drained");
     Ok(())
 }
@@ -263,6 +304,7 @@ struct Ctx<H> {
     shutdown: Shutdown,
     service: &'static str,
     group: String,
+    ops: Ops,
 }
 
 impl<H: Handler> Ctx<H> {
@@ -300,6 +342,8 @@ impl<H: Handler> Ctx<H> {
             event = m.header("event-type").unwrap_or(""),
         );
         telemetry::set_parent(&span, m.header("traceparent"));
+        let started = Instant::now();
+        let event = m.header("event-type").unwrap_or("");
         let handled = Retry::CONSUMER
             .run(
                 &self.shutdown,
@@ -308,24 +352,36 @@ impl<H: Handler> Ctx<H> {
                 |_| {
                     std::panic::AssertUnwindSafe(self.handler.handle(m).instrument(span.clone()))
                         .catch_unwind()
-                        .map(|r| r.unwrap_or_else(|p| Err(HandleError::Poison(format!("the handler panicked: {}", panic_text(&*p))))))
+                        .map(|r| r.unwrap_or_else(|p| Err(HandleError::Poison(format!("{PANICKED}: {}", panic_text(&*p))))))
                 },
                 |e| matches!(e, HandleError::Poison(_)),
                 |attempt, e, wait| {
+                    self.ops.retried(&self.group);
                     tracing::warn!(parent: &span, reason = %e, attempt, wait_ms = wait.as_millis() as u64, "handling failed; will retry");
                 },
             )
             .await;
-        match handled {
-            Ok(()) => true,
-            Err(GaveUp::Failed { error: HandleError::Poison(reason) | HandleError::Retry(reason), .. }) => {
-                // A reason may quote its input: no citizen's contact in the log or the topic.
-                let reason = crate::redact::text(&reason);
-                tracing::warn!(parent: &span, %reason, "message dead-lettered");
-                self.dead_letter(m, &reason).await
+        let (why, reason) = match handled {
+            Ok(()) => {
+                self.ops.handled(&self.group, event, false, started.elapsed());
+                return true;
             }
-            Err(GaveUp::ShuttingDown(_)) => false,
+            Err(GaveUp::ShuttingDown(_)) => return false,
+            Err(GaveUp::Failed { error: HandleError::Poison(reason), .. }) if reason.starts_with(PANICKED) => {
+                (DeadLetterReason::Panicked, reason)
+            }
+            Err(GaveUp::Failed { error: HandleError::Poison(reason), .. }) => (DeadLetterReason::Poison, reason),
+            Err(GaveUp::Failed { error: HandleError::Retry(reason), .. }) => (DeadLetterReason::RetriesExhausted, reason),
+        };
+        // A reason may quote its input: no citizen's contact in the log or the topic.
+        let reason = crate::redact::text(&reason);
+        tracing::warn!(parent: &span, %reason, "message dead-lettered");
+        let sent = self.dead_letter(m, &reason).await;
+        if sent {
+            self.ops.dead_lettered(&self.group, why);
+            self.ops.handled(&self.group, event, true, started.elapsed());
         }
+        sent
     }
 
     async fn dead_letter(&self, m: &Incoming, reason: &str) -> bool {
@@ -375,6 +431,9 @@ impl<H: Handler> Ctx<H> {
         }
     }
 }
+
+/// How a dead letter's reason starts when the handler panicked.
+const PANICKED: &str = "the handler panicked";
 
 /// What a panic said, if it said it in words.
 pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> &str {

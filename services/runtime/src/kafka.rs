@@ -79,6 +79,17 @@ impl EventProducer {
         Ok(Position { partition: delivery.partition, offset: delivery.offset })
     }
 
+    /// Whether the broker answers a metadata request within `timeout`.
+    pub async fn reachable(&self, timeout: Duration) -> Result<()> {
+        use rdkafka::producer::Producer;
+        let producer = self.inner.clone();
+        let topic = self.topics.events();
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), timeout).map(drop))
+            .await
+            .map_err(|e| crate::Error::task("broker check", e))??;
+        Ok(())
+    }
+
     /// Waits for everything in flight to be delivered (on shutdown).
     pub fn flush(&self, timeout: Duration) {
         use rdkafka::producer::Producer;

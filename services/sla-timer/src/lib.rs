@@ -21,6 +21,7 @@ use tracing::Instrument;
 use whistle_domain::event::ExtensionDecision;
 use whistle_domain::{Actor, Clock, Deadline, Event, EventKind, OverdueLevel, SystemClock, TicketId, TimerKey, TimerKind, UnitCode};
 use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, Incoming};
+use whistle_runtime::ops::{Ops, OpsServer};
 use whistle_runtime::redis_client::RedisConn;
 use whistle_runtime::shutdown::drain;
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, Topics};
@@ -66,6 +67,8 @@ pub struct TimerSettings {
     /// Longest sleep when nothing local is due: timers armed by other
     /// instances, and expired claims, are noticed within this.
     pub max_idle_ms: u64,
+    /// Metrics, health and readiness (`/metrics`, `/healthz`, `/readyz`).
+    pub ops_listen: std::net::SocketAddr,
 }
 
 impl TimerSettings {
@@ -83,6 +86,7 @@ impl Default for TimerSettings {
             claim_ttl_ms: e.claim_ttl_ms,
             claim_batch: e.claim_batch,
             max_idle_ms: e.max_idle_ms,
+            ops_listen: ([127, 0, 0, 1], 9184).into(),
         }
     }
 }
@@ -237,6 +241,10 @@ pub struct SlaTimer {
     store: TimerStore<RedisConn>,
     producer: EventProducer,
     clock: Arc<dyn Clock>,
+    ops: Ops,
+    /// The ops port until `run` serves it.
+    ops_http: Option<OpsServer>,
+    ops_addr: std::net::SocketAddr,
 }
 
 impl SlaTimer {
@@ -247,8 +255,15 @@ impl SlaTimer {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         let producer = whistle_runtime::topics::ready(&config.kafka).await?;
         let conn = RedisConn::connect(&config.redis).await?;
+        let ops_http = OpsServer::for_service("sla-timer", config.sla_timer.ops_listen, conn.clone(), &producer).await?;
+        let (ops, ops_addr) = (ops_http.ops().clone(), ops_http.local_addr());
         let store = TimerStore::new(conn, &config.redis.key_prefix, config.sla_timer.shards);
-        Ok(SlaTimer { config, store, producer, clock })
+        Ok(SlaTimer { config, store, producer, clock, ops, ops_http: Some(ops_http), ops_addr })
+    }
+
+    /// Where metrics, health and readiness are served.
+    pub fn ops_addr(&self) -> std::net::SocketAddr {
+        self.ops_addr
     }
 
     pub fn store(&self) -> &TimerStore<RedisConn> {
@@ -283,7 +298,8 @@ impl SlaTimer {
     /// Consumes ticket events and fires timers until shutdown. On start, and
     /// whenever Redis turns out to have lost its data, first rebuilds from
     /// Kafka.
-    pub async fn run(self, shutdown: Shutdown) -> Result<()> {
+    pub async fn run(mut self, shutdown: Shutdown) -> Result<()> {
+        let ops = self.ops_http.take().map(|o| o.spawn(&shutdown));
         let topics = Topics::new(&self.config.kafka);
         let wake = Arc::new(Notify::new());
         let sink = Arc::new(KafkaSink::new(self.producer.clone(), self.clock.clone()));
@@ -297,7 +313,7 @@ impl SlaTimer {
             let consumer = consumer::spawn(
                 "arming",
                 &self.config.kafka,
-                ConsumerSettings::new("sla-timer", self.config.sla_timer.group.clone(), vec![topics.events()]),
+                ConsumerSettings::new(&self.ops, self.config.sla_timer.group.clone(), vec![topics.events()]),
                 arming,
                 self.producer.clone(),
                 &epoch,
@@ -315,6 +331,8 @@ impl SlaTimer {
                 Stopped::DataLost => tracing::warn!("redis lost the timers; rebuilding from kafka"),
             }
         }
+        shutdown.trigger();
+        drain(ops.into_iter().collect(), Duration::from_secs(5)).await;
         self.producer.flush(Duration::from_secs(5));
         Ok(())
     }
