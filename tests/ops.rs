@@ -1,8 +1,9 @@
 //! What an ops team and Kubernetes see of each service, on the real broker
 //! and Redis: its metrics show the lag of its consumer groups (draining to
 //! zero), what it handled and what it dead-lettered; `/healthz` and
-//! `/readyz` answer; every gRPC server answers `grpc.health.v1` and lists
-//! its services by reflection.
+//! `/readyz` answer; each counts what is its own (gRPC and HTTP requests,
+//! messages sent, timers held); every gRPC server answers `grpc.health.v1`
+//! and lists its services by reflection.
 
 use std::time::Duration;
 use tonic_reflection::pb::v1 as reflection;
@@ -95,6 +96,69 @@ async fn every_service_shows_the_lag_of_its_groups_and_says_it_is_ready() {
         let (_, text) = get(addr, "/metrics").await;
         let rss = text.lines().find_map(|l| l.strip_prefix("process_resident_memory_bytes ")).expect("memory");
         assert!(rss.parse::<f64>().expect("a number") > 1e6, "{service}: {rss}");
+    }
+
+    // What each service adds of its own: the requests it answered, the
+    // messages it sent, the timers it holds.
+    let (status, _) = get(p.intake_http, "/open311/v2/services.json").await;
+    assert_eq!(status, 200);
+    let (_, intake) = get(p.ops["intake"], "/metrics").await;
+    let submitted = r#"whistle_grpc_requests_total{method="/whistle.v1.Intake/SubmitRequest",code="OK"} 1"#;
+    assert!(intake.lines().any(|l| l == submitted), "{submitted} in:\n{intake}");
+    let listed = r#"whistle_http_requests_total{route="/open311/v2/{*path}",method="GET",status="200"} 1"#;
+    assert!(intake.lines().any(|l| l == listed), "{listed} in:\n{intake}");
+    p.sms.wait_for(1, WAIT, whistle_tests::webhook::is("ticket_received", &n.ticket_number)).await;
+    eventually("the notifier counted the SMS it delivered", WAIT, EVERY, || async {
+        let (_, text) = get(p.ops["notifier"], "/metrics").await;
+        let sms: Vec<String> =
+            text.lines().filter(|l| l.starts_with("whistle_messages_total{channel=\"sms\"")).map(str::to_owned).collect();
+        if sms.iter().any(|l| l.contains("outcome=\"delivered\"")) { Ok(()) } else { Err(sms) }
+    })
+    .await;
+    eventually("the sla-timer counted the assigned ticket's timers", WAIT, EVERY, || async {
+        let (_, text) = get(p.ops["sla-timer"], "/metrics").await;
+        let n = text.lines().find_map(|l| l.strip_prefix("whistle_timers_outstanding ")).map(str::to_owned);
+        match n.as_deref().map(str::parse::<i64>) {
+            Some(Ok(n)) if n >= 1 => Ok(()),
+            _ => Err(n),
+        }
+    })
+    .await;
+
+    // The morning of its deadline: the ordinary ticket's warning has fallen
+    // due and fired, and the sla-timer counts it.
+    p.clock.set(time::macros::datetime!(2026-11-30 09:59 +08:00));
+    eventually("the sla-timer counted the warning it fired", WAIT, EVERY, || async {
+        let (_, text) = get(p.ops["sla-timer"], "/metrics").await;
+        let fired: Vec<String> = text.lines().filter(|l| l.starts_with("whistle_timers_fired_total{")).map(str::to_owned).collect();
+        if fired.is_empty() { Err(text) } else { Ok(()) }
+    })
+    .await;
+
+    // The dashboard shipped in deploy/grafana asks only for metrics the
+    // services export.
+    let mut exported = String::new();
+    for addr in p.ops.values() {
+        exported += &get(*addr, "/metrics").await.1;
+    }
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whistle_tests::repo_root().join("deploy/grafana/whistle.json")).expect("dashboard"))
+            .expect("the dashboard is JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().expect("targets").iter().map(|t| t["expr"].as_str().expect("expr").to_owned()))
+        .collect();
+    assert!(exprs.len() >= 9, "{exprs:?}");
+    for expr in &exprs {
+        for word in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("whistle_") || w.starts_with("process_"))
+        {
+            let family = ["_total", "_bucket", "_count", "_sum"].iter().fold(word, |w, suffix| w.strip_suffix(suffix).unwrap_or(w));
+            assert!(exported.contains(&format!("# TYPE {family} ")), "the dashboard's {expr} asks for {word}, which no service exports");
+        }
     }
 
     for (name, addr) in [("whistle.v1.Intake", p.intake_addr), ("whistle.v1.Desk", p.desk_addr), ("whistle.v1.Revisit", p.revisit_addr)] {

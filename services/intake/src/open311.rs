@@ -201,7 +201,7 @@ pub(crate) fn params(raw: Option<&str>) -> Result<HashMap<String, String>, Fault
     Ok(pairs.into_iter().filter(|(_, v)| !v.trim().is_empty()).map(|(k, v)| (k, v.trim().to_owned())).collect())
 }
 
-pub async fn serve(listener: TcpListener, front: Arc<Front>, shutdown: Shutdown) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, front: Arc<Front>, ops: whistle_runtime::Ops, shutdown: Shutdown) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/open311/v2/openapi.json", get(openapi))
@@ -211,6 +211,7 @@ pub async fn serve(listener: TcpListener, front: Arc<Front>, shutdown: Shutdown)
         // POST bodies are bounded by `max_body_bytes`, answered as Open311 errors.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .route_layer(axum::middleware::from_fn(traced))
+        .route_layer(axum::middleware::from_fn_with_state(ops, whistle_runtime::ops::track_http))
         .with_state(front);
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await
 }

@@ -5,6 +5,9 @@ use crate::channels::{Failure, Sms, Smtp, Webhook};
 use crate::directory::{Directory, Route};
 use crate::messages::Message;
 use crate::{NotifierSettings, Result};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use redis::AsyncCommands;
 use std::time::Duration;
 use whistle_runtime::retry::{GaveUp, Retry};
@@ -29,6 +32,30 @@ pub struct Deliverer {
     pub(crate) instance: String,
     /// Fired when the service stops: no retry waits through it.
     pub(crate) shutdown: Shutdown,
+    pub(crate) tries: Tries,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TryLabels {
+    channel: &'static str,
+    outcome: &'static str,
+}
+
+/// Every try to send a message, by channel and outcome (`delivered`,
+/// `failed`), as the metric `whistle_messages_total`.
+#[derive(Clone, Default)]
+pub(crate) struct Tries(Family<TryLabels, Counter>);
+
+impl Tries {
+    pub(crate) fn registered(ops: &whistle_runtime::Ops) -> Tries {
+        let tries = Tries::default();
+        ops.register("whistle_messages", "Tries to send a message, by channel and outcome (delivered, failed)", tries.0.clone());
+        tries
+    }
+
+    fn count(&self, channel: &'static str, ok: bool) {
+        self.0.get_or_create(&TryLabels { channel, outcome: if ok { "delivered" } else { "failed" } }).inc();
+    }
 }
 
 /// Why a message could not be delivered this round.
@@ -51,6 +78,12 @@ impl Deliverer {
     }
 
     async fn try_once(&self, route: &Route, m: &Message) -> Result<(), Failure> {
+        let sent = self.send_once(route, m).await;
+        self.tries.count(route.channel(), sent.is_ok());
+        sent
+    }
+
+    async fn send_once(&self, route: &Route, m: &Message) -> Result<(), Failure> {
         match route {
             Route::Webhook { url, .. } => self.webhook.send(url, m).await,
             Route::Sms(to) => match &self.sms {

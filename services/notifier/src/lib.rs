@@ -154,6 +154,7 @@ impl Notifier {
             settings: config.notifier.clone(),
             instance: uuid::Uuid::new_v4().to_string(),
             shutdown: Shutdown::new(),
+            tries: delivery::Tries::registered(ops.ops()),
         };
         let handler =
             Arc::new(Notify { deliverer: Arc::new(deliverer), catalog: Arc::new(catalog), revisit: config.revisit.clone(), offset });

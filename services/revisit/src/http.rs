@@ -22,12 +22,19 @@ struct AppState {
     sms_token: Option<Secret<String>>,
 }
 
-pub async fn serve(listener: TcpListener, core: Arc<Core>, sms_token: Option<Secret<String>>, shutdown: Shutdown) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    core: Arc<Core>,
+    sms_token: Option<Secret<String>>,
+    ops: whistle_runtime::Ops,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/sms/reply", post(sms_reply))
         .route("/r/{token}", get(link_page).post(link_answer))
         .route_layer(axum::middleware::from_fn(traced))
+        .route_layer(axum::middleware::from_fn_with_state(ops, whistle_runtime::ops::track_http))
         .with_state(AppState { core, sms_token });
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await
 }

@@ -237,11 +237,12 @@ impl Revisit {
         let web = spawn_supervised(
             "revisit-http",
             &shutdown,
-            http::serve(http, core.clone(), config.revisit.sms_reply_token.clone(), shutdown.clone()),
+            http::serve(http, core.clone(), config.revisit.sms_reply_token.clone(), metrics.clone(), shutdown.clone()),
         );
         let (_health, health) = whistle_runtime::ops::grpc_health();
         let served = tonic::transport::Server::builder()
             .trace_fn(whistle_runtime::telemetry::grpc_span)
+            .layer(metrics.grpc_layer())
             .add_service(health)
             .add_service(whistle_runtime::ops::grpc_reflection()?)
             .add_service(whistle_proto::v1::revisit_server::RevisitServer::new(grpc::RevisitService::new(core.clone(), tokens)))

@@ -128,6 +128,11 @@ struct CommitOnRevoke {
 }
 
 impl ClientContext for CommitOnRevoke {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.ops.client_error("kafka-consumer", &error);
+        tracing::error!(group = %self.group, %error, reason, "kafka client error");
+    }
+
     fn stats(&self, statistics: rdkafka::Statistics) {
         for (topic, t) in &statistics.topics {
             // Partition -1 is librdkafka's internal "unassigned" queue.

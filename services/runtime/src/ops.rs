@@ -58,6 +58,35 @@ struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrpcLabels {
+    method: String,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientLabels {
+    client: &'static str,
+    error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     group: String,
     reason: &'static str,
@@ -95,6 +124,11 @@ struct Families {
     handler_seconds: Family<EventLabels, Histogram, fn() -> Histogram>,
     retries: Family<GroupLabels, Counter>,
     dead_letters: Family<ReasonLabels, Counter>,
+    grpc_requests: Family<GrpcLabels, Counter>,
+    grpc_seconds: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    client_errors: Family<ClientLabels, Counter>,
     resident_bytes: Gauge,
     cpu_seconds: Gauge<f64, AtomicU64>,
     open_fds: Gauge,
@@ -132,6 +166,11 @@ impl Ops {
             handler_seconds: Family::new_with_constructor(handler_buckets),
             retries: Family::default(),
             dead_letters: Family::default(),
+            grpc_requests: Family::default(),
+            grpc_seconds: Family::new_with_constructor(handler_buckets),
+            http_requests: Family::default(),
+            http_seconds: Family::new_with_constructor(handler_buckets),
+            client_errors: Family::default(),
             resident_bytes: Gauge::default(),
             cpu_seconds: Gauge::default(),
             open_fds: Gauge::default(),
@@ -151,6 +190,11 @@ impl Ops {
         r.register("whistle_handler_seconds", "Time to handle one message, retries included", f.handler_seconds.clone());
         r.register("whistle_handler_retries", "Retries of a message whose handling failed for a reason that may pass", f.retries.clone());
         r.register("whistle_dead_letters", "Messages sent to the dead-letter topic, by reason", f.dead_letters.clone());
+        r.register("whistle_grpc_requests", "gRPC requests served, by method and status code", f.grpc_requests.clone());
+        r.register("whistle_grpc_request_seconds", "Time to answer a gRPC request", f.grpc_seconds.clone());
+        r.register("whistle_http_requests", "HTTP requests served, by route, method and status", f.http_requests.clone());
+        r.register("whistle_http_request_seconds", "Time to answer an HTTP request", f.http_seconds.clone());
+        r.register("whistle_client_errors", "Errors the Kafka client reported (broker down, authentication, ...)", f.client_errors.clone());
         r.register("process_resident_memory_bytes", "Resident memory", f.resident_bytes.clone());
         r.register("process_cpu_seconds", "User and system CPU time used", f.cpu_seconds.clone());
         r.register("process_open_fds", "Open file descriptors", f.open_fds.clone());
@@ -302,6 +346,33 @@ impl Ops {
         self.inner.families.retries.get_or_create(&GroupLabels { group: group.to_owned() }).inc();
     }
 
+    pub(crate) fn client_error(&self, client: &'static str, error: &rdkafka::error::KafkaError) {
+        // The code, not the message: a bounded label.
+        let error = match error.rdkafka_error_code() {
+            Some(code) => format!("{code:?}"),
+            None => "other".to_owned(),
+        };
+        self.inner.families.client_errors.get_or_create(&ClientLabels { client, error }).inc();
+    }
+
+    fn grpc_answered(&self, method: String, code: &'static str, took: Duration) {
+        let f = &self.inner.families;
+        f.grpc_seconds.get_or_create(&MethodLabels { method: method.clone() }).observe(took.as_secs_f64());
+        f.grpc_requests.get_or_create(&GrpcLabels { method, code }).inc();
+    }
+
+    fn http_answered(&self, route: String, method: String, status: u16, took: Duration) {
+        let f = &self.inner.families;
+        f.http_seconds.get_or_create(&RouteLabels { route: route.clone() }).observe(took.as_secs_f64());
+        f.http_requests.get_or_create(&HttpLabels { route, method, status }).inc();
+    }
+
+    /// Counts and times every gRPC request of a server:
+    /// `Server::builder().layer(ops.grpc_layer())`.
+    pub fn grpc_layer(&self) -> GrpcMetricsLayer {
+        GrpcMetricsLayer { ops: self.clone() }
+    }
+
     pub(crate) fn dead_lettered(&self, group: &str, reason: DeadLetterReason) {
         self.inner.families.dead_letters.get_or_create(&ReasonLabels { group: group.to_owned(), reason: reason.label() }).inc();
     }
@@ -318,6 +389,100 @@ fn event_label(event: &str) -> String {
     } else {
         "other".into()
     }
+}
+
+/// A gRPC status code's name, from the `grpc-status` header.
+fn grpc_code(code: &str) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    code.parse::<usize>().ok().and_then(|c| NAMES.get(c).copied()).unwrap_or("UNKNOWN")
+}
+
+/// See [`Ops::grpc_layer`].
+#[derive(Clone)]
+pub struct GrpcMetricsLayer {
+    ops: Ops,
+}
+
+impl<S> tower_layer::Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetrics<S>;
+
+    fn layer(&self, inner: S) -> GrpcMetrics<S> {
+        GrpcMetrics { inner, ops: self.ops.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+    ops: Ops,
+}
+
+impl<S, B, R> tower_service::Service<axum::http::Request<B>> for GrpcMetrics<S>
+where
+    S: tower_service::Service<axum::http::Request<B>, Response = axum::http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, std::result::Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::result::Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let method = req.uri().path().to_owned();
+        let started = std::time::Instant::now();
+        let answer = self.inner.call(req);
+        let ops = self.ops.clone();
+        Box::pin(async move {
+            let r = answer.await;
+            // A failed call answers with its status in the headers (a
+            // trailers-only response); a call that succeeds, in the trailers.
+            let code = match &r {
+                Ok(resp) => resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).map_or("OK", grpc_code),
+                Err(_) => "UNAVAILABLE",
+            };
+            // A path no service has is one label, whatever the caller sent.
+            let method = if code == "UNIMPLEMENTED" { "unknown".to_owned() } else { method };
+            ops.grpc_answered(method, code, started.elapsed());
+            r
+        })
+    }
+}
+
+/// Counts and times every HTTP request by its route (the pattern, never the
+/// path: no ticket number or token in a label). Add with
+/// `.route_layer(axum::middleware::from_fn_with_state(ops, ops::track_http))`.
+pub async fn track_http(
+    axum::extract::State(ops): axum::extract::State<Ops>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method = req.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    ops.http_answered(route, method, resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 /// The ops HTTP port, bound but not yet serving.

@@ -5,6 +5,11 @@
 //! handed out once, and a claim whose engine died is handed out again after
 //! `claim_ttl_ms`.
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
@@ -57,6 +62,42 @@ pub struct Engine<C, S> {
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
     settings: EngineSettings,
+    metrics: TimerMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+/// What the engine does, as metrics: timers fired by kind, how late each
+/// fired after it fell due, and how many are outstanding.
+#[derive(Clone)]
+pub struct TimerMetrics {
+    fired: Family<KindLabels, Counter>,
+    lateness: Histogram,
+    pub outstanding: Gauge,
+}
+
+impl Default for TimerMetrics {
+    fn default() -> Self {
+        // 1 ms to about 65 s.
+        TimerMetrics {
+            fired: Family::default(),
+            lateness: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            outstanding: Gauge::default(),
+        }
+    }
+}
+
+impl TimerMetrics {
+    pub fn registered(ops: &whistle_runtime::Ops) -> TimerMetrics {
+        let m = TimerMetrics::default();
+        ops.register("whistle_timers_fired", "Timers fired, by kind (warning, overdue, second overdue, ...)", m.fired.clone());
+        ops.register("whistle_timer_lateness_seconds", "How long after it fell due a timer fired", m.lateness.clone());
+        ops.register("whistle_timers_outstanding", "Timers armed and not yet fired, over every shard", m.outstanding.clone());
+        m
+    }
 }
 
 /// What one round did.
@@ -73,7 +114,12 @@ fn millis(t: time::OffsetDateTime) -> i64 {
 
 impl<C: Conn, S: Sink> Engine<C, S> {
     pub fn new(store: TimerStore<C>, sink: Arc<S>, clock: Arc<dyn Clock>, wake: Arc<Notify>, settings: EngineSettings) -> Self {
-        Engine { store, sink, clock, wake, settings }
+        Engine { store, sink, clock, wake, settings, metrics: TimerMetrics::default() }
+    }
+
+    /// The same engine, counting what it fires in `metrics`.
+    pub fn with_metrics(self, metrics: TimerMetrics) -> Self {
+        Engine { metrics, ..self }
     }
 
     /// Claims and fires everything due now in every shard, once.
@@ -88,6 +134,10 @@ impl<C: Conn, S: Sink> Engine<C, S> {
             let acked = due.clone();
             self.sink.fire(due).await?;
             self.store.ack(s, &acked).await?;
+            for d in &acked {
+                self.metrics.fired.get_or_create(&KindLabels { kind: d.kind.as_str() }).inc();
+                self.metrics.lateness.observe((now - d.due_ms).max(0) as f64 / 1000.0);
+            }
             Ok((n, n >= self.settings.claim_batch))
         });
         let mut round = Round { fired: 0, more: false };

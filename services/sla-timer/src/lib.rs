@@ -26,7 +26,7 @@ use whistle_runtime::redis_client::RedisConn;
 use whistle_runtime::shutdown::drain;
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, Topics};
 
-pub use engine::{Engine, EngineSettings, Sink, Stopped};
+pub use engine::{Engine, EngineSettings, Sink, Stopped, TimerMetrics};
 pub use rebuild::{Report, rebuild};
 pub use timers::{Arm, Due, Record, TimerStore};
 
@@ -303,7 +303,31 @@ impl SlaTimer {
         let topics = Topics::new(&self.config.kafka);
         let wake = Arc::new(Notify::new());
         let sink = Arc::new(KafkaSink::new(self.producer.clone(), self.clock.clone()));
-        let engine = Arc::new(Engine::new(self.store.clone(), sink, self.clock.clone(), wake.clone(), self.config.sla_timer.engine()));
+        let metrics = TimerMetrics::registered(&self.ops);
+        let engine = Arc::new(
+            Engine::new(self.store.clone(), sink, self.clock.clone(), wake.clone(), self.config.sla_timer.engine())
+                .with_metrics(metrics.clone()),
+        );
+        // How many timers are outstanding, looked at every few seconds.
+        let counting = {
+            let (store, gauge) = (self.store.clone(), metrics.outstanding.clone());
+            whistle_runtime::shutdown::spawn_supervised("timers-count", &shutdown, {
+                let shutdown = shutdown.clone();
+                async move {
+                    loop {
+                        match store.outstanding().await {
+                            Ok(n) => {
+                                gauge.set(n as i64);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot count the outstanding timers"),
+                        }
+                        if !whistle_runtime::shutdown::sleep_or_shutdown(Duration::from_secs(2), &shutdown).await {
+                            return Ok::<_, whistle_runtime::Error>(());
+                        }
+                    }
+                }
+            })
+        };
         while !shutdown.is_triggered() {
             if self.lost_data().await? {
                 self.rebuild().await?;
@@ -332,7 +356,7 @@ impl SlaTimer {
             }
         }
         shutdown.trigger();
-        drain(ops.into_iter().collect(), Duration::from_secs(5)).await;
+        drain(ops.into_iter().chain([counting]).collect(), Duration::from_secs(5)).await;
         self.producer.flush(Duration::from_secs(5));
         Ok(())
     }
