@@ -133,6 +133,23 @@ fn check(values: &[&str]) -> Vec<Value> {
         assert!(budgets.iter().any(|b| &b["spec"]["selector"]["matchLabels"] == selector), "{n} has a PodDisruptionBudget");
     }
     assert_eq!(of_kind(&docs, "NetworkPolicy").len(), 1);
+    // The config the chart mounts is one every service accepts (no unknown
+    // section or key, values in range).
+    let config = of_kind(&docs, "ConfigMap").into_iter().find(|c| name(c) == "whistle-config").expect("the config");
+    let file = std::env::temp_dir().join(format!("{}.toml", whistle_tests::unique_prefix("chart-config")));
+    std::fs::write(&file, config["data"]["whistle.toml"].as_str().expect("whistle.toml")).expect("write");
+    use whistle_runtime::config::load_service;
+    let loaded = [
+        load_service::<whistle_intake::Config>(Some(&file)).err(),
+        load_service::<whistle_classifier::Config>(Some(&file)).err(),
+        load_service::<whistle_dispatcher::Config>(Some(&file)).err(),
+        load_service::<whistle_sla_timer::Config>(Some(&file)).err(),
+        load_service::<whistle_notifier::Config>(Some(&file)).err(),
+        load_service::<whistle_revisit::Config>(Some(&file)).err(),
+    ];
+    let _ = std::fs::remove_file(&file);
+    let refused: Vec<String> = loaded.into_iter().flatten().map(|e| e.to_string()).collect();
+    assert!(refused.is_empty(), "the chart's config for {values:?} is refused: {refused:?}");
     docs
 }
 

@@ -27,6 +27,9 @@ command -v cc >/dev/null || need_pkgs+=(build-essential)
 command -v make >/dev/null || need_pkgs+=(make)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v curl >/dev/null || need_pkgs+=(curl ca-certificates)
+# The TLS tests make their certificates with it; OpenSSL's vendored build needs perl.
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v perl >/dev/null || need_pkgs+=(perl)
 if [ ${#need_pkgs[@]} -gt 0 ]; then apt_install "${need_pkgs[@]}"; fi
 
 if ! command -v cargo >/dev/null; then

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """A real SMTP server for development and tests (aiosmtpd): every message it
 accepts is written to DIR as <time>-<n>.eml, with the envelope recipients in an
-X-Envelope-To header. The notifier's email channel talks to it over SMTP."""
+X-Envelope-To header. The notifier's email channel talks to it over SMTP;
+with --tls-cert and --tls-key it requires STARTTLS (or, with --implicit-tls,
+speaks TLS from the start)."""
 import argparse
 import asyncio
 import itertools
 import os
+import ssl
 import time
 
 from aiosmtpd.controller import Controller
@@ -32,8 +35,16 @@ def main():
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=2525)
     p.add_argument("--dir", required=True)
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--implicit-tls", action="store_true")
     a = p.parse_args()
-    controller = Controller(Maildir(a.dir), hostname=a.host, port=a.port)
+    tls = {}
+    if a.tls_cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        tls = {"ssl_context": ctx} if a.implicit_tls else {"tls_context": ctx, "require_starttls": True}
+    controller = Controller(Maildir(a.dir), hostname=a.host, port=a.port, **tls)
     controller.start()
     print(f"smtp sink on {a.host}:{a.port}, mail in {a.dir}", flush=True)
     try:

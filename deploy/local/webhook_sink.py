@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A stand-in for the SMS gateway (POST /sms) and the units' webhooks (POST
 /messages) when running locally: accepts the notifier's POSTs and logs one
-line per message, with phone numbers masked. Standard library only."""
+line per message, with phone numbers masked. With --tls-cert and --tls-key it
+serves HTTPS. Standard library only."""
 import argparse
 import json
+import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -40,6 +42,13 @@ class Sink(BaseHTTPRequestHandler):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=8025)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
-    print(f"webhook sink on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
-    ThreadingHTTPServer(("127.0.0.1", args.port), Sink).serve_forever()
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Sink)
+    if args.tls_cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    print(f"webhook sink on {'https' if args.tls_cert else 'http'}://127.0.0.1:{args.port}", file=sys.stderr, flush=True)
+    server.serve_forever()

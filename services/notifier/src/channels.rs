@@ -2,7 +2,8 @@
 //! JSON body template in config), email through SMTP (lettre), and webhooks
 //! (HTTP POST of the message as JSON). Each send is one try; retries,
 //! backoff and de-duplication are the caller's. Every gateway has its own
-//! rate limit.
+//! rate limit. HTTPS and SMTP over TLS (STARTTLS or implicit) trust the
+//! bundled Mozilla roots plus the CA of `notifier.ca_file`.
 
 use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -77,8 +78,51 @@ async fn post(req: reqwest::RequestBuilder, m: &Message) -> Result<(), Failure> 
     match req.send().await {
         Ok(resp) if resp.status().is_success() => Ok(()),
         Ok(resp) => Err(http_failure(resp.status())),
-        // Without the URL: a gateway's URL may carry a key.
-        Err(e) => Err(Failure::Transient(e.without_url().to_string())),
+        // Without the URL (a gateway's URL may carry a key), with the cause
+        // (an untrusted certificate, a refused connection).
+        Err(e) => Err(Failure::Transient(with_causes(&e.without_url()))),
+    }
+}
+
+/// An error and what caused it, as one line.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut said = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let c_said = c.to_string();
+        if !said.contains(&c_said) {
+            said = format!("{said}: {c_said}");
+        }
+        cause = c.source();
+    }
+    said
+}
+
+/// Which certificate authorities the notifier trusts besides the bundled
+/// roots: the PEM file `notifier.ca_file` names (a city's own CA).
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    pem: Option<Vec<u8>>,
+}
+
+impl Trust {
+    pub fn load(ca_file: Option<&std::path::Path>) -> Result<Trust> {
+        let Some(file) = ca_file else { return Ok(Trust::default()) };
+        let pem = std::fs::read(file).map_err(|e| Error::Config(format!("notifier.ca_file {}: {e}", file.display())))?;
+        let bad = |why: String| Error::Config(format!("notifier.ca_file {}: {why}", file.display()));
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(bad("holds no PEM certificate".into()));
+        }
+        Ok(Trust { pem: Some(pem) })
+    }
+
+    fn http(&self, timeout: Duration) -> Result<reqwest::Client> {
+        let mut b = reqwest::Client::builder().timeout(timeout);
+        if let Some(pem) = &self.pem {
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
+        }
+        Ok(b.build()?)
     }
 }
 
@@ -89,8 +133,8 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub fn new(timeout: Duration, per_second: f64) -> Result<Self> {
-        Ok(Webhook { http: reqwest::Client::builder().timeout(timeout).build()?, limiter: RateLimiter::new(per_second) })
+    pub fn new(timeout: Duration, per_second: f64, trust: &Trust) -> Result<Self> {
+        Ok(Webhook { http: trust.http(timeout)?, limiter: RateLimiter::new(per_second) })
     }
 
     pub async fn send(&self, url: &str, m: &Message) -> Result<(), Failure> {
@@ -141,18 +185,14 @@ fn json_escaped(s: &str) -> String {
 }
 
 impl Sms {
-    pub fn new(settings: &SmsSettings, timeout: Duration) -> Result<Option<Self>> {
+    pub fn new(settings: &SmsSettings, timeout: Duration, trust: &Trust) -> Result<Option<Self>> {
         if settings.url.is_empty() {
             return Ok(None);
         }
         let probe = Self::render(&settings.body_template, "13800000000", &Message::probe());
         serde_json::from_str::<serde_json::Value>(&probe)
             .map_err(|e| Error::Config(format!("notifier.sms.body_template is not JSON once filled in: {e}")))?;
-        Ok(Some(Sms {
-            http: reqwest::Client::builder().timeout(timeout).build()?,
-            settings: settings.clone(),
-            limiter: RateLimiter::new(settings.per_second),
-        }))
+        Ok(Some(Sms { http: trust.http(timeout)?, settings: settings.clone(), limiter: RateLimiter::new(settings.per_second) }))
     }
 
     fn render(template: &str, to: &str, m: &Message) -> String {
@@ -195,6 +235,19 @@ pub struct SmtpSettings {
     pub password: Secret<String>,
     pub from: String,
     pub per_second: f64,
+    /// `none` (a relay on the local network), `starttls` (upgrade the
+    /// connection, required: refused if the server does not offer it) or
+    /// `tls` (TLS from the start, usually port 465).
+    pub tls: SmtpTls,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    #[default]
+    None,
+    Starttls,
+    Tls,
 }
 
 impl Default for SmtpSettings {
@@ -206,12 +259,12 @@ impl Default for SmtpSettings {
             password: Secret::default(),
             from: "12345 <noreply@12345.example>".into(),
             per_second: 20.0,
+            tls: SmtpTls::None,
         }
     }
 }
 
-/// Email through SMTP. Plain SMTP as configured (a relay on the local
-/// network); TLS needs lettre's TLS feature.
+/// Email through SMTP: plain, STARTTLS or TLS as `tls` says.
 pub struct Smtp {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: lettre::message::Mailbox,
@@ -219,12 +272,22 @@ pub struct Smtp {
 }
 
 impl Smtp {
-    pub fn new(s: &SmtpSettings, timeout: Duration) -> Result<Option<Self>> {
+    pub fn new(s: &SmtpSettings, timeout: Duration, trust: &Trust) -> Result<Option<Self>> {
+        use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
         if s.host.is_empty() {
             return Ok(None);
         }
         let from = s.from.parse().map_err(|e| Error::Config(format!("notifier.smtp.from {:?}: {e}", s.from)))?;
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.as_str()).port(s.port).timeout(Some(timeout));
+        if s.tls != SmtpTls::None {
+            let bad = |e: lettre::transport::smtp::Error| Error::Config(format!("notifier.smtp.tls: {e}"));
+            let mut p = TlsParameters::builder(s.host.clone());
+            if let Some(pem) = &trust.pem {
+                p = p.add_root_certificate(Certificate::from_pem(pem).map_err(bad)?);
+            }
+            let params = p.build().map_err(bad)?;
+            b = b.tls(if s.tls == SmtpTls::Starttls { Tls::Required(params) } else { Tls::Wrapper(params) });
+        }
         if !s.username.is_empty() {
             b = b.credentials(lettre::transport::smtp::authentication::Credentials::new(s.username.clone(), s.password.expose().clone()));
         }

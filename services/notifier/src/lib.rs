@@ -34,6 +34,7 @@ use whistle_runtime::shutdown::{drain, spawn_supervised};
 use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
 
 use channels::{Sms, SmsSettings, Smtp, SmtpSettings, Webhook};
+pub use channels::{SmtpTls, Trust};
 pub use messages::{Message, Recipient, Template};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -87,6 +88,9 @@ pub struct NotifierSettings {
     pub summary: summary::SummarySettings,
     /// Metrics, health and readiness (`/metrics`, `/healthz`, `/readyz`).
     pub ops_listen: std::net::SocketAddr,
+    /// A PEM file of a CA to trust, besides the bundled roots, for HTTPS
+    /// webhooks, the SMS gateway and SMTP over TLS (a city's own CA).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for NotifierSettings {
@@ -104,6 +108,7 @@ impl Default for NotifierSettings {
             request_timeout_ms: 10_000,
             summary: summary::SummarySettings::default(),
             ops_listen: ([127, 0, 0, 1], 9185).into(),
+            ca_file: None,
         }
     }
 }
@@ -143,13 +148,14 @@ impl Notifier {
         let catalog = i18n::Catalog::builtin()?;
         catalog.require(&Template::ALL.map(Template::message_id))?;
         let timeout = Duration::from_millis(config.notifier.request_timeout_ms);
+        let trust = Trust::load(config.notifier.ca_file.as_deref())?;
         let store = TicketStore::connect(&config.redis).await?;
         let ops = OpsServer::for_service("notifier", config.notifier.ops_listen, store.redis(), &producer).await?;
         let deliverer = Deliverer {
             store,
-            webhook: Webhook::new(timeout, config.notifier.webhook_per_second)?,
-            sms: Sms::new(&config.notifier.sms, timeout)?,
-            smtp: Smtp::new(&config.notifier.smtp, timeout)?,
+            webhook: Webhook::new(timeout, config.notifier.webhook_per_second, &trust)?,
+            sms: Sms::new(&config.notifier.sms, timeout, &trust)?,
+            smtp: Smtp::new(&config.notifier.smtp, timeout, &trust)?,
             directory,
             settings: config.notifier.clone(),
             instance: uuid::Uuid::new_v4().to_string(),
@@ -208,8 +214,8 @@ mod tests {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/whistle.toml");
         let config: Config = whistle_runtime::config::load_service(Some(&file)).unwrap();
         let n = &config.notifier;
-        assert!(Sms::new(&n.sms, Duration::from_secs(1)).unwrap().is_some(), "SMS body template fills in as JSON");
-        assert!(Smtp::new(&n.smtp, Duration::from_secs(1)).unwrap().is_some());
+        assert!(Sms::new(&n.sms, Duration::from_secs(1), &Trust::default()).unwrap().is_some(), "SMS body template fills in as JSON");
+        assert!(Smtp::new(&n.smtp, Duration::from_secs(1), &Trust::default()).unwrap().is_some());
         assert_eq!(n.contact_categories, [Category::Heating, Category::Property, Category::Housing]);
         assert!(n.summary.enabled && n.summary.day == 1 && n.summary.hour == 9);
         assert_eq!(config.revisit.public_url, "http://127.0.0.1:8026");

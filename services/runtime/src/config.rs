@@ -195,6 +195,10 @@ pub struct KafkaConfig {
     pub statistics_interval_ms: u64,
     /// Extra librdkafka properties (security.protocol, sasl.*, ...).
     pub properties: BTreeMap<String, Secret<String>>,
+    /// `sasl.password`, kept apart so it can come from the environment
+    /// (`WHISTLE__KAFKA__SASL_PASSWORD`, a Secret): a dotted property
+    /// name cannot be spelled in an environment variable.
+    pub sasl_password: Option<Secret<String>>,
 }
 
 impl Default for KafkaConfig {
@@ -207,6 +211,7 @@ impl Default for KafkaConfig {
             replication: 1,
             statistics_interval_ms: 5000,
             properties: BTreeMap::new(),
+            sasl_password: None,
         }
     }
 }
@@ -221,11 +226,19 @@ pub struct RedisConfig {
     /// Redis Cluster seed nodes (`redis://host:port`); when set, services
     /// that support it (the timers) use the cluster instead of `url`.
     pub cluster_nodes: Vec<Secret<String>>,
+    /// For TLS (`rediss://` URLs): a PEM file of the CA that signed the
+    /// server's certificate, when it is not one the system trusts.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        RedisConfig { url: Secret::new("redis://127.0.0.1:6379/0".into()), key_prefix: "whistle:".into(), cluster_nodes: Vec::new() }
+        RedisConfig {
+            url: Secret::new("redis://127.0.0.1:6379/0".into()),
+            key_prefix: "whistle:".into(),
+            cluster_nodes: Vec::new(),
+            ca_file: None,
+        }
     }
 }
 

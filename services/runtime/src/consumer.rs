@@ -361,7 +361,9 @@ impl<H: Handler> Ctx<H> {
                 },
                 |e| matches!(e, HandleError::Poison(_)),
                 |attempt, e, wait| {
-                    self.ops.retried(&self.group);
+                    if let HandleError::Retry(reason) = e {
+                        self.ops.retried(&self.group, reason);
+                    }
                     tracing::warn!(parent: &span, reason = %e, attempt, wait_ms = wait.as_millis() as u64, "handling failed; will retry");
                 },
             )

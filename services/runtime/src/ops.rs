@@ -194,7 +194,11 @@ impl Ops {
         r.register("whistle_grpc_request_seconds", "Time to answer a gRPC request", f.grpc_seconds.clone());
         r.register("whistle_http_requests", "HTTP requests served, by route, method and status", f.http_requests.clone());
         r.register("whistle_http_request_seconds", "Time to answer an HTTP request", f.http_seconds.clone());
-        r.register("whistle_client_errors", "Errors the Kafka client reported (broker down, authentication, ...)", f.client_errors.clone());
+        r.register(
+            "whistle_client_errors",
+            "Errors the Kafka client reported (broker down, authentication, ...) and Redis errors (readiness checks, handlers' retries)",
+            f.client_errors.clone(),
+        );
         r.register("process_resident_memory_bytes", "Resident memory", f.resident_bytes.clone());
         r.register("process_cpu_seconds", "User and system CPU time used", f.cpu_seconds.clone());
         r.register("process_open_fds", "Open file descriptors", f.open_fds.clone());
@@ -223,12 +227,25 @@ impl Ops {
         self.inner.checks.lock().unwrap_or_else(|e| e.into_inner()).push((name, Arc::new(check)));
     }
 
-    /// Ready only while Redis answers PING.
+    /// Ready only while Redis answers PING (a failure counts as a Redis
+    /// client error).
     pub fn check_redis<C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static>(&self, conn: C) {
+        let ops = self.clone();
         self.check("redis", move || {
-            let mut conn = conn.clone();
-            Box::pin(async move { redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop).map_err(|e| e.to_string()) })
+            let (mut conn, ops) = (conn.clone(), ops.clone());
+            Box::pin(async move {
+                redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop).map_err(|e| {
+                    ops.redis_error(&e);
+                    e.to_string()
+                })
+            })
         });
+    }
+
+    /// Counts an error a Redis command met, by its kind.
+    pub fn redis_error(&self, e: &redis::RedisError) {
+        let error = format!("{:?}", e.kind());
+        self.inner.families.client_errors.get_or_create(&ClientLabels { client: "redis", error }).inc();
     }
 
     /// Ready only while the broker answers a metadata request.
@@ -342,8 +359,11 @@ impl Ops {
         f.handler_seconds.get_or_create(&EventLabels { group: group.to_owned(), event }).observe(took.as_secs_f64());
     }
 
-    pub(crate) fn retried(&self, group: &str) {
+    pub(crate) fn retried(&self, group: &str, reason: &str) {
         self.inner.families.retries.get_or_create(&GroupLabels { group: group.to_owned() }).inc();
+        if reason.starts_with("redis: ") {
+            self.inner.families.client_errors.get_or_create(&ClientLabels { client: "redis", error: "handler".into() }).inc();
+        }
     }
 
     pub(crate) fn client_error(&self, client: &'static str, error: &rdkafka::error::KafkaError) {

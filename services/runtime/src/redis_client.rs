@@ -1,5 +1,7 @@
 //! Redis connections: a multiplexed, auto-reconnecting connection to one
-//! server, or a cluster connection when `cluster_nodes` is configured.
+//! server, or a cluster connection when `cluster_nodes` is configured. A
+//! `rediss://` URL connects over TLS (the system's roots, plus `ca_file`);
+//! a password or an ACL user goes in the URL (`rediss://user:pass@host`).
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
@@ -8,8 +10,20 @@ use std::time::Duration;
 
 use crate::{RedisConfig, Result};
 
+/// The CA `ca_file` names, for TLS.
+fn certificates(cfg: &RedisConfig) -> Result<Option<redis::TlsCertificates>> {
+    let Some(file) = &cfg.ca_file else { return Ok(None) };
+    let pem = std::fs::read(file).map_err(|e| crate::Error::Config(format!("redis.ca_file {}: {e}", file.display())))?;
+    Ok(Some(redis::TlsCertificates { client_tls: None, root_cert: Some(pem) }))
+}
+
 pub async fn connect(cfg: &RedisConfig) -> Result<ConnectionManager> {
-    let client = redis::Client::open(cfg.url.expose().as_str())?;
+    let url = cfg.url.expose().as_str();
+    let client = match certificates(cfg)? {
+        Some(certs) if url.starts_with("rediss://") => redis::Client::build_with_tls(url, certs)?,
+        Some(_) => return Err(crate::Error::Config("redis.ca_file is set but redis.url is not a rediss:// (TLS) URL".into())),
+        None => redis::Client::open(url)?,
+    };
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(10)))
@@ -31,10 +45,13 @@ impl RedisConn {
             return Ok(RedisConn::Single(connect(cfg).await?));
         }
         let nodes: Vec<&str> = cfg.cluster_nodes.iter().map(|n| n.expose().as_str()).collect();
-        let client = redis::cluster::ClusterClient::builder(nodes)
+        let mut builder = redis::cluster::ClusterClient::builder(nodes)
             .connection_timeout(Duration::from_secs(5))
-            .response_timeout(Duration::from_secs(10))
-            .build()?;
+            .response_timeout(Duration::from_secs(10));
+        if let Some(certs) = certificates(cfg)? {
+            builder = builder.certs(certs);
+        }
+        let client = builder.build()?;
         Ok(RedisConn::Cluster(client.get_async_connection().await?))
     }
 }
