@@ -9,15 +9,10 @@
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use whistle_tests::tools;
 
 /// Which Kubernetes version the chart targets.
 const KUBERNETES: &str = "1.35.0";
-
-fn tools() -> PathBuf {
-    std::env::var_os("WHISTLE_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".whistle/tools"))
-}
 
 fn tool(path: &str) -> PathBuf {
     let p = tools().join(path);

@@ -184,3 +184,49 @@ async fn every_service_shows_the_lag_of_its_groups_and_says_it_is_ready() {
     }
     p.shutdown().await;
 }
+
+/// A handler that waits at a gate until the test opens it.
+struct Gated(tokio::sync::Semaphore);
+
+impl whistle_runtime::consumer::Handler for Gated {
+    async fn handle(&self, _: &whistle_runtime::consumer::Incoming) -> Result<(), whistle_runtime::consumer::HandleError> {
+        let _pass = self.0.acquire().await.expect("the gate");
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_far_behind_is_not_ready_until_it_has_caught_up() {
+    let p = Platform::start_with("behind", whistle_tests::Options { only_revisit: true, ..Default::default() }).await;
+    let topic = p.topics().intake_requests();
+    for n in 0..5 {
+        p.publish_to(&topic, "one-key", format!("request {n}").as_bytes()).await;
+    }
+    let shutdown = whistle_runtime::Shutdown::new();
+    let ops = whistle_runtime::Ops::new("slow");
+    let server = whistle_runtime::ops::OpsServer::bind(([127, 0, 0, 1], 0).into(), ops.clone()).await.expect("ops port");
+    let addr = server.local_addr();
+    let served = server.spawn(&shutdown);
+    let kafka = whistle_runtime::KafkaConfig { ready_max_lag: 2, ..p.kafka.clone() };
+    let gate = std::sync::Arc::new(Gated(tokio::sync::Semaphore::new(0)));
+    let settings = whistle_runtime::consumer::ConsumerSettings::new(&ops, "slow-test", vec![topic.clone()]);
+    let dlq = whistle_runtime::EventProducer::new(&p.kafka).expect("producer");
+    let consumer = whistle_runtime::consumer::spawn("slow", &kafka, settings, gate.clone(), dlq, &shutdown);
+
+    let said = eventually("readiness saying the group is behind", WAIT, EVERY, || async move {
+        let (status, body) = get(addr, "/readyz").await;
+        if status == 503 && body.contains("5 messages behind (ready at 2 or fewer)") { Ok(body) } else { Err((status, body)) }
+    })
+    .await;
+    assert!(said.contains(&format!("consumer group {}slow-test", p.prefix)), "{said}");
+    gate.0.add_permits(1000);
+    eventually("ready once it has caught up", WAIT, EVERY, || async move {
+        let (status, body) = get(addr, "/readyz").await;
+        if status == 200 { Ok(()) } else { Err((status, body)) }
+    })
+    .await;
+    shutdown.trigger();
+    consumer.await.expect("joined").expect("drained");
+    served.await.expect("joined").expect("served");
+    p.shutdown().await;
+}

@@ -11,20 +11,11 @@ use whistle_notifier::channels::{Smtp, SmtpSettings, Webhook};
 use whistle_notifier::{Message, SmtpTls, Trust};
 use whistle_runtime::{RedisConfig, Secret};
 use whistle_tests::wait::eventually;
+use whistle_tests::{free_port, tools};
 use whistle_tests::{repo_root, unique_prefix};
 
 const WAIT: Duration = Duration::from_secs(30);
 const EVERY: Duration = Duration::from_millis(100);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-fn tools() -> PathBuf {
-    std::env::var_os("WHISTLE_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".whistle/tools"))
-}
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));

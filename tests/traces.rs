@@ -14,21 +14,12 @@ use std::time::Duration;
 use whistle_tests::wait::eventually;
 use whistle_tests::webhook::is;
 use whistle_tests::{Behaviour, WebhookReceiver, infra, repo_root, unique_prefix};
+use whistle_tests::{free_port, tools};
 
 const WAIT: Duration = Duration::from_secs(90);
 const EVERY: Duration = Duration::from_millis(200);
 const PHONE: &str = "13877776666";
 const NAME: &str = "欧阳娜娜";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-fn tools() -> PathBuf {
-    std::env::var_os("WHISTLE_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".whistle/tools"))
-}
 
 /// A built service binary (test.sh builds them before the tests).
 fn binary(name: &str) -> PathBuf {

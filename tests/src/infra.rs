@@ -91,3 +91,17 @@ pub fn unique_prefix(name: &str) -> String {
     let r = uuid::Uuid::new_v4().simple().to_string();
     format!("t-{name}-{}-{n}-{}.", std::process::id(), &r[..8])
 }
+
+/// Where `deploy/local/install.sh` puts the tools (Helm, the collector, the
+/// Python venv): `$WHISTLE_TOOLS`, else `~/.whistle/tools`.
+pub fn tools() -> PathBuf {
+    std::env::var_os("WHISTLE_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".whistle/tools"))
+}
+
+/// A loopback port nothing listens on now (for a server the test starts
+/// as a process, which cannot report a port 0 back).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}

@@ -93,7 +93,7 @@ impl Platform {
             group_prefix: prefix.clone(),
             create_topics: false,
             // The lag metric, refreshed often enough for a test to watch.
-            statistics_interval_ms: 500,
+            lag_interval_ms: 500,
             ..KafkaConfig::default()
         };
         whistle_runtime::topics::ensure(&kafka).await.expect("create topics");

@@ -190,9 +190,12 @@ pub struct KafkaConfig {
     pub create_topics: bool,
     /// Replication factor for created topics.
     pub replication: i32,
-    /// How often each consumer refreshes its lag metric (librdkafka's
-    /// statistics interval), in milliseconds.
-    pub statistics_interval_ms: u64,
+    /// How often each consumer reports its lag (librdkafka's statistics; the
+    /// broker is asked when they stop coming), in milliseconds.
+    pub lag_interval_ms: u64,
+    /// A service is ready (`/readyz`) while each of its consumer groups is
+    /// at most this many messages behind.
+    pub ready_max_lag: i64,
     /// Extra librdkafka properties (security.protocol, sasl.*, ...).
     pub properties: BTreeMap<String, Secret<String>>,
     /// `sasl.password`, kept apart so it can come from the environment
@@ -209,7 +212,8 @@ impl Default for KafkaConfig {
             group_prefix: String::new(),
             create_topics: true,
             replication: 1,
-            statistics_interval_ms: 5000,
+            lag_interval_ms: 5000,
+            ready_max_lag: 1000,
             properties: BTreeMap::new(),
             sasl_password: None,
         }

@@ -125,6 +125,8 @@ struct CommitOnRevoke {
     pending: Pending,
     group: String,
     ops: Ops,
+    /// When librdkafka's statistics last reported the lag.
+    reported: Arc<Mutex<Instant>>,
 }
 
 impl ClientContext for CommitOnRevoke {
@@ -133,6 +135,9 @@ impl ClientContext for CommitOnRevoke {
         tracing::error!(group = %self.group, %error, reason, "kafka client error");
     }
 
+    /// The lag as librdkafka sees it (no broker round trip). Statistics come
+    /// only while the loop polls: a stuck handler stops them, and then
+    /// [`watch_lag`] asks the broker instead.
     fn stats(&self, statistics: rdkafka::Statistics) {
         for (topic, t) in &statistics.topics {
             // Partition -1 is librdkafka's internal "unassigned" queue.
@@ -147,6 +152,60 @@ impl ClientContext for CommitOnRevoke {
                 };
                 self.ops.lag(&self.group, topic, *partition, Some(lag));
             }
+        }
+        *self.reported.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+}
+
+type Subscribed = StreamConsumer<CommitOnRevoke>;
+
+/// The lag of each partition the consumer holds: its committed offset (the
+/// start when nothing is committed yet) against the high watermark. Broker
+/// round trips: call it off the async threads.
+fn lag_of(c: &Subscribed) -> rdkafka::error::KafkaResult<Vec<(String, i32, i64)>> {
+    let assigned = c.assignment()?;
+    if assigned.count() == 0 {
+        return Ok(Vec::new());
+    }
+    let committed = c.committed_offsets(assigned, Duration::from_secs(5))?;
+    let mut lags = Vec::new();
+    for el in committed.elements() {
+        let (low, high) = c.fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(5))?;
+        let from = match el.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        lags.push((el.topic().to_owned(), el.partition(), (high - from).max(0)));
+    }
+    Ok(lags)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Beside the consumer loop: when librdkafka's statistics have not come for
+/// two intervals (the loop is stuck in a handler), measures the lag by
+/// asking the broker, so a stuck consumer still shows its lag growing.
+async fn watch_lag(consumer: Arc<Subscribed>, ops: Ops, group: String, every: Duration, shutdown: Shutdown) {
+    let reported = consumer.context().reported.clone();
+    while sleep_or_shutdown(every, &shutdown).await {
+        if reported.lock().unwrap_or_else(|e| e.into_inner()).elapsed() < every * 2 {
+            continue;
+        }
+        let c = consumer.clone();
+        match tokio::task::spawn_blocking(move || lag_of(&c)).await {
+            Ok(Ok(lags)) => {
+                for (topic, partition, lag) in lags {
+                    ops.lag(&group, &topic, partition, Some(lag));
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(group = %group, error = %e, "cannot measure the lag; will try again"),
+            Err(_) => return,
         }
     }
 }
@@ -219,13 +278,27 @@ pub async fn run<H: Handler>(
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("fetch.wait.max.ms", "100")
-        .set("statistics.interval.ms", kafka.statistics_interval_ms.to_string())
-        .create_with_context(CommitOnRevoke { pending: pending.clone(), group: group.clone(), ops: settings.ops.clone() })?;
-    settings.ops.consumer_started(&group);
+        .set("statistics.interval.ms", kafka.lag_interval_ms.max(100).to_string())
+        .create_with_context(CommitOnRevoke {
+            pending: pending.clone(),
+            group: group.clone(),
+            ops: settings.ops.clone(),
+            reported: Arc::new(Mutex::new(Instant::now())),
+        })?;
+    let consumer = Arc::new(consumer);
+    settings.ops.consumer_started(&group, kafka.ready_max_lag);
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     tracing::info!(group = %group, topics = ?settings.topics, "consumer started");
 
+    // Stops with the loop, however it ends.
+    let _lag = AbortOnDrop(tokio::spawn(watch_lag(
+        consumer.clone(),
+        settings.ops.clone(),
+        group.clone(),
+        Duration::from_millis(kafka.lag_interval_ms.max(100)),
+        shutdown.clone(),
+    )));
     let ctx = Ctx { handler, dlq, shutdown: shutdown.clone(), service: settings.service, group: group.clone(), ops: settings.ops.clone() };
     let mut last_commit = Instant::now();
     let mut dirty = false;

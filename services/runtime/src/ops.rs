@@ -1,7 +1,8 @@
 //! What an operator and Kubernetes see of a service, on its own HTTP port
 //! (`ops_listen` in the service's section): Prometheus metrics at
 //! `/metrics`, `/healthz` (the process serves) and `/readyz` (it reaches the
-//! broker and Redis, and every consumer of it has joined its group). Every
+//! broker and Redis, and every consumer of it has joined its group and is at
+//! most `kafka.ready_max_lag` messages behind). Every
 //! gRPC server also answers `grpc.health.v1` and server reflection
 //! ([`grpc_health`], [`grpc_reflection`]).
 //!
@@ -114,6 +115,17 @@ impl DeadLetterReason {
     }
 }
 
+/// One consumer group of the process, as readiness sees it.
+#[derive(Debug, Default)]
+struct GroupState {
+    joined: bool,
+    partitions: usize,
+    /// The latest lag of each partition it holds.
+    lags: BTreeMap<(String, i32), i64>,
+    /// Ready while at most this many messages behind.
+    max_lag: i64,
+}
+
 type Check = Arc<dyn Fn() -> BoxFuture<'static, std::result::Result<(), String>> + Send + Sync>;
 
 struct Families {
@@ -141,8 +153,8 @@ struct Inner {
     registry: RwLock<Registry>,
     families: Families,
     checks: Mutex<Vec<(&'static str, Check)>>,
-    /// Consumer groups of this process and whether each has joined.
-    groups: Mutex<BTreeMap<String, bool>>,
+    /// Consumer groups of this process: joined or not, and how far behind.
+    groups: Mutex<BTreeMap<String, GroupState>>,
 }
 
 /// One service's metrics and readiness. Cheap to clone.
@@ -267,9 +279,18 @@ impl Ops {
             }
         });
         let mut failed: Vec<String> = futures::future::join_all(runs).await.into_iter().flatten().collect();
-        for (group, joined) in self.inner.groups.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            if !joined {
+        for (group, g) in self.inner.groups.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let behind: i64 = g.lags.values().sum();
+            if !g.joined {
                 failed.push(format!("consumer group {group}: not joined yet"));
+            } else if g.lags.len() < g.partitions {
+                failed.push(format!(
+                    "consumer group {group}: the lag of {} of its {} partitions is not known yet",
+                    g.partitions - g.lags.len(),
+                    g.partitions
+                ));
+            } else if behind > g.max_lag {
+                failed.push(format!("consumer group {group}: {behind} messages behind (ready at {} or fewer)", g.max_lag));
             }
         }
         if failed.is_empty() { Ok(()) } else { Err(failed) }
@@ -320,13 +341,20 @@ impl Ops {
 
     // What the consumer loop reports.
 
-    pub(crate) fn consumer_started(&self, group: &str) {
-        self.inner.groups.lock().unwrap_or_else(|e| e.into_inner()).insert(group.to_owned(), false);
+    pub(crate) fn consumer_started(&self, group: &str, max_lag: i64) {
+        self.inner
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group.to_owned(), GroupState { max_lag, ..GroupState::default() });
         self.inner.families.members.get_or_create(&GroupLabels { group: group.to_owned() }).set(0);
     }
 
     pub(crate) fn consumer_assigned(&self, group: &str, partitions: usize) {
-        self.inner.groups.lock().unwrap_or_else(|e| e.into_inner()).insert(group.to_owned(), true);
+        if let Some(g) = self.inner.groups.lock().unwrap_or_else(|e| e.into_inner()).get_mut(group) {
+            g.joined = true;
+            g.partitions = partitions;
+        }
         let labels = GroupLabels { group: group.to_owned() };
         self.inner.families.members.get_or_create(&labels).set(1);
         self.inner.families.assigned.get_or_create(&labels).set(partitions as i64);
@@ -340,6 +368,12 @@ impl Ops {
     }
 
     pub(crate) fn lag(&self, group: &str, topic: &str, partition: i32, lag: Option<i64>) {
+        if let Some(g) = self.inner.groups.lock().unwrap_or_else(|e| e.into_inner()).get_mut(group) {
+            match lag {
+                Some(lag) => g.lags.insert((topic.to_owned(), partition), lag),
+                None => g.lags.remove(&(topic.to_owned(), partition)),
+            };
+        }
         let labels = PartitionLabels { group: group.to_owned(), topic: topic.to_owned(), partition };
         match lag {
             Some(lag) => {
@@ -610,21 +644,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn readiness_names_every_check_that_fails_and_every_group_not_joined() {
+    async fn readiness_names_every_check_that_fails_and_every_group_not_joined_or_behind() {
         let ops = Ops::new("test");
         ops.check("redis", || Box::pin(async { Ok(()) }));
         ops.check("broker", || Box::pin(async { Err("connection refused".to_owned()) }));
-        ops.consumer_started("g1");
+        ops.consumer_started("g1", 100);
         let failed = ops.readiness().await.expect_err("not ready");
         assert_eq!(failed, ["broker: connection refused", "consumer group g1: not joined yet"]);
-        ops.consumer_assigned("g1", 0);
-        assert_eq!(ops.readiness().await.expect_err("still not ready"), ["broker: connection refused"]);
+        ops.consumer_assigned("g1", 2);
+        let failed = ops.readiness().await.expect_err("not ready");
+        assert_eq!(failed[1], "consumer group g1: the lag of 2 of its 2 partitions is not known yet");
+        ops.lag("g1", "t", 0, Some(80));
+        ops.lag("g1", "t", 1, Some(30));
+        assert_eq!(ops.readiness().await.expect_err("behind")[1], "consumer group g1: 110 messages behind (ready at 100 or fewer)");
+        ops.lag("g1", "t", 1, Some(20));
+        assert_eq!(ops.readiness().await.expect_err("still not ready"), ["broker: connection refused"], "caught up");
     }
 
     #[test]
     fn the_metrics_name_the_group_and_the_reason() {
         let ops = Ops::new("test");
-        ops.consumer_started("g1");
+        ops.consumer_started("g1", 1000);
         ops.consumer_assigned("g1", 3);
         ops.lag("g1", "ticket-events", 0, Some(42));
         ops.handled("g1", "received", false, Duration::from_millis(3));
