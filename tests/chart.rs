@@ -123,6 +123,10 @@ fn check(values: &[&str]) -> Vec<Value> {
                 env.iter().any(|e| e["name"].as_str().is_some_and(|k| k.ends_with("__OPS_LISTEN")) && e["value"] == "0.0.0.0:9090"),
                 "{n}"
             );
+            // Read by the service as an integer: Helm must not write 1e+06.
+            let ready = env.iter().find(|e| e["name"] == "WHISTLE__KAFKA__READY_MAX_LAG").unwrap_or_else(|| panic!("{n}: ready_max_lag"));
+            let lag = ready["value"].as_str().and_then(|v| v.parse::<i64>().ok()).unwrap_or_else(|| panic!("{n}: {ready}"));
+            assert_eq!(lag, if n == "whistle-intake" { 1_000_000 } else { 1000 }, "{n}: intake keeps taking requests while it catches up");
         }
         let selector = &d["spec"]["selector"]["matchLabels"];
         assert!(budgets.iter().any(|b| &b["spec"]["selector"]["matchLabels"] == selector), "{n} has a PodDisruptionBudget");

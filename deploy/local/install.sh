@@ -56,11 +56,12 @@ if ! "$SMTP_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
   python3 -m venv "$WHISTLE_TOOLS/venv"
   "$WHISTLE_TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
 fi
-if ! "$WHISTLE_TOOLS/venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
+if [[ "$("$WHISTLE_TOOLS/venv/bin/kubernetes-validate" --version 2>/dev/null)" != *"$KUBERNETES_VALIDATE_VERSION"* ]]; then
   log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $WHISTLE_TOOLS/venv"
   "$WHISTLE_TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
-if ! "$WHISTLE_TOOLS/venv/bin/pip" show rotel 2>/dev/null | grep -q "^Version: $ROTEL_VERSION$"; then
+# (Read whole, not with grep -q: under pipefail an early exit fails the pipe.)
+if [ "$("$WHISTLE_TOOLS/venv/bin/pip" show rotel 2>/dev/null | sed -n 's/^Version: //p')" != "$ROTEL_VERSION" ]; then
   log "installing the rotel OTLP collector $ROTEL_VERSION into $WHISTLE_TOOLS/venv"
   "$WHISTLE_TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "rotel==$ROTEL_VERSION"
 fi

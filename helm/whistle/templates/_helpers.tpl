@@ -76,6 +76,7 @@ spec:
             - { name: WHISTLE__TELEMETRY__OTLP_ENDPOINT, value: {{ $root.Values.telemetry.otlpEndpoint | quote }} }
             - { name: RUST_LOG, value: {{ $root.Values.logLevel | quote }} }
             - { name: WHISTLE__CITY__FILE, value: /etc/whistle/city/city.toml }
+            - { name: WHISTLE__KAFKA__READY_MAX_LAG, value: {{ $values.readyMaxLag | default $root.Values.readyMaxLag | int64 | quote }} }
             # Inside a pod every server listens on all interfaces.
             - { name: WHISTLE__{{ $section }}__OPS_LISTEN, value: "0.0.0.0:9090" }
             {{- if $grpc }}
