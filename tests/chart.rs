@@ -20,20 +20,26 @@ fn tool(path: &str) -> PathBuf {
     p
 }
 
-/// `helm template` with these extra arguments: the manifests, or helm's error.
-fn render(args: &[&str]) -> Result<String, String> {
-    let root = whistle_tests::repo_root();
+/// A helm command on the chart, with the demo city and these values: what
+/// it printed, or what it said when it failed.
+fn helm(command: &[&str], values: &[&str]) -> Result<String, String> {
     let out = Command::new(tool("bin/helm"))
-        .current_dir(&root)
-        .args(["template", "whistle", "helm/whistle", "--set-file", "city.file=deploy/config/demo-city.toml"])
-        .args(args)
+        .current_dir(whistle_tests::repo_root())
+        .args(command)
+        .args(["helm/whistle", "--set-file", "city.file=deploy/config/demo-city.toml"])
+        .args(values)
         .output()
         .expect("run helm");
     if out.status.success() {
         Ok(String::from_utf8(out.stdout).expect("utf-8"))
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
+}
+
+/// `helm template` with these values: the manifests, or helm's error.
+fn render(values: &[&str]) -> Result<String, String> {
+    helm(&["template", "whistle"], values)
 }
 
 /// Runs a tool with `input` on stdin: (success, stdout and stderr).
@@ -72,19 +78,9 @@ fn name(d: &Value) -> &str {
 
 /// Lint, render, validate, and check what every deployment must have.
 fn check(values: &[&str]) -> Vec<Value> {
-    let root = whistle_tests::repo_root();
-    let lint = Command::new(tool("bin/helm"))
-        .current_dir(&root)
-        .args(["lint", "--strict", "helm/whistle", "--set-file", "city.file=deploy/config/demo-city.toml"])
-        .args(values)
-        .output()
-        .expect("run helm lint");
-    assert!(
-        lint.status.success(),
-        "helm lint {values:?}: {}{}",
-        String::from_utf8_lossy(&lint.stdout),
-        String::from_utf8_lossy(&lint.stderr)
-    );
+    if let Err(e) = helm(&["lint", "--strict"], values) {
+        panic!("helm lint {values:?}: {e}");
+    }
     let yaml = render(values).unwrap_or_else(|e| panic!("helm template {values:?}: {e}"));
     let (ok, said) = pipe(tool("venv/bin/kubernetes-validate"), &["--strict", "--quiet", "-k", KUBERNETES, "-"], &yaml);
     assert!(ok, "the manifests of {values:?} do not validate against Kubernetes {KUBERNETES}: {said}");

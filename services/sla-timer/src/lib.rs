@@ -244,7 +244,6 @@ pub struct SlaTimer {
     ops: Ops,
     /// The ops port until `run` serves it.
     ops_http: Option<OpsServer>,
-    ops_addr: std::net::SocketAddr,
 }
 
 impl SlaTimer {
@@ -256,14 +255,14 @@ impl SlaTimer {
         let producer = whistle_runtime::topics::ready(&config.kafka).await?;
         let conn = RedisConn::connect(&config.redis).await?;
         let ops_http = OpsServer::for_service("sla-timer", config.sla_timer.ops_listen, conn.clone(), &producer).await?;
-        let (ops, ops_addr) = (ops_http.ops().clone(), ops_http.local_addr());
+        let ops = ops_http.ops().clone();
         let store = TimerStore::new(conn, &config.redis.key_prefix, config.sla_timer.shards);
-        Ok(SlaTimer { config, store, producer, clock, ops, ops_http: Some(ops_http), ops_addr })
+        Ok(SlaTimer { config, store, producer, clock, ops, ops_http: Some(ops_http) })
     }
 
     /// Where metrics, health and readiness are served.
     pub fn ops_addr(&self) -> std::net::SocketAddr {
-        self.ops_addr
+        self.ops_http.as_ref().map_or(self.config.sla_timer.ops_listen, OpsServer::local_addr)
     }
 
     pub fn store(&self) -> &TimerStore<RedisConn> {
