@@ -369,6 +369,7 @@ async fn ticket_state_lost_from_redis_is_rebuilt_from_kafka() {
     // and the old ticket still moves on.
     let v = assigned(&p, &first.ticket_number).await;
     assert_eq!(v.unit, "city-water");
+    p.wait_queue("city", &first.ticket_number, Some("unacknowledged")).await;
     let again = submit(&p, req).await;
     assert_eq!((again.ticket_number.as_str(), again.duplicate), (first.ticket_number.as_str(), true), "resubmission still recognised");
     let second = submit(&p, request("又漏水了", "东城区景山")).await;

@@ -29,6 +29,16 @@ async fn a_street_whistles_and_the_district_bureau_reports_in_and_completes() {
     let county_early = p.desk_at(COUNTY, COUNTY).await.history(tref(&t.ticket_number)).await.unwrap_err();
     assert_eq!(county_early.code(), Code::PermissionDenied, "the district sees it only once it is whistled in");
     p.desk_at("city", "city").await.history(tref(&t.ticket_number)).await.expect("the city sees everything");
+    let other = p.desk_at("street:xc-jinrongjie", "street:xc-jinrongjie").await.get(tref(&t.ticket_number)).await.unwrap_err();
+    assert_eq!(other.code(), Code::PermissionDenied, "nor reads it whole: {other:?}");
+
+    // Until the office acknowledges it, it waits on S's desk, which may whistle it.
+    p.wait_queue(STREET, &t.ticket_number, Some("unacknowledged")).await;
+    let seen = p.desk_at(STREET, STREET).await.get(tref(&t.ticket_number)).await.expect("S reads it").into_inner();
+    assert_eq!(seen.actions, ["dispatch", "whistle", "supervise"], "re-dispatch, whistle or supervise; no reclassifying in a unit's hands");
+    assert_eq!(seen.phone_masked, "138****8000", "the phone as notifications mask it");
+    let me = p.desk_at(COUNTY, "unit:xicheng-environment").await.who_am_i(pb::WhoAmIRequest {}).await.expect("who am i").into_inner();
+    assert_eq!((me.kind.as_str(), me.id.as_str(), me.platform.as_str()), ("unit", "xicheng-environment", COUNTY));
 
     // S whistles: the district's desk holds it; S still sees it but no longer acts.
     let mut street = p.desk_at(STREET, STREET).await;
@@ -39,6 +49,9 @@ async fn a_street_whistles_and_the_district_bureau_reports_in_and_completes() {
     let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "queued").await;
     assert_eq!(v.platform, COUNTY);
     street.history(tref(&t.ticket_number)).await.expect("S still reads it");
+    p.wait_queue(COUNTY, &t.ticket_number, Some("whistled")).await;
+    p.wait_queue(STREET, &t.ticket_number, None).await;
+    assert!(street.get(tref(&t.ticket_number)).await.expect("S reads it").into_inner().actions.is_empty(), "S no longer acts");
     let e = street.dispatch(pb::DispatchRequest { ticket: t.ticket_number.clone(), unit: "xc-xinjiekou-office".into() }).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
 
@@ -51,7 +64,10 @@ async fn a_street_whistles_and_the_district_bureau_reports_in_and_completes() {
     let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
     assert_eq!((v.platform.as_str(), v.unit.as_str()), (COUNTY, "xicheng-environment"));
     let mut bureau = p.desk_at(COUNTY, "unit:xicheng-environment").await;
+    let offered = bureau.get(tref(&t.ticket_number)).await.expect("the bureau reads it").into_inner().actions;
+    assert_eq!(offered, ["acknowledge", "return", "request_extension", "complete", "report_in"]);
     bureau.acknowledge(tref(&t.ticket_number)).await.expect("acknowledge");
+    p.wait_queue(COUNTY, &t.ticket_number, None).await;
     // Another district department reports in to take its part; a street unit cannot.
     p.desk_at(COUNTY, "unit:xicheng-city-management").await.report_in(tref(&t.ticket_number)).await.expect("report in");
     let e = p.desk_at(COUNTY, "unit:xc-xinjiekou-office").await.report_in(tref(&t.ticket_number)).await.unwrap_err();

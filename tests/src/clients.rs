@@ -30,6 +30,30 @@ impl Platform {
         DeskClient::with_interceptor(channel, whistle_proto::Bearer::new(token).expect("token"))
     }
 
+    /// Waits until the desk of `platform` lists ticket `number` in its queue
+    /// snapshot under `group` (or, with `None`, no longer lists it), and
+    /// returns the snapshot; panics naming what it saw after a minute.
+    pub async fn wait_queue(&self, platform: &str, number: &str, group: Option<&str>) -> Vec<pb::QueueEntry> {
+        let desk = self.desk_at(platform, platform).await;
+        let what = match group {
+            Some(g) => format!("ticket {number} waiting on the {platform} desk as {g}"),
+            None => format!("ticket {number} gone from the {platform} desk's queue"),
+        };
+        eventually(&what, Duration::from_secs(60), Duration::from_millis(50), || {
+            let mut desk = desk.clone();
+            async move {
+                let entries = desk.queue(pb::QueueRequest { limit: 0 }).await.expect("queue").into_inner().entries;
+                let seen: Vec<(String, String)> = entries
+                    .iter()
+                    .map(|e| (e.ticket.as_ref().map(|t| t.ticket_number.clone()).unwrap_or_default(), e.group.clone()))
+                    .collect();
+                let found = seen.iter().find(|(n, _)| n == number).map(|(_, g)| g.as_str());
+                if found == group { Ok(entries) } else { Err(seen) }
+            }
+        })
+        .await
+    }
+
     /// A revisit client holding the token of `caller` (`agent:<id>`, `city`).
     pub async fn revisit_as(&self, caller: &str) -> RevisitClient<InterceptedService<Channel, whistle_proto::Bearer>> {
         let channel = Channel::from_shared(format!("http://{}", self.revisit_addr)).expect("uri").connect().await.expect("connect revisit");

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use whistle_domain::access::{Caller, DeskAction, authorize, authorize_kind, authorize_watch};
 use whistle_domain::event::ExtensionDecision;
-use whistle_domain::{Actor, Clock, Event, EventId, EventKind, Jurisdiction, PlatformId, ReasonText, UnitCode};
+use whistle_domain::queue::{DeskPlace, offers};
+use whistle_domain::{Actor, Clock, Event, EventId, EventKind, Jurisdiction, PlatformId, QueueReason, ReasonText, TicketState, UnitCode};
 use whistle_proto::v1::{self as pb, desk_server::Desk};
 use whistle_proto::{timestamp, to_datetime};
 use whistle_runtime::store::{CaughtUp, Projection};
@@ -342,21 +343,106 @@ impl Desk for DeskService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn queue(&self, req: Request<pb::QueueRequest>) -> Result<Response<pb::QueueResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        authorize_watch(&caller, &self.platform).map_err(|d| Status::permission_denied(d.to_string()))?;
+        let limit = match req.into_inner().limit {
+            0 => MAX_QUEUE,
+            n => (n as usize).min(MAX_QUEUE),
+        };
+        let waiting = self.store.waiting_on(&self.platform, limit).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let entries = waiting
+            .iter()
+            .filter_map(|p| {
+                let w = p.ticket.waiting()?;
+                Some(pb::QueueEntry {
+                    ticket: Some(whistle_proto::ticket_view(&p.ticket)),
+                    group: w.group.as_str().to_owned(),
+                    sort_at: Some(timestamp(w.sort_at)),
+                })
+            })
+            .collect();
+        Ok(Response::new(pb::QueueResponse { entries }))
+    }
+
+    async fn get(&self, req: Request<pb::TicketRef>) -> Result<Response<pb::DeskTicket>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        let p = self.ticket(&caller, DeskAction::Read, &req.into_inner().ticket).await?;
+        let city = self.router.city();
+        let unit_platform = |u: &UnitCode| city.unit(u).map(|u| u.platform.clone());
+        let place = DeskPlace {
+            platform: &self.platform,
+            parent: city.parent(&self.platform),
+            children: city.children(&self.platform),
+            units: city.units_of(&self.platform).map(|u| u.code.clone()).collect(),
+            unit_platform: &unit_platform,
+        };
+        let t = &p.ticket;
+        let actions = offers(&caller, t, &place, self.now()).into_iter().map(|o| o.as_str().to_owned()).collect();
+        let queue_reason = match &t.state {
+            TicketState::Queued { reason, .. } => match reason {
+                QueueReason::Triage => String::new(),
+                QueueReason::Delegated { reason, .. } | QueueReason::Returned { reason, .. } | QueueReason::Whistled { reason, .. } => {
+                    reason.clone()
+                }
+            },
+            TicketState::Received
+            | TicketState::Classified
+            | TicketState::Assigned(_)
+            | TicketState::Acknowledged(_)
+            | TicketState::Completed { .. }
+            | TicketState::Closed { .. } => String::new(),
+        };
+        Ok(Response::new(pb::DeskTicket {
+            ticket: Some(whistle_proto::ticket_view(t)),
+            phone_masked: t.request.contact.phone.as_ref().map(|p| p.masked()).unwrap_or_default(),
+            address: t.request.location.address.clone(),
+            history: history(&p),
+            actions,
+            group: t.waiting().map(|w| w.group.as_str().to_owned()).unwrap_or_default(),
+            queue_reason,
+            extension_requested: t.state.open_assignment().is_some_and(|a| a.extension_requested),
+        }))
+    }
+
+    async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        let (kind, id, platform) = match &caller {
+            Caller::Platform(p) => ("platform", p.to_string(), p.to_string()),
+            Caller::Unit(u) => (
+                "unit",
+                u.to_string(),
+                self.router
+                    .city()
+                    .unit(u)
+                    .map(|u| u.platform.to_string())
+                    .ok_or_else(|| Status::failed_precondition(format!("unit {u} has a token but is not in the city file")))?,
+            ),
+            Caller::Agent(a) => ("agent", a.clone(), String::new()),
+        };
+        Ok(Response::new(pb::WhoAmIResponse { kind: kind.to_owned(), id, platform }))
+    }
+
     async fn history(&self, req: Request<pb::TicketRef>) -> Result<Response<pb::HistoryResponse>, Status> {
         let caller = self.tokens.caller(req.metadata())?;
         let p = self.ticket(&caller, DeskAction::Read, &req.into_inner().ticket).await?;
-        let entries = p
-            .history
-            .iter()
-            .map(|h| pb::HistoryEntry {
-                event_id: h.event_id.to_string(),
-                event: h.event.clone(),
-                at: Some(timestamp(h.at)),
-                actor_kind: h.actor.kind.as_str().to_owned(),
-                actor_id: h.actor.id.clone(),
-                refused: h.refused.clone().unwrap_or_default(),
-            })
-            .collect();
-        Ok(Response::new(pb::HistoryResponse { ticket_id: p.ticket.id.to_string(), entries }))
+        Ok(Response::new(pb::HistoryResponse { ticket_id: p.ticket.id.to_string(), entries: history(&p) }))
     }
+}
+
+/// The most a queue snapshot holds.
+const MAX_QUEUE: usize = 500;
+
+fn history(p: &Projection) -> Vec<pb::HistoryEntry> {
+    p.history
+        .iter()
+        .map(|h| pb::HistoryEntry {
+            event_id: h.event_id.to_string(),
+            event: h.event.clone(),
+            at: Some(timestamp(h.at)),
+            actor_kind: h.actor.kind.as_str().to_owned(),
+            actor_id: h.actor.id.clone(),
+            refused: h.refused.clone().unwrap_or_default(),
+        })
+        .collect()
 }

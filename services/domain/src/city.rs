@@ -471,6 +471,22 @@ impl City {
         }
     }
 
+    /// The platforms one tier down: the city's counties, a county's streets.
+    pub fn children(&self, platform: &PlatformId) -> Vec<PlatformId> {
+        match platform {
+            PlatformId::City => self.config.counties.iter().map(|c| PlatformId::County(c.code.clone())).collect(),
+            PlatformId::County(c) => {
+                self.config.streets.iter().filter(|s| &s.county == c).map(|s| PlatformId::Street(s.code.clone())).collect()
+            }
+            PlatformId::Street(_) => Vec::new(),
+        }
+    }
+
+    /// The units a platform dispatches to, in the city file's order.
+    pub fn units_of(&self, platform: &PlatformId) -> impl Iterator<Item = &Unit> {
+        self.config.units.iter().filter(move |u| &u.platform == platform)
+    }
+
     /// The leader in charge of a platform, if one is configured.
     pub fn leader_of(&self, platform: &PlatformId) -> Option<&Leader> {
         self.config.leaders.iter().find(|l| &l.platform == platform)

@@ -11,6 +11,7 @@ pub mod event;
 pub mod figures;
 pub mod ids;
 pub mod privacy;
+pub mod queue;
 pub mod reason;
 pub mod request;
 pub mod revisit;

@@ -1,8 +1,7 @@
 //! The `Intake` gRPC service. Status codes are mapped here, in one place.
 
 use tonic::{Request, Response, Status};
-use whistle_domain::{RequestFields, TicketState};
-use whistle_proto::timestamp;
+use whistle_domain::RequestFields;
 use whistle_proto::v1::{self as pb, intake_server::Intake};
 use whistle_runtime::TicketStore;
 use whistle_runtime::store::Projection;
@@ -90,53 +89,5 @@ impl Intake for IntakeService {
 
 /// The citizen-facing view of a ticket.
 pub fn view(p: &Projection) -> pb::TicketView {
-    let t = &p.ticket;
-    let c = t.classification.as_ref();
-    let (platform, unit, deadline, overdue, result, resolution) = match &t.state {
-        TicketState::Received | TicketState::Classified => (None, None, None, 0, None, None),
-        TicketState::Queued { platform, .. } => (Some(platform.to_string()), None, None, 0, None, None),
-        TicketState::Assigned(a) | TicketState::Acknowledged(a) => (
-            Some(a.platform.to_string()),
-            Some(a.unit.to_string()),
-            Some(timestamp(a.deadline.due_at)),
-            a.overdue.map_or(0, |l| l.number()),
-            None,
-            None,
-        ),
-        TicketState::Completed { assignment, result, .. } => (
-            Some(assignment.platform.to_string()),
-            Some(assignment.unit.to_string()),
-            Some(timestamp(assignment.deadline.due_at)),
-            assignment.overdue.map_or(0, |l| l.number()),
-            Some(result.clone()),
-            None,
-        ),
-        TicketState::Closed { resolution } => (None, None, None, 0, t.last_result.clone(), Some(resolution.as_str().to_owned())),
-    };
-    pb::TicketView {
-        ticket_id: t.id.to_string(),
-        ticket_number: t.number.to_string(),
-        state: t.state.name().to_owned(),
-        channel: t.request.channel.as_str().to_owned(),
-        category: c.map(|c| c.category.as_str().to_owned()).unwrap_or_default(),
-        urgency: c.map(|c| c.urgency.as_str().to_owned()).unwrap_or_default(),
-        whistle_level: c.map(|c| c.whistle_level.as_str().to_owned()).unwrap_or_default(),
-        jurisdiction: c.map(|c| pb::Jurisdiction {
-            county: c.jurisdiction.county.clone().unwrap_or_default(),
-            street: c.jurisdiction.street.clone().unwrap_or_default(),
-            community: c.jurisdiction.community.clone().unwrap_or_default(),
-        }),
-        platform: platform.unwrap_or_default(),
-        unit: unit.unwrap_or_default(),
-        deadline,
-        overdue_level: overdue,
-        supervised: t.supervised,
-        result: result.unwrap_or_default(),
-        resolution: resolution.unwrap_or_default(),
-        rework_count: t.rework_count,
-        received_at: Some(timestamp(t.received_at)),
-        updated_at: Some(timestamp(t.updated_at)),
-        text: t.request.text.clone(),
-        language: t.request.language.as_str().to_owned(),
-    }
+    whistle_proto::ticket_view(&p.ticket)
 }

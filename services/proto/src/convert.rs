@@ -7,7 +7,8 @@ use whistle_domain::event::{
     Actor, ActorKind, Alternative, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome, SCHEMA_VERSION,
 };
 use whistle_domain::{
-    Category, Deadline, EventId, Jurisdiction, Language, PlatformId, RequestFields, TicketId, TicketNumber, UnitCode, Urgency, WhistleLevel,
+    Category, Deadline, EventId, Jurisdiction, Language, PlatformId, RequestFields, Ticket, TicketId, TicketNumber, TicketState, UnitCode,
+    Urgency, WhistleLevel,
 };
 
 use crate::v1 as pb;
@@ -290,6 +291,58 @@ pub fn from_pb(e: pb::TicketEvent) -> Result<Event> {
         actor: Actor { kind: ActorKind::parse(&actor.kind)?, id: actor.id },
         kind,
     })
+}
+
+/// The citizen-facing view of a ticket.
+pub fn ticket_view(t: &Ticket) -> pb::TicketView {
+    let c = t.classification.as_ref();
+    let (platform, unit, deadline, overdue, result, resolution) = match &t.state {
+        TicketState::Received | TicketState::Classified => (None, None, None, 0, None, None),
+        TicketState::Queued { platform, .. } => (Some(platform.to_string()), None, None, 0, None, None),
+        TicketState::Assigned(a) | TicketState::Acknowledged(a) => (
+            Some(a.platform.to_string()),
+            Some(a.unit.to_string()),
+            Some(timestamp(a.deadline.due_at)),
+            a.overdue.map_or(0, |l| l.number()),
+            None,
+            None,
+        ),
+        TicketState::Completed { assignment, result, .. } => (
+            Some(assignment.platform.to_string()),
+            Some(assignment.unit.to_string()),
+            Some(timestamp(assignment.deadline.due_at)),
+            assignment.overdue.map_or(0, |l| l.number()),
+            Some(result.clone()),
+            None,
+        ),
+        TicketState::Closed { resolution } => (None, None, None, 0, t.last_result.clone(), Some(resolution.as_str().to_owned())),
+    };
+    pb::TicketView {
+        ticket_id: t.id.to_string(),
+        ticket_number: t.number.to_string(),
+        state: t.state.name().to_owned(),
+        channel: t.request.channel.as_str().to_owned(),
+        category: c.map(|c| c.category.as_str().to_owned()).unwrap_or_default(),
+        urgency: c.map(|c| c.urgency.as_str().to_owned()).unwrap_or_default(),
+        whistle_level: c.map(|c| c.whistle_level.as_str().to_owned()).unwrap_or_default(),
+        jurisdiction: c.map(|c| pb::Jurisdiction {
+            county: c.jurisdiction.county.clone().unwrap_or_default(),
+            street: c.jurisdiction.street.clone().unwrap_or_default(),
+            community: c.jurisdiction.community.clone().unwrap_or_default(),
+        }),
+        platform: platform.unwrap_or_default(),
+        unit: unit.unwrap_or_default(),
+        deadline,
+        overdue_level: overdue,
+        supervised: t.supervised,
+        result: result.unwrap_or_default(),
+        resolution: resolution.unwrap_or_default(),
+        rework_count: t.rework_count,
+        received_at: Some(timestamp(t.received_at)),
+        updated_at: Some(timestamp(t.updated_at)),
+        text: t.request.text.clone(),
+        language: t.request.language.as_str().to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ pub mod v1 {
     tonic::include_proto!("whistle.v1");
 }
 
-pub use convert::{decode_event, encode_event, timestamp, to_datetime};
+pub use convert::{decode_event, encode_event, ticket_view, timestamp, to_datetime};
 pub use prost_types;
 
 /// What can be wrong with a message from the wire.

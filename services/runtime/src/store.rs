@@ -153,6 +153,24 @@ impl TicketStore {
         format!("{}tickets:by-category:{category}", self.prefix)
     }
 
+    /// The tickets waiting on a platform's desk, by deadline.
+    fn queue_key(&self, platform: &whistle_domain::PlatformId) -> String {
+        format!("{}queue:{platform}", self.prefix)
+    }
+
+    /// The tickets waiting on `platform`'s desk now, soonest deadline
+    /// first (those waiting to be dispatched by when they were received),
+    /// at most `limit`.
+    pub async fn waiting_on(&self, platform: &whistle_domain::PlatformId, limit: usize) -> Result<Vec<Projection>> {
+        let ids: Vec<String> = self.redis.clone().zrange(self.queue_key(platform), 0, limit as isize - 1).await?;
+        let ids: Vec<TicketId> = ids.iter().filter_map(|id| TicketId::parse(id).ok()).collect();
+        let mut got = self.get_many(&ids).await?;
+        // An index entry whose ticket moved on in a write not yet seen here
+        // is left out rather than shown on the wrong desk.
+        got.retain(|p| p.ticket.waiting().is_some_and(|w| w.platform == *platform));
+        Ok(got)
+    }
+
     /// Ticket ids received in `[from, to]` (either bound open), newest
     /// first, of the given categories (all when empty), at most `limit`
     /// after skipping `skip`.
@@ -328,30 +346,33 @@ impl TicketStore {
             },
         };
         let json = serde_json::to_string(&projection)?;
+        let id = event.ticket_id.to_string();
+        let mut pipe = redis::pipe();
+        pipe.atomic().set(&key, json);
         if let (Applied::Applied, EventKind::Classified { category, .. } | EventKind::Reclassified { category, .. }) =
             (&outcome, &event.kind)
         {
             // The by-category index follows the ticket's category.
             let at = projection.ticket.received_at.unix_timestamp() * 1000;
-            let id = event.ticket_id.to_string();
-            let mut pipe = redis::pipe();
-            pipe.atomic().set(&key, json);
             for c in whistle_domain::Category::ALL {
                 if c != category {
                     pipe.zrem(self.category_index_key(*c), &id);
                 }
             }
             pipe.zadd(self.category_index_key(*category), &id, at);
-            let _: () = pipe.query_async(&mut redis).await?;
-            return Ok(outcome);
+        }
+        // The desks' queues follow the ticket's state.
+        let waiting = projection.ticket.waiting();
+        for p in &projection.ticket.platforms {
+            if waiting.as_ref().is_none_or(|w| w.platform != *p) {
+                pipe.zrem(self.queue_key(p), &id);
+            }
+        }
+        if let Some(w) = &waiting {
+            pipe.zadd(self.queue_key(&w.platform), &id, (w.sort_at.unix_timestamp_nanos() / 1_000_000) as i64);
         }
         if let EventKind::Received { number, request } = &event.kind {
-            let mut pipe = redis::pipe();
-            pipe.atomic().set(&key, json).set(self.number_key(number.as_str()), event.ticket_id.to_string()).zadd(
-                self.time_index_key(),
-                event.ticket_id.to_string(),
-                event.occurred_at.unix_timestamp() * 1000,
-            );
+            pipe.set(self.number_key(number.as_str()), &id).zadd(self.time_index_key(), &id, event.occurred_at.unix_timestamp() * 1000);
             if let Some(ext) = &request.external_id {
                 // Intake's idempotency record, so a resubmission after a
                 // rebuild still finds the ticket.
@@ -370,7 +391,7 @@ impl TicketStore {
                 .invoke_async(&mut redis)
                 .await?;
         } else {
-            let _: () = redis.set(&key, json).await?;
+            let _: () = pipe.query_async(&mut redis).await?;
         }
         Ok(outcome)
     }

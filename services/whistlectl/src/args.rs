@@ -136,8 +136,13 @@ pub(crate) enum Command {
         #[arg(long)]
         reason: String,
     },
-    /// Watch the platform's queue as it changes (one row per change), as the platform desk.
-    Queue,
+    /// What waits on the platform's desk now (soonest deadline first), then
+    /// its changes as they come (one row each), as the platform desk.
+    Queue {
+        /// Show what waits now and stop, without watching.
+        #[arg(long)]
+        once: bool,
+    },
     /// The revisit queue: what is due now (or all waiting, with --all), as an agent.
     Revisits {
         #[arg(long)]

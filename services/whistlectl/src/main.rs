@@ -93,9 +93,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let r = desk(&cli).await?.delegate(pb::DelegateRequest { ticket, platform, reason }).await.map_err(status)?.into_inner();
             show::done("delegated", &r)
         }
-        Command::Queue => {
-            // A stream: each item is shown as it comes.
-            let mut stream = desk(&cli).await?.watch(pb::WatchRequest {}).await.map_err(status)?.into_inner();
+        Command::Queue { once } => {
+            let mut client = desk(&cli).await?;
+            // Watch first, so nothing that changes while the snapshot is read is missed.
+            let stream = if once { None } else { Some(client.watch(pb::WatchRequest {}).await.map_err(status)?.into_inner()) };
+            let waiting = client.queue(pb::QueueRequest { limit: 0 }).await.map_err(status)?.into_inner();
+            show::waiting(&waiting.entries, off).print(cli.json);
+            let Some(mut stream) = stream else { return Ok(()) };
             if !cli.json {
                 println!("{}", show::queue_header());
             }

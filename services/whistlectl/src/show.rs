@@ -74,6 +74,27 @@ pub(crate) fn done(what: &str, r: &pb::ActionResponse) -> Shown {
     Shown { json: json!({"ticket_id": r.ticket_id, "event_id": r.event_id}), text: format!("{what} ticket {}\n", r.ticket_id) }
 }
 
+/// What waits on a desk now, one row a ticket.
+pub(crate) fn waiting(entries: &[pb::QueueEntry], offset: time::UtcOffset) -> Shown {
+    let mut text =
+        format!("{:<16} {:<15} {:<14} {:<10} {:<26} {:<4} text\n", "ticket", "waiting", "category", "urgency", "deadline", "late");
+    let mut json = Vec::new();
+    for e in entries {
+        let Some(t) = &e.ticket else { continue };
+        let deadline = if t.deadline.is_some() { ts(&t.deadline, offset) } else { "-".to_owned() };
+        let summary: String = t.text.chars().take(30).collect();
+        text += &format!(
+            "{:<16} {:<15} {:<14} {:<10} {:<26} {:<4} {}\n",
+            t.ticket_number, e.group, t.category, t.urgency, deadline, t.overdue_level, summary
+        );
+        json.push(json!({"ticket_number": t.ticket_number, "ticket_id": t.ticket_id, "group": e.group, "category": t.category, "urgency": t.urgency, "deadline": deadline, "overdue_level": t.overdue_level, "state": t.state}));
+    }
+    if entries.is_empty() {
+        text += "(nothing waits on this desk)\n";
+    }
+    Shown { json: Value::Array(json), text }
+}
+
 pub(crate) fn queue_header() -> String {
     format!("{:<28} {:<11} {:<38} {:<26} reason", "at", "event", "ticket", "from")
 }
