@@ -2,7 +2,7 @@
 # Stops the services started by up.sh, then the broker and Redis.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-for name in revisit notifier sla-timer dispatcher-xinjiekou dispatcher-xicheng dispatcher-city classifier intake webhook-sink; do
+for name in console revisit notifier sla-timer dispatcher-xinjiekou dispatcher-xicheng dispatcher-city classifier intake webhook-sink; do
   f=$WHISTLE_DATA/$name.pid
   pid=$(cat "$f" 2>/dev/null || true)
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then

@@ -30,6 +30,11 @@ command -v curl >/dev/null || need_pkgs+=(curl ca-certificates)
 # The TLS tests make their certificates with it; OpenSSL's vendored build needs perl.
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v perl >/dev/null || need_pkgs+=(perl)
+# The console's browser tests drive Debian's Chromium through its WebDriver,
+# with CJK fonts so Chinese pages render (and screenshot) as people see them.
+command -v chromium >/dev/null || need_pkgs+=(chromium)
+command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
+[ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need_pkgs+=(fonts-noto-cjk)
 if [ ${#need_pkgs[@]} -gt 0 ]; then apt_install "${need_pkgs[@]}"; fi
 
 if ! command -v cargo >/dev/null; then

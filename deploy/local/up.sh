@@ -37,6 +37,7 @@ WHISTLE__DISPATCHER__LISTEN=127.0.0.1:50054 WHISTLE__DISPATCHER__OPS_LISTEN=127.
 start sla-timer target/debug/whistle-sla-timer
 start notifier target/debug/whistle-notifier
 start revisit target/debug/whistle-revisit
+start console target/debug/whistle-console
 
 wait_port 127.0.0.1 50051 60 intake
 wait_port 127.0.0.1 8031 60 "intake (Open311)"
@@ -44,19 +45,24 @@ wait_port 127.0.0.1 50052 60 dispatcher
 wait_port 127.0.0.1 50053 60 "county:xicheng dispatcher"
 wait_port 127.0.0.1 50054 60 "street:xc-xinjiekou dispatcher"
 wait_port 127.0.0.1 50056 60 revisit
+wait_port 127.0.0.1 8040 60 console
 # Each service's metrics, health and readiness port.
-OPS_PORTS=(intake:9181 classifier:9182 dispatcher-city:9183 sla-timer:9184 notifier:9185 revisit:9186 dispatcher-xicheng:9187 dispatcher-xinjiekou:9188)
+OPS_PORTS=(intake:9181 classifier:9182 dispatcher-city:9183 sla-timer:9184 notifier:9185 revisit:9186 dispatcher-xicheng:9187 dispatcher-xinjiekou:9188 console:9189)
 for entry in "${OPS_PORTS[@]}"; do
   wait_port 127.0.0.1 "${entry#*:}" 60 "${entry%%:*} (metrics)"
 done
 sleep 1
-for name in intake classifier dispatcher-city dispatcher-xicheng dispatcher-xinjiekou sla-timer notifier revisit; do
+for name in intake classifier dispatcher-city dispatcher-xicheng dispatcher-xinjiekou sla-timer notifier revisit console; do
   kill -0 "$(cat "$WHISTLE_DATA/$name.pid")" 2>/dev/null || die "$name exited; see $WHISTLE_DATA/logs/$name.log"
 done
 
 cat <<INFO
 
 Whistle is running.
+  console (web)       http://127.0.0.1:8040   sign in with a demo token:
+                        city desk demo-city-desk, district demo-county-xicheng,
+                        street demo-street-xc-xinjiekou, units demo-<unit code>
+                        (demo-city-water, demo-xicheng-environment, demo-xc-xinjiekou-office)
   broker (Tansu)      $KAFKA_HOST:$KAFKA_PORT   data: $WHISTLE_DATA/tansu
   redis               $REDIS_HOST:$REDIS_PORT   data: $WHISTLE_DATA/redis
   intake (gRPC)       127.0.0.1:50051

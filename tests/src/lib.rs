@@ -3,6 +3,7 @@
 //! on port 0 with unique topic, group and key prefixes, a real webhook
 //! receiver, and helpers to read what landed on Kafka.
 
+pub mod browser;
 mod clients;
 mod infra;
 mod mail;

@@ -72,6 +72,8 @@ pub struct Platform {
     pub sms: WebhookReceiver,
     pub revisit_addr: SocketAddr,
     pub revisit_http: SocketAddr,
+    /// The console's HTTP address, once started.
+    pub console: Option<SocketAddr>,
     /// Each service's metrics, health and readiness port, by service name
     /// (`dispatcher:<platform>` for a dispatcher).
     pub ops: HashMap<String, SocketAddr>,
@@ -118,6 +120,7 @@ impl Platform {
             sms,
             revisit_addr: ([127, 0, 0, 1], 0).into(),
             revisit_http: ([127, 0, 0, 1], 0).into(),
+            console: None,
             ops: HashMap::new(),
             options,
             services: HashMap::new(),
@@ -287,6 +290,23 @@ impl Platform {
         self.revisit_addr = svc.grpc_addr();
         self.revisit_http = svc.http_addr();
         self.spawn("revisit", |s| async move { svc.run(s).await.expect("revisit") });
+    }
+
+    /// The console, talking to every running desk and to revisit; returns
+    /// its base URL.
+    pub async fn start_console(&mut self) -> String {
+        let mut config = whistle_console::Config { redis: self.redis.clone(), city: city(), ..Default::default() };
+        let c = &mut config.console;
+        c.listen = ([127, 0, 0, 1], 0).into();
+        c.ops_listen = ([127, 0, 0, 1], 0).into();
+        c.desks = self.desks.iter().map(|(p, a)| (p.clone(), format!("http://{a}"))).collect();
+        c.revisit = format!("http://{}", self.revisit_addr);
+        let svc = whistle_console::Console::build_with_clock(config, self.clock_arc()).await.expect("build console");
+        self.ops.insert("console".into(), svc.ops_addr());
+        let addr = svc.local_addr();
+        self.console = Some(addr);
+        self.spawn("console", |s| async move { svc.run(s).await.expect("console") });
+        format!("http://{addr}")
     }
 
     /// Kills a service the hard way: no drain, no commit (like kill -9).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use whistle_domain::access::{Caller, DeskAction, authorize, authorize_kind, authorize_watch};
 use whistle_domain::event::ExtensionDecision;
-use whistle_domain::queue::{DeskPlace, offers};
+use whistle_domain::queue::{DeskPlace, QueueGroup, offers};
 use whistle_domain::{Actor, Clock, Event, EventId, EventKind, Jurisdiction, PlatformId, QueueReason, ReasonText, TicketState, UnitCode};
 use whistle_proto::v1::{self as pb, desk_server::Desk};
 use whistle_proto::{timestamp, to_datetime};
@@ -345,23 +345,32 @@ impl Desk for DeskService {
 
     async fn queue(&self, req: Request<pb::QueueRequest>) -> Result<Response<pb::QueueResponse>, Status> {
         let caller = self.tokens.caller(req.metadata())?;
-        authorize_watch(&caller, &self.platform).map_err(|d| Status::permission_denied(d.to_string()))?;
         let limit = match req.into_inner().limit {
             0 => MAX_QUEUE,
             n => (n as usize).min(MAX_QUEUE),
         };
-        let waiting = self.store.waiting_on(&self.platform, limit).await.map_err(|e| Status::unavailable(e.to_string()))?;
-        let entries = waiting
-            .iter()
-            .filter_map(|p| {
-                let w = p.ticket.waiting()?;
-                Some(pb::QueueEntry {
-                    ticket: Some(whistle_proto::ticket_view(&p.ticket)),
-                    group: w.group.as_str().to_owned(),
-                    sort_at: Some(timestamp(w.sort_at)),
-                })
-            })
-            .collect();
+        let unavailable = |e: whistle_runtime::Error| Status::unavailable(e.to_string());
+        let entries = match &caller {
+            // A unit's list: what it is working, wherever it was dispatched from.
+            Caller::Unit(unit) => self
+                .store
+                .worked_by(unit, limit)
+                .await
+                .map_err(unavailable)?
+                .iter()
+                .filter_map(|p| p.ticket.work().map(|(_, group, at)| entry(p, group, at)))
+                .collect(),
+            Caller::Platform(_) | Caller::Agent(_) => {
+                authorize_watch(&caller, &self.platform).map_err(|d| Status::permission_denied(d.to_string()))?;
+                self.store
+                    .waiting_on(&self.platform, limit)
+                    .await
+                    .map_err(unavailable)?
+                    .iter()
+                    .filter_map(|p| p.ticket.waiting().map(|w| entry(p, w.group, w.sort_at)))
+                    .collect()
+            }
+        };
         Ok(Response::new(pb::QueueResponse { entries }))
     }
 
@@ -428,6 +437,10 @@ impl Desk for DeskService {
         let p = self.ticket(&caller, DeskAction::Read, &req.into_inner().ticket).await?;
         Ok(Response::new(pb::HistoryResponse { ticket_id: p.ticket.id.to_string(), entries: history(&p) }))
     }
+}
+
+fn entry(p: &Projection, group: QueueGroup, at: time::OffsetDateTime) -> pb::QueueEntry {
+    pb::QueueEntry { ticket: Some(whistle_proto::ticket_view(&p.ticket)), group: group.as_str().to_owned(), sort_at: Some(timestamp(at)) }
 }
 
 /// The most a queue snapshot holds.

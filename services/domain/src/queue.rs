@@ -28,10 +28,12 @@ pub enum QueueGroup {
     Overdue,
     /// The unit asks for more time: the desk decides.
     Extension,
+    /// Acknowledged and on time: on the unit's own list only, never a desk's.
+    InHand,
 }
 
 impl QueueGroup {
-    pub const ALL: [QueueGroup; 8] = [
+    pub const ALL: [QueueGroup; 9] = [
         QueueGroup::Triage,
         QueueGroup::Delegated,
         QueueGroup::Whistled,
@@ -40,6 +42,7 @@ impl QueueGroup {
         QueueGroup::Warned,
         QueueGroup::Overdue,
         QueueGroup::Extension,
+        QueueGroup::InHand,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl QueueGroup {
             QueueGroup::Warned => "warned",
             QueueGroup::Overdue => "overdue",
             QueueGroup::Extension => "extension",
+            QueueGroup::InHand => "in_hand",
         }
     }
 
@@ -74,6 +78,17 @@ pub struct Waiting {
 }
 
 impl Ticket {
+    /// The unit working this ticket, and where it stands on that unit's
+    /// list (sorted by the deadline): from dispatch until it is completed.
+    pub fn work(&self) -> Option<(UnitCode, QueueGroup, OffsetDateTime)> {
+        let a = self.state.open_assignment()?;
+        let group = match self.waiting() {
+            Some(w) => w.group,
+            None => QueueGroup::InHand,
+        };
+        Some((a.unit.clone(), group, a.deadline.due_at))
+    }
+
     /// The platform desk this ticket waits on, and why; `None` while it
     /// needs nobody at a desk (being classified, in a unit's hands on time,
     /// completed, closed).
@@ -297,14 +312,17 @@ mod tests {
         t.apply(&ev(&t, EventKind::Dispatched { platform: street(), unit, deadline, automatic: false })).unwrap();
         let w = t.waiting().unwrap();
         assert_eq!((w.group, w.sort_at), (QueueGroup::Unacknowledged, due), "sorted by the deadline once dispatched");
+        assert_eq!(t.work().map(|w| w.1), Some(QueueGroup::Unacknowledged), "on the unit's list from dispatch");
         t.apply(&ev(&t, EventKind::Acknowledged)).unwrap();
         assert_eq!(t.waiting(), None, "a unit working it on time needs no desk");
+        assert_eq!(t.work(), Some((UnitCode::parse("xc-xinjiekou-office").unwrap(), QueueGroup::InHand, due)));
         t.apply(&ev(&t, EventKind::DeadlineWarning { deadline_version: deadline.version })).unwrap();
         assert_eq!(t.waiting().unwrap().group, QueueGroup::Warned);
         t.apply(&ev(&t, EventKind::ExtensionRequested { reason: "材料".into(), requested_due: due })).unwrap();
         assert_eq!(t.waiting().unwrap().group, QueueGroup::Extension);
         t.apply(&ev(&t, EventKind::Completed { result: "已处理".into() })).unwrap();
         assert_eq!(t.waiting(), None);
+        assert_eq!(t.work(), None, "off the unit's list once completed");
         for g in QueueGroup::ALL {
             assert_eq!(QueueGroup::parse(g.as_str()).unwrap(), g);
         }

@@ -158,6 +158,21 @@ impl TicketStore {
         format!("{}queue:{platform}", self.prefix)
     }
 
+    /// The tickets a unit is working, by deadline.
+    fn work_key(&self, unit: &whistle_domain::UnitCode) -> String {
+        format!("{}work:{unit}", self.prefix)
+    }
+
+    /// The tickets `unit` is working now (dispatched to it, not yet
+    /// completed), soonest deadline first, at most `limit`.
+    pub async fn worked_by(&self, unit: &whistle_domain::UnitCode, limit: usize) -> Result<Vec<Projection>> {
+        let ids: Vec<String> = self.redis.clone().zrange(self.work_key(unit), 0, limit as isize - 1).await?;
+        let ids: Vec<TicketId> = ids.iter().filter_map(|id| TicketId::parse(id).ok()).collect();
+        let mut got = self.get_many(&ids).await?;
+        got.retain(|p| p.ticket.work().is_some_and(|w| w.0 == *unit));
+        Ok(got)
+    }
+
     /// The tickets waiting on `platform`'s desk now, soonest deadline
     /// first (those waiting to be dispatched by when they were received),
     /// at most `limit`.
@@ -293,6 +308,7 @@ impl TicketStore {
         let mut redis = self.redis.clone();
         let key = self.ticket_key(&event.ticket_id);
         let existing = self.get(&event.ticket_id).await?;
+        let worked_by = existing.as_ref().and_then(|p| p.ticket.work().map(|w| w.0));
         let entry = |refused: Option<String>| HistoryEntry {
             event_id: event.id,
             event: event.kind.name().to_owned(),
@@ -370,6 +386,16 @@ impl TicketStore {
         }
         if let Some(w) = &waiting {
             pipe.zadd(self.queue_key(&w.platform), &id, (w.sort_at.unix_timestamp_nanos() / 1_000_000) as i64);
+        }
+        // And each unit's list follows its assignments.
+        let work = projection.ticket.work();
+        if let Some(before) = &worked_by
+            && work.as_ref().is_none_or(|w| w.0 != *before)
+        {
+            pipe.zrem(self.work_key(before), &id);
+        }
+        if let Some((unit, _, due)) = &work {
+            pipe.zadd(self.work_key(unit), &id, (due.unix_timestamp_nanos() / 1_000_000) as i64);
         }
         if let EventKind::Received { number, request } = &event.kind {
             pipe.set(self.number_key(number.as_str()), &id).zadd(self.time_index_key(), &id, event.occurred_at.unix_timestamp() * 1000);

@@ -1,0 +1,158 @@
+//! The console in a real browser (Debian's Chromium through chromedriver),
+//! on the real broker and Redis, as the desks use it: a street desk sees a
+//! noise complaint arrive live and whistles it, the district dispatches it
+//! to its bureau, the bureau acknowledges and completes it, and the city's
+//! figures count the completion; a street never sees another street's
+//! ticket, not even by typing its address; a form without its CSRF token
+//! is refused and changes nothing. The pages' screenshots (for the README)
+//! are written to `target/browser/`.
+
+use std::time::Duration;
+use whistle_tests::browser::{Browser, artifacts_dir};
+use whistle_tests::{Options, Platform, request, token_for};
+
+const WAIT: Duration = Duration::from_secs(60);
+const STREET: &str = "street:xc-xinjiekou";
+const OTHER_STREET: &str = "street:xc-jinrongjie";
+const COUNTY: &str = "county:xicheng";
+
+async fn sign_in(b: &Browser, base: &str, caller: &str) {
+    b.goto(&format!("{base}/signin")).await;
+    b.type_into("#token", &token_for(caller)).await;
+    b.click("form[action='/signin'] button[type=submit]").await;
+    b.wait_text("#live", "", WAIT).await;
+}
+
+async fn sign_out(b: &Browser) {
+    b.click("form[action='/signout'] button").await;
+    b.wait_text("#token", "", WAIT).await;
+}
+
+/// Opens a ticket from the queue, by clicking its number.
+async fn open_from_queue(b: &Browser, number: &str, group: &str) {
+    b.wait_text(&format!("#queue tr[data-group={group}]"), number, WAIT).await;
+    b.click(&format!("#queue a[href='/tickets/{number}']")).await;
+    b.wait_text("h1", number, WAIT).await;
+}
+
+/// Fills and submits the form of `action`; waits for the page to say it was done.
+async fn act(b: &Browser, action: &str, fields: &[(&str, &str)]) {
+    for (css, text) in fields {
+        b.type_into(css, text).await;
+    }
+    b.click(&format!("form[data-action={action}] button[type=submit]")).await;
+    b.wait_text(".done", "", WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noise_complaint_goes_live_to_the_street_is_whistled_dispatched_by_the_district_completed_and_counted() {
+    let mut p = Platform::start_with("console", Options { platforms: vec![STREET, COUNTY], ..Options::default() }).await;
+    let base = p.start_console().await;
+    let shots = artifacts_dir();
+    let b = Browser::start().await;
+    b.scenario("console-flow", async {
+        // The street desk signs in and watches its queue; the page is never reloaded.
+        b.goto(&format!("{base}/queue")).await;
+        b.wait_text("h1", "登录", WAIT).await;
+        b.screenshot(&shots.join("signin.png"), false).await;
+        sign_in(&b, &base, STREET).await;
+        b.wait_text("#live-state.on", "", WAIT).await;
+        b.run("window.notReloaded = true;", serde_json::json!([])).await;
+        let t =
+            p.intake().await.submit_request(request("晚上施工噪音扰民，吵得睡不着", "西城区新街口")).await.expect("submit").into_inner();
+        let row = b.wait_text("#queue tr", &t.ticket_number, WAIT).await;
+        assert!(row.contains("噪声扰民"), "the row shows the category: {row}");
+        assert_eq!(b.run("return window.notReloaded === true;", serde_json::json!([])).await, true, "it appeared without a reload");
+        b.screenshot(&shots.join("queue.png"), false).await;
+
+        // It whistles the ticket up to the district.
+        open_from_queue(&b, &t.ticket_number, "unacknowledged").await;
+        assert_eq!(b.text("#phone").await, "138****8000", "the phone masked as in notifications");
+        assert!(b.wait_text(".timeline", "派单", WAIT).await.contains("受理"), "the trail shows each step");
+        b.screenshot(&shots.join("ticket.png"), true).await;
+        act(&b, "whistle", &[("#whistle-reason", "夜间施工属区级项目，需区生态环境局处理")]).await;
+        assert!(b.text("#platform").await.contains("西城区"), "now held by the district");
+        assert_eq!(b.count("form.action").await, 0, "the street no longer acts on it");
+        sign_out(&b).await;
+
+        // The district sees it whistled in and dispatches it to its environment bureau.
+        sign_in(&b, &base, COUNTY).await;
+        open_from_queue(&b, &t.ticket_number, "whistled").await;
+        b.choose("#dispatch-unit", "xicheng-environment").await;
+        act(&b, "dispatch", &[]).await;
+        assert_eq!(b.run("return document.querySelector('#unit').dataset.unit;", serde_json::json!([])).await, "xicheng-environment");
+        sign_out(&b).await;
+
+        // The bureau acknowledges and completes it.
+        sign_in(&b, &base, "unit:xicheng-environment").await;
+        open_from_queue(&b, &t.ticket_number, "unacknowledged").await;
+        act(&b, "acknowledge", &[]).await;
+        act(&b, "complete", &[("#complete-result", "已责令施工方夜间停工")]).await;
+        b.wait_text("#state", "已办结", WAIT).await;
+        assert_eq!(b.text("#result").await, "已责令施工方夜间停工");
+        sign_out(&b).await;
+
+        // The city's figures count the bureau's completion.
+        sign_in(&b, &base, "city").await;
+        let cell = "#figures tr[data-code='xicheng-environment'] td[data-col='figures-completed']";
+        whistle_tests::eventually("the bureau's completion in the city's figures", WAIT, Duration::from_millis(500), || async {
+            b.goto(&format!("{base}/figures")).await;
+            let got =
+                b.run("const c = document.querySelector(arguments[0]); return c ? c.innerText : null;", serde_json::json!([cell])).await;
+            if got == "1" { Ok(()) } else { Err(got) }
+        })
+        .await;
+        b.screenshot(&shots.join("figures.png"), true).await;
+    })
+    .await;
+    b.quit().await;
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_street_never_sees_another_streets_ticket_and_a_form_without_its_csrf_token_changes_nothing() {
+    let mut p = Platform::start_with("console-deny", Options { platforms: vec![STREET, OTHER_STREET], ..Options::default() }).await;
+    let base = p.start_console().await;
+    let b = Browser::start().await;
+    b.scenario("console-deny", async {
+        // A wrong token is told so.
+        b.goto(&format!("{base}/signin")).await;
+        b.type_into("#token", "not-a-token").await;
+        b.click("form[action='/signin'] button[type=submit]").await;
+        b.wait_text(".error", "令牌不正确", WAIT).await;
+
+        let mut intake = p.intake().await;
+        let theirs = intake.submit_request(request("夜里施工太吵了", "西城区金融街")).await.expect("submit").into_inner();
+        let ours = intake.submit_request(request("晚上施工噪音扰民", "西城区新街口")).await.expect("submit").into_inner();
+        let v = p.wait_ticket(&theirs.ticket_number, WAIT, |v| v.state == "assigned").await;
+        assert_eq!(v.platform, OTHER_STREET);
+        p.wait_ticket(&ours.ticket_number, WAIT, |v| v.state == "assigned").await;
+
+        // Xinjiekou's desk: its own ticket is on its queue, the other street's is not, even by URL.
+        sign_in(&b, &base, STREET).await;
+        b.wait_text("#queue tr", &ours.ticket_number, WAIT).await;
+        assert!(!b.source().await.contains(&theirs.ticket_number), "the other street's ticket is not listed");
+        b.goto(&format!("{base}/tickets/{}", theirs.ticket_number)).await;
+        b.wait_text("h1", "无权查看", WAIT).await;
+        let page = b.source().await;
+        assert!(!page.contains("夜里施工太吵了") && !page.contains("金融街"), "nothing of the ticket is shown");
+
+        // A whistle form stripped of its CSRF token is refused, and the ticket stays.
+        b.goto(&format!("{base}/tickets/{}", ours.ticket_number)).await;
+        b.wait_text("h1", &ours.ticket_number, WAIT).await;
+        b.run("document.querySelector('form[data-action=whistle] input[name=csrf]').remove();", serde_json::json!([])).await;
+        b.type_into("#whistle-reason", "需要区里协调").await;
+        b.click("form[data-action=whistle] button[type=submit]").await;
+        b.wait_text("[role=alert]", "CSRF", WAIT).await;
+        let v = p.wait_ticket(&ours.ticket_number, WAIT, |_| true).await;
+        assert_eq!((v.state.as_str(), v.platform.as_str()), ("assigned", STREET), "nothing was done");
+
+        // The English switch.
+        b.goto(&format!("{base}/queue")).await;
+        b.click("a.lang").await;
+        b.wait_text("h1", "Queue of", WAIT).await;
+    })
+    .await;
+    b.quit().await;
+    p.shutdown().await;
+}
