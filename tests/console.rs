@@ -81,6 +81,12 @@ async fn a_noise_complaint_goes_live_to_the_street_is_whistled_dispatched_by_the
         b.choose("#dispatch-unit", "xicheng-environment").await;
         act(&b, "dispatch", &[]).await;
         assert_eq!(b.run("return document.querySelector('#unit').dataset.unit;", serde_json::json!([])).await, "xicheng-environment");
+        // On the district's map, inside Xinjiekou's outline, not overdue.
+        b.click("nav a[href='/map']").await;
+        b.wait_text("h1", "工单地图", WAIT).await;
+        assert_eq!(b.count(&format!("#map a.marker[data-ticket='{}'][data-level='0']", t.ticket_number)).await, 1, "its marker");
+        assert!(b.count("#map path[data-area='xc-xinjiekou']").await == 1, "the district's streets are drawn");
+        b.screenshot(&shots.join("map.png"), true).await;
         sign_out(&b).await;
 
         // The bureau acknowledges and completes it.
@@ -147,10 +153,57 @@ async fn a_street_never_sees_another_streets_ticket_and_a_form_without_its_csrf_
         let v = p.wait_ticket(&ours.ticket_number, WAIT, |_| true).await;
         assert_eq!((v.state.as_str(), v.platform.as_str()), ("assigned", STREET), "nothing was done");
 
+        // The city's map: three overdue complaints at one corner are one red-or-amber cluster; zooming in parts them.
+        let mut corner = Vec::new();
+        for n in 0..3 {
+            let mut r = request(&format!("路口夜间施工噪音，第{n}次反映"), "西城区新街口");
+            (r.lat, r.lon) = (Some(39.9000), Some(116.3400));
+            let t = intake.submit_request(r).await.expect("submit").into_inner();
+            p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
+            corner.push(t.ticket_number);
+        }
+        p.clock.advance(time::Duration::days(8));
+        for n in &corner {
+            p.wait_ticket(n, WAIT, |v| v.overdue_level >= 1).await;
+        }
+        b.click("form[action='/signout'] button").await;
+        sign_in(&b, &base, "city").await;
+        b.goto(&format!("{base}/map")).await;
+        let cluster = "#map a.cluster[data-count='3']";
+        whistle_tests::eventually("the three overdue tickets clustered on the city's map", WAIT, Duration::from_millis(300), || async {
+            b.goto(&format!("{base}/map")).await;
+            let level = b
+                .run("const c = document.querySelector(arguments[0]); return c ? c.dataset.level : null;", serde_json::json!([cluster]))
+                .await;
+            if level == "1" || level == "2" { Ok(()) } else { Err(level) }
+        })
+        .await;
+        for _ in 0..6 {
+            if b.count("#map a.cluster").await == 0 {
+                break;
+            }
+            let href = b.run("return document.querySelector('#map a.cluster').getAttribute('href');", serde_json::json!([])).await;
+            b.goto(&format!("{base}{}", href.as_str().expect("a cluster links to its zoom"))).await;
+        }
+        assert_eq!(b.count("#map a.marker").await, 3, "zoomed in, each is its own marker");
+        assert_eq!(b.count("#map a.marker[data-level='0']").await, 0, "all overdue");
+
+        // The hot issues: night construction noise in Xinjiekou tops the list, and opens its four tickets.
+        b.click("nav a[href='/hot']").await;
+        let top = b.wait_text("#hot tbody tr:first-child", "噪声扰民", WAIT).await;
+        assert!(top.contains("新街口") && top.contains("施工") && top.contains('4'), "the top issue: {top}");
+        assert_eq!(b.count("#hot tr[data-category='noise'][data-place='xc-jinrongjie'][data-count='1']").await, 1, "the other street's");
+        b.screenshot(&artifacts_dir().join("hot.png"), false).await;
+        b.click("#hot tbody tr:first-child a").await;
+        b.wait_text("#issue", "新街口", WAIT).await;
+        assert_eq!(b.count("#hot-tickets tbody tr").await, 4);
+        assert_eq!(b.count(&format!("#hot-tickets tr[data-ticket='{}']", ours.ticket_number)).await, 1);
+
         // The English switch.
         b.goto(&format!("{base}/queue")).await;
+        b.wait_text("h1", "全市", WAIT).await;
         b.click("a.lang").await;
-        b.wait_text("h1", "Queue of", WAIT).await;
+        b.wait_text("h1", "Queue of City", WAIT).await;
     })
     .await;
     b.quit().await;

@@ -42,7 +42,7 @@ impl Platform {
         eventually(&what, Duration::from_secs(60), Duration::from_millis(50), || {
             let mut desk = desk.clone();
             async move {
-                let entries = desk.queue(pb::QueueRequest { limit: 0 }).await.expect("queue").into_inner().entries;
+                let entries = desk.queue(pb::QueueRequest { limit: 0, open: false }).await.expect("queue").into_inner().entries;
                 let seen: Vec<(String, String)> = entries
                     .iter()
                     .map(|e| (e.ticket.as_ref().map(|t| t.ticket_number.clone()).unwrap_or_default(), e.group.clone()))

@@ -62,7 +62,18 @@ impl Platform {
     /// Deletes the ticket projection and the number counters: Redis "lost"
     /// what intake keeps there.
     pub async fn wipe_projection(&self) {
-        self.delete_keys(&["ticket:*", "ticket-number:*", "ticket-seq:*", "projection:*", "request:*", "queue:*", "work:*"]).await;
+        self.delete_keys(&[
+            "ticket:*",
+            "ticket-number:*",
+            "ticket-seq:*",
+            "projection:*",
+            "request:*",
+            "queue:*",
+            "work:*",
+            "held:*",
+            "open",
+        ])
+        .await;
     }
 
     /// Deletes the revisit queue: Redis "lost" what the revisit service keeps there.

@@ -8,7 +8,9 @@
 
 mod backend;
 mod figures;
+mod hot;
 pub mod i18n;
+mod map;
 mod pages;
 mod queue;
 pub mod session;

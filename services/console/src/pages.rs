@@ -34,6 +34,8 @@ pub(crate) fn frame(app: &App, lang: Lang, s: Option<&Session>, title: &str, pat
                         @if let Some(s) = s {
                             nav aria-label=(t("app-name")) {
                                 a href="/queue" { (t("nav-queue")) }
+                                a href="/map" { (t("nav-map")) }
+                                a href="/hot" { (t("nav-hot")) }
                                 @if !s.is_unit() { a href="/figures" { (t("nav-figures")) } }
                             }
                         }
@@ -111,8 +113,8 @@ pub(crate) fn failure(app: &App, lang: Lang, status: StatusCode, detail: &str) -
     message(app, lang, None, status, "error-title", &app.texts.args(lang, "error-backend", &[("detail", detail.to_owned())]))
 }
 
-pub(crate) fn csrf_refused(app: &App, lang: Lang) -> Response {
-    message(app, lang, None, StatusCode::FORBIDDEN, "error-title", &app.texts.t(lang, "csrf-refused"))
+pub(crate) fn csrf_refused(app: &App, lang: Lang, s: Option<&Session>) -> Response {
+    message(app, lang, s, StatusCode::FORBIDDEN, "error-title", &app.texts.t(lang, "csrf-refused"))
 }
 
 /// A desk's refusal or failure as a page: not allowed, not found, or the

@@ -49,7 +49,7 @@ impl Filters {
 
 async fn load(app: &App, s: &Session) -> Result<Vec<pb::QueueEntry>, tonic::Status> {
     let mut desk = app.backends.desk(&s.platform, &s.token).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    Ok(desk.queue(pb::QueueRequest { limit: 0 }).await?.into_inner().entries)
+    Ok(desk.queue(pb::QueueRequest { limit: 0, open: false }).await?.into_inner().entries)
 }
 
 fn title(app: &App, lang: Lang, s: &Session) -> String {

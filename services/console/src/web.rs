@@ -29,6 +29,8 @@ pub(crate) fn router(app: Arc<App>, ops: Ops) -> Router {
         .route("/queue/events", get(crate::queue::events))
         .route("/tickets/{number}", get(crate::ticket::page))
         .route("/tickets/{number}/{action}", post(crate::ticket::act))
+        .route("/map", get(crate::map::page))
+        .route("/hot", get(crate::hot::page))
         .route("/figures", get(crate::figures::page))
         .route("/figures.csv", get(crate::figures::csv))
         .route("/static/console.css", get(|| async { asset("text/css; charset=utf-8", include_str!("../assets/console.css")) }))
@@ -79,7 +81,7 @@ pub(crate) fn csrf_refusal(app: &App, lang: Lang, s: &Session, sent: Option<&Str
         Some(t) if session::same(t, &s.csrf) => None,
         Some(_) | None => {
             tracing::warn!(caller = %s.caller(), "form refused: csrf token missing or wrong");
-            Some(pages::csrf_refused(app, lang))
+            Some(pages::csrf_refused(app, lang, Some(s)))
         }
     }
 }
@@ -101,7 +103,7 @@ async fn signin(State(app): AppState, headers: HeaderMap, Form(form): Form<SignI
     let lang = lang(&headers);
     let expected = session::cookie(&headers, SIGNIN_COOKIE);
     if !matches!((&expected, &form.csrf), (Some(e), Some(s)) if session::same(e, s)) {
-        return pages::csrf_refused(&app, lang);
+        return pages::csrf_refused(&app, lang, None);
     }
     let csrf = expected.unwrap_or_default();
     let again = |status: StatusCode, msg: String| (status, pages::signin(&app, lang, &csrf, Some(&msg))).into_response();

@@ -345,9 +345,11 @@ impl Desk for DeskService {
 
     async fn queue(&self, req: Request<pb::QueueRequest>) -> Result<Response<pb::QueueResponse>, Status> {
         let caller = self.tokens.caller(req.metadata())?;
-        let limit = match req.into_inner().limit {
-            0 => MAX_QUEUE,
-            n => (n as usize).min(MAX_QUEUE),
+        let r = req.into_inner();
+        let most = if r.open { MAX_OPEN } else { MAX_QUEUE };
+        let limit = match r.limit {
+            0 => most,
+            n => (n as usize).min(most),
         };
         let unavailable = |e: whistle_runtime::Error| Status::unavailable(e.to_string());
         let entries = match &caller {
@@ -360,6 +362,19 @@ impl Desk for DeskService {
                 .iter()
                 .filter_map(|p| p.ticket.work().map(|(_, group, at)| entry(p, group, at)))
                 .collect(),
+            Caller::Platform(_) | Caller::Agent(_) if r.open => {
+                authorize_watch(&caller, &self.platform).map_err(|d| Status::permission_denied(d.to_string()))?;
+                self.store
+                    .held_by(&self.platform, limit)
+                    .await
+                    .map_err(unavailable)?
+                    .iter()
+                    .filter_map(|p| {
+                        let (_, at) = p.ticket.held()?;
+                        Some(entry(p, p.ticket.waiting().map_or(QueueGroup::InHand, |w| w.group), at))
+                    })
+                    .collect()
+            }
             Caller::Platform(_) | Caller::Agent(_) => {
                 authorize_watch(&caller, &self.platform).map_err(|d| Status::permission_denied(d.to_string()))?;
                 self.store
@@ -432,6 +447,12 @@ impl Desk for DeskService {
         Ok(Response::new(pb::WhoAmIResponse { kind: kind.to_owned(), id, platform }))
     }
 
+    async fn hot_issues(&self, req: Request<pb::HotIssuesRequest>) -> Result<Response<pb::HotIssuesResponse>, Status> {
+        let caller = self.tokens.caller(req.metadata())?;
+        authorize_kind(&caller, DeskAction::Read).map_err(|d| Status::permission_denied(d.to_string()))?;
+        Ok(Response::new(crate::hot::answer(&self.store, &self.router, &caller, req.into_inner()).await?))
+    }
+
     async fn history(&self, req: Request<pb::TicketRef>) -> Result<Response<pb::HistoryResponse>, Status> {
         let caller = self.tokens.caller(req.metadata())?;
         let p = self.ticket(&caller, DeskAction::Read, &req.into_inner().ticket).await?;
@@ -445,6 +466,8 @@ fn entry(p: &Projection, group: QueueGroup, at: time::OffsetDateTime) -> pb::Que
 
 /// The most a queue snapshot holds.
 const MAX_QUEUE: usize = 500;
+/// The most open tickets one answer holds (a map's worth).
+const MAX_OPEN: usize = 5000;
 
 fn history(p: &Projection) -> Vec<pb::HistoryEntry> {
     p.history

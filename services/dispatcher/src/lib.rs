@@ -6,6 +6,7 @@
 
 pub use whistle_runtime::auth;
 mod desk;
+mod hot;
 pub mod routing;
 
 use serde::{Deserialize, Serialize};

@@ -9,6 +9,7 @@ pub mod city;
 pub mod clock;
 pub mod event;
 pub mod figures;
+pub mod hot;
 pub mod ids;
 pub mod privacy;
 pub mod queue;

@@ -78,6 +78,16 @@ pub struct Waiting {
 }
 
 impl Ticket {
+    /// The platform holding this open ticket (on its desk or with one of
+    /// its units), sorted by the deadline, else when it was received.
+    pub fn held(&self) -> Option<(PlatformId, OffsetDateTime)> {
+        match &self.state {
+            TicketState::Queued { platform, .. } => Some((platform.clone(), self.received_at)),
+            TicketState::Assigned(a) | TicketState::Acknowledged(a) => Some((a.platform.clone(), a.deadline.due_at)),
+            TicketState::Received | TicketState::Classified | TicketState::Completed { .. } | TicketState::Closed { .. } => None,
+        }
+    }
+
     /// The unit working this ticket, and where it stands on that unit's
     /// list (sorted by the deadline): from dispatch until it is completed.
     pub fn work(&self) -> Option<(UnitCode, QueueGroup, OffsetDateTime)> {
@@ -315,6 +325,7 @@ mod tests {
         assert_eq!(t.work().map(|w| w.1), Some(QueueGroup::Unacknowledged), "on the unit's list from dispatch");
         t.apply(&ev(&t, EventKind::Acknowledged)).unwrap();
         assert_eq!(t.waiting(), None, "a unit working it on time needs no desk");
+        assert_eq!(t.held(), Some((street(), due)), "still open at the street");
         assert_eq!(t.work(), Some((UnitCode::parse("xc-xinjiekou-office").unwrap(), QueueGroup::InHand, due)));
         t.apply(&ev(&t, EventKind::DeadlineWarning { deadline_version: deadline.version })).unwrap();
         assert_eq!(t.waiting().unwrap().group, QueueGroup::Warned);
@@ -323,6 +334,7 @@ mod tests {
         t.apply(&ev(&t, EventKind::Completed { result: "已处理".into() })).unwrap();
         assert_eq!(t.waiting(), None);
         assert_eq!(t.work(), None, "off the unit's list once completed");
+        assert_eq!(t.held(), None, "no longer open at the platform");
         for g in QueueGroup::ALL {
             assert_eq!(QueueGroup::parse(g.as_str()).unwrap(), g);
         }

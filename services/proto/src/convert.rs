@@ -342,6 +342,8 @@ pub fn ticket_view(t: &Ticket) -> pb::TicketView {
         updated_at: Some(timestamp(t.updated_at)),
         text: t.request.text.clone(),
         language: t.request.language.as_str().to_owned(),
+        lat: t.request.location.point.map(|p| p.lat()),
+        lon: t.request.location.point.map(|p| p.lon()),
     }
 }
 

@@ -158,6 +158,40 @@ impl TicketStore {
         format!("{}queue:{platform}", self.prefix)
     }
 
+    /// The lists a ticket is on, one of each family (desk queue, open at a
+    /// platform, a unit's work), with the instant it is sorted by.
+    fn lists(&self, t: &Ticket) -> [Option<(String, time::OffsetDateTime)>; 4] {
+        [
+            t.waiting().map(|w| (self.queue_key(&w.platform), w.sort_at)),
+            t.held().map(|(p, at)| (self.held_key(&p), at)),
+            t.held().map(|(_, at)| (self.open_key(), at)),
+            t.work().map(|(u, _, at)| (self.work_key(&u), at)),
+        ]
+    }
+
+    /// Every open ticket in the city, whoever holds it.
+    fn open_key(&self) -> String {
+        format!("{}open", self.prefix)
+    }
+
+    /// The open tickets a platform holds (queued there or with its units).
+    fn held_key(&self, platform: &whistle_domain::PlatformId) -> String {
+        format!("{}held:{platform}", self.prefix)
+    }
+
+    /// The open tickets `platform` holds now (for the city, every open
+    /// ticket in the city: its command center sees them all), soonest
+    /// deadline first, at most `limit`.
+    pub async fn held_by(&self, platform: &whistle_domain::PlatformId, limit: usize) -> Result<Vec<Projection>> {
+        let city = *platform == whistle_domain::PlatformId::City;
+        let key = if city { self.open_key() } else { self.held_key(platform) };
+        let ids: Vec<String> = self.redis.clone().zrange(key, 0, limit as isize - 1).await?;
+        let ids: Vec<TicketId> = ids.iter().filter_map(|id| TicketId::parse(id).ok()).collect();
+        let mut got = self.get_many(&ids).await?;
+        got.retain(|p| p.ticket.held().is_some_and(|(p2, _)| city || p2 == *platform));
+        Ok(got)
+    }
+
     /// The tickets a unit is working, by deadline.
     fn work_key(&self, unit: &whistle_domain::UnitCode) -> String {
         format!("{}work:{unit}", self.prefix)
@@ -308,7 +342,7 @@ impl TicketStore {
         let mut redis = self.redis.clone();
         let key = self.ticket_key(&event.ticket_id);
         let existing = self.get(&event.ticket_id).await?;
-        let worked_by = existing.as_ref().and_then(|p| p.ticket.work().map(|w| w.0));
+        let lists_before = existing.as_ref().map(|p| self.lists(&p.ticket)).unwrap_or_default();
         let entry = |refused: Option<String>| HistoryEntry {
             event_id: event.id,
             event: event.kind.name().to_owned(),
@@ -377,25 +411,17 @@ impl TicketStore {
             }
             pipe.zadd(self.category_index_key(*category), &id, at);
         }
-        // The desks' queues follow the ticket's state.
-        let waiting = projection.ticket.waiting();
-        for p in &projection.ticket.platforms {
-            if waiting.as_ref().is_none_or(|w| w.platform != *p) {
-                pipe.zrem(self.queue_key(p), &id);
+        // The desks' queues, the platforms' open tickets and the units'
+        // lists follow the ticket's state: in one list of each, or none.
+        for (before, now) in lists_before.into_iter().zip(self.lists(&projection.ticket)) {
+            if let Some((key, _)) = &before
+                && now.as_ref().is_none_or(|(k, _)| k != key)
+            {
+                pipe.zrem(key, &id);
             }
-        }
-        if let Some(w) = &waiting {
-            pipe.zadd(self.queue_key(&w.platform), &id, (w.sort_at.unix_timestamp_nanos() / 1_000_000) as i64);
-        }
-        // And each unit's list follows its assignments.
-        let work = projection.ticket.work();
-        if let Some(before) = &worked_by
-            && work.as_ref().is_none_or(|w| w.0 != *before)
-        {
-            pipe.zrem(self.work_key(before), &id);
-        }
-        if let Some((unit, _, due)) = &work {
-            pipe.zadd(self.work_key(unit), &id, (due.unix_timestamp_nanos() / 1_000_000) as i64);
+            if let Some((key, at)) = now {
+                pipe.zadd(key, &id, (at.unix_timestamp_nanos() / 1_000_000) as i64);
+            }
         }
         if let EventKind::Received { number, request } = &event.kind {
             pipe.set(self.number_key(number.as_str()), &id).zadd(self.time_index_key(), &id, event.occurred_at.unix_timestamp() * 1000);

@@ -97,7 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut client = desk(&cli).await?;
             // Watch first, so nothing that changes while the snapshot is read is missed.
             let stream = if once { None } else { Some(client.watch(pb::WatchRequest {}).await.map_err(status)?.into_inner()) };
-            let waiting = client.queue(pb::QueueRequest { limit: 0 }).await.map_err(status)?.into_inner();
+            let waiting = client.queue(pb::QueueRequest { limit: 0, open: false }).await.map_err(status)?.into_inner();
             show::waiting(&waiting.entries, off).print(cli.json);
             let Some(mut stream) = stream else { return Ok(()) };
             if !cli.json {
