@@ -141,6 +141,7 @@ fn check(values: &[&str]) -> Vec<Value> {
         load_service::<whistle_sla_timer::Config>(Some(&file)).err(),
         load_service::<whistle_notifier::Config>(Some(&file)).err(),
         load_service::<whistle_revisit::Config>(Some(&file)).err(),
+        load_service::<whistle_console::Config>(Some(&file)).err(),
     ];
     let _ = std::fs::remove_file(&file);
     let refused: Vec<String> = loaded.into_iter().flatten().map(|e| e.to_string()).collect();
@@ -166,7 +167,9 @@ fn the_chart_renders_and_validates_with_production_values_and_scales_on_lag() {
     let dispatchers: Vec<&str> = deployments.iter().map(|d| name(d)).filter(|n| n.contains("dispatcher-")).collect();
     assert_eq!(dispatchers, ["whistle-dispatcher-city", "whistle-dispatcher-county-xicheng", "whistle-dispatcher-street-xc-xinjiekou"]);
     let scaled = of_kind(&docs, "ScaledObject");
-    assert_eq!(scaled.len(), deployments.len(), "every deployment scales on its lag");
+    let console = deployments.iter().find(|d| name(d) == "whistle-console").expect("the console");
+    assert!(console["spec"]["replicas"].as_i64().is_some_and(|r| r >= 1), "the console reads no topic: it keeps its replicas");
+    assert_eq!(scaled.len(), deployments.len() - 1, "every other deployment scales on its lag");
     for s in scaled {
         let n = name(s);
         let target = s["spec"]["scaleTargetRef"]["name"].as_str().expect("target");
@@ -184,6 +187,8 @@ fn the_chart_renders_and_validates_with_production_values_and_scales_on_lag() {
     assert_eq!(street["spec"]["maxReplicaCount"], 3, "its own ceiling");
     let dispatch_group = street["spec"]["triggers"][0]["metadata"]["consumerGroup"].clone();
     assert_eq!(dispatch_group, "dispatcher-street-xc-xinjiekou", "the group the dispatcher of that platform consumes in");
+    let env = console["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(env.contains(r#"\"county:xicheng\"=\"http://whistle-desk-county-xicheng:50052\""#), "the console reaches each desk: {env}");
     let timers = deployments.iter().find(|d| name(d) == "whistle-sla-timer").expect("sla-timer");
     assert!(timers["spec"]["template"]["spec"]["containers"][0]["env"].to_string().contains("WHISTLE__REDIS__CLUSTER_NODES"));
 }

@@ -121,6 +121,32 @@ async fn a_street_never_sees_another_streets_ticket_and_a_form_without_its_csrf_
     let base = p.start_console().await;
     let b = Browser::start().await;
     b.scenario("console-deny", async {
+        // A hotline agent registers a call: as it is typed, the form shows what the system would choose.
+        b.goto(&format!("{base}/signin")).await;
+        b.type_into("#token", &token_for("agent:zhao")).await;
+        b.click("form[action='/signin'] button[type=submit]").await;
+        b.wait_text("h1", "受理登记", WAIT).await;
+        b.type_into("#call-address", "新街").await;
+        b.wait_count("#places option", 1, WAIT).await;
+        let suggested =
+            b.run("return Array.from(document.querySelectorAll('#places option')).map(o => o.value);", serde_json::json!([])).await;
+        assert!(suggested.to_string().contains("新街口街道"), "the gazetteer suggests the street: {suggested}");
+        b.run("document.querySelector('#call-address').value = '';", serde_json::json!([])).await;
+        b.type_into("#call-address", "西城区新街口").await;
+        b.type_into("#call-text", "楼道里有很浓的煤气味，快来人看看").await;
+        b.type_into("#call-phone", "13900139000").await;
+        b.wait_text("#preview-category", "燃气", WAIT).await;
+        assert_eq!(b.text("#preview-urgency").await, "紧急");
+        let unit = b.run("return document.querySelector('#preview-facts').dataset.unit;", serde_json::json!([])).await;
+        assert!(unit.as_str().is_some_and(|u| !u.is_empty()), "the unit it would go to: {unit}");
+        b.screenshot(&artifacts_dir().join("intake.png"), false).await;
+        b.click("#intake button[type=submit]").await;
+        let number = b.wait_text("#ticket-number", "", WAIT).await;
+        let v = p.wait_ticket(&number, WAIT, |v| v.state != "received").await;
+        assert_eq!((v.category.as_str(), v.urgency.as_str()), ("gas", "urgent"), "registered as previewed");
+        b.click("form[action='/signout'] button").await;
+        b.wait_text("#token", "", WAIT).await;
+
         // A wrong token is told so.
         b.goto(&format!("{base}/signin")).await;
         b.type_into("#token", "not-a-token").await;

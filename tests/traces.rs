@@ -141,6 +141,7 @@ async fn one_ticket_is_one_trace_across_the_services_and_no_span_holds_the_citiz
         ("WHISTLE__INTAKE__LISTEN", intake_addr.to_string()),
         ("WHISTLE__INTAKE__HTTP_LISTEN", "127.0.0.1:0".to_owned()),
         ("WHISTLE__DISPATCHER__LISTEN", "127.0.0.1:0".to_owned()),
+        ("WHISTLE__CLASSIFIER__LISTEN", "127.0.0.1:0".to_owned()),
         ("WHISTLE__REVISIT__LISTEN", "127.0.0.1:0".to_owned()),
         ("WHISTLE__REVISIT__HTTP_LISTEN", "127.0.0.1:0".to_owned()),
         ("WHISTLE__NOTIFIER__WEBHOOK_URL", webhook.url()),

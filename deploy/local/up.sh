@@ -45,6 +45,7 @@ wait_port 127.0.0.1 50052 60 dispatcher
 wait_port 127.0.0.1 50053 60 "county:xicheng dispatcher"
 wait_port 127.0.0.1 50054 60 "street:xc-xinjiekou dispatcher"
 wait_port 127.0.0.1 50056 60 revisit
+wait_port 127.0.0.1 50057 60 "classifier (preview)"
 wait_port 127.0.0.1 8040 60 console
 # Each service's metrics, health and readiness port.
 OPS_PORTS=(intake:9181 classifier:9182 dispatcher-city:9183 sla-timer:9184 notifier:9185 revisit:9186 dispatcher-xicheng:9187 dispatcher-xinjiekou:9188 console:9189)
@@ -62,7 +63,8 @@ Whistle is running.
   console (web)       http://127.0.0.1:8040   sign in with a demo token:
                         city desk demo-city-desk, district demo-county-xicheng,
                         street demo-street-xc-xinjiekou, units demo-<unit code>
-                        (demo-city-water, demo-xicheng-environment, demo-xc-xinjiekou-office)
+                        (demo-city-water, demo-xicheng-environment, demo-xc-xinjiekou-office),
+                        the hotline agent's intake desk demo-agent
   broker (Tansu)      $KAFKA_HOST:$KAFKA_PORT   data: $WHISTLE_DATA/tansu
   redis               $REDIS_HOST:$REDIS_PORT   data: $WHISTLE_DATA/redis
   intake (gRPC)       127.0.0.1:50051
@@ -71,7 +73,8 @@ Whistle is running.
   city desk (gRPC)    127.0.0.1:50052
   county:xicheng desk 127.0.0.1:50053   street:xc-xinjiekou desk 127.0.0.1:50054
   revisit (gRPC)      127.0.0.1:50056   citizens' answers (HTTP) 127.0.0.1:8026
-  classifier, sla-timer, notifier: Kafka consumers
+  classifier preview  127.0.0.1:50057 (gRPC)
+  sla-timer, notifier: Kafka consumers
   webhook + SMS sink  127.0.0.1:8025   messages: $WHISTLE_DATA/logs/webhook-sink.log
   SMTP (aiosmtpd)     $SMTP_HOST:$SMTP_PORT   mail: $SMTP_MAILDIR
   logs                $WHISTLE_DATA/logs/

@@ -5,7 +5,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // build scripts run single-threaded; setting the variable here is the documented way
     unsafe_env(&protoc);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto").canonicalize()?;
-    let files = ["whistle/v1/events.proto", "whistle/v1/intake.proto", "whistle/v1/desk.proto", "whistle/v1/revisit.proto"];
+    let files = [
+        "whistle/v1/events.proto",
+        "whistle/v1/intake.proto",
+        "whistle/v1/desk.proto",
+        "whistle/v1/revisit.proto",
+        "whistle/v1/classifier.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }

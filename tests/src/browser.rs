@@ -139,6 +139,15 @@ impl Browser {
         self.run("return document.querySelectorAll(arguments[0]).length;", json!([css])).await.as_u64().unwrap_or(0) as usize
     }
 
+    /// Waits until at least `n` elements match `css`; returns how many.
+    pub async fn wait_count(&self, css: &str, n: usize, within: Duration) -> usize {
+        eventually(&format!("{n} of {css}"), within, Duration::from_millis(100), || async {
+            let got = self.count(css).await;
+            if got >= n { Ok(got) } else { Err(got) }
+        })
+        .await
+    }
+
     /// Clicks the first element matching `css`. A live page may replace
     /// it between finding and clicking (the queue reloads its rows): then
     /// it is found again, as a person would look again.

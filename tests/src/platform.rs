@@ -72,6 +72,8 @@ pub struct Platform {
     pub sms: WebhookReceiver,
     pub revisit_addr: SocketAddr,
     pub revisit_http: SocketAddr,
+    /// The classifier's preview (gRPC).
+    pub classifier_addr: SocketAddr,
     /// The console's HTTP address, once started.
     pub console: Option<SocketAddr>,
     /// Each service's metrics, health and readiness port, by service name
@@ -120,6 +122,7 @@ impl Platform {
             sms,
             revisit_addr: ([127, 0, 0, 1], 0).into(),
             revisit_http: ([127, 0, 0, 1], 0).into(),
+            classifier_addr: ([127, 0, 0, 1], 0).into(),
             console: None,
             ops: HashMap::new(),
             options,
@@ -196,7 +199,9 @@ impl Platform {
         config.classifier.model = model_file();
         config.classifier.history_check_ms = 200;
         config.classifier.ops_listen = ([127, 0, 0, 1], 0).into();
+        config.classifier.listen = ([127, 0, 0, 1], 0).into();
         let svc = whistle_classifier::Classifier::build_with_clock(config, self.clock_arc()).await.expect("build classifier");
+        self.classifier_addr = svc.local_addr();
         self.ops.insert("classifier".into(), svc.ops_addr());
         self.spawn("classifier", |s| async move { svc.run(s).await.expect("classifier") });
     }
@@ -297,10 +302,12 @@ impl Platform {
     pub async fn start_console(&mut self) -> String {
         let mut config = whistle_console::Config { redis: self.redis.clone(), city: city(), ..Default::default() };
         let c = &mut config.console;
-        c.listen = ([127, 0, 0, 1], 0).into();
+        c.http_listen = ([127, 0, 0, 1], 0).into();
         c.ops_listen = ([127, 0, 0, 1], 0).into();
         c.desks = self.desks.iter().map(|(p, a)| (p.clone(), format!("http://{a}"))).collect();
         c.revisit = format!("http://{}", self.revisit_addr);
+        c.intake = format!("http://{}", self.intake_addr);
+        c.classifier = format!("http://{}", self.classifier_addr);
         let svc = whistle_console::Console::build_with_clock(config, self.clock_arc()).await.expect("build console");
         self.ops.insert("console".into(), svc.ops_addr());
         let addr = svc.local_addr();

@@ -27,6 +27,7 @@ Every service as a Deployment, with its PodDisruptionBudget:
 {{- $section := index . 5 -}}
 {{- $grpc := index . 6 -}}
 {{- $http := index . 7 -}}
+{{- $extraEnv := index . 8 -}}
 {{- $resources := $values.resources | default $root.Values.resources -}}
 apiVersion: apps/v1
 kind: Deployment
@@ -36,7 +37,8 @@ metadata:
     {{- include "whistle.labels" $root | nindent 4 }}
     app.kubernetes.io/component: {{ $component }}
 spec:
-  {{- if not $root.Values.autoscaling.enabled }}
+  {{- /* The scaler owns a consumer's replicas; the console consumes nothing and keeps its own. */}}
+  {{- if or (not $root.Values.autoscaling.enabled) (eq $component "console") }}
   replicas: {{ $values.replicas | default 1 }}
   {{- end }}
   selector:
@@ -84,6 +86,9 @@ spec:
             {{- end }}
             {{- if $http }}
             - { name: WHISTLE__{{ $section }}__HTTP_LISTEN, value: "0.0.0.0:{{ $http }}" }
+            {{- end }}
+            {{- range $e := $extraEnv }}
+            - { name: {{ $e.name }}, value: {{ $e.value | quote }} }
             {{- end }}
           envFrom:
             - secretRef: { name: {{ $root.Values.existingSecret | quote }} }

@@ -17,6 +17,7 @@ pub mod features;
 pub mod gazetteer;
 pub mod history;
 pub mod model;
+mod preview;
 pub mod signals;
 pub mod text;
 pub mod training;
@@ -69,6 +70,9 @@ pub struct ClassifierSettings {
     pub history_check_ms: u64,
     /// Metrics, health and readiness (`/metrics`, `/healthz`, `/readyz`).
     pub ops_listen: std::net::SocketAddr,
+    /// The preview's gRPC listen address (the intake desk asks what a
+    /// request would be classified as); port 0 picks a free port.
+    pub listen: std::net::SocketAddr,
 }
 
 impl Default for ClassifierSettings {
@@ -79,6 +83,7 @@ impl Default for ClassifierSettings {
             group: "classifier".into(),
             history_check_ms: 2000,
             ops_listen: ([127, 0, 0, 1], 9182).into(),
+            listen: ([127, 0, 0, 1], 50057).into(),
         }
     }
 }
@@ -95,6 +100,10 @@ pub enum Error {
     Corpus(String),
     #[error("{0}")]
     Io(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -104,6 +113,8 @@ pub struct Classifier {
     handler: Arc<ClassifyHandler>,
     producer: EventProducer,
     ops: OpsServer,
+    listener: tokio::net::TcpListener,
+    preview: preview::Preview,
 }
 
 impl Classifier {
@@ -112,15 +123,23 @@ impl Classifier {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
-        let city = config.city.load()?;
-        let engine = Engine::load(&config.classifier.model, &city, config.classifier.triage_below)?;
+        let city = Arc::new(config.city.load()?);
+        let engine = Arc::new(Engine::load(&config.classifier.model, &city, config.classifier.triage_below)?);
         let offset = config.city.offset()?;
         let producer = whistle_runtime::topics::ready(&config.kafka).await?;
         let redis = whistle_runtime::redis_client::connect(&config.redis).await?;
         let ops = OpsServer::for_service("classifier", config.classifier.ops_listen, redis.clone(), &producer).await?;
         let history = history::History::new(redis, &config.redis.key_prefix, engine.repeat_rule().window_days);
+        let addr = config.classifier.listen;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
+        let preview = preview::Preview { engine: engine.clone(), city };
         let handler = Arc::new(ClassifyHandler { engine, history, producer: producer.clone(), clock, offset });
-        Ok(Classifier { config, handler, producer, ops })
+        Ok(Classifier { config, handler, producer, ops, listener, preview })
+    }
+
+    /// Where the preview's gRPC is served.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.classifier.listen)
     }
 
     /// Where metrics, health and readiness are served.
@@ -139,9 +158,23 @@ impl Classifier {
             spawn_supervised("history-watch", &shutdown, watch_history(self.handler.clone(), self.config.clone(), shutdown.clone()));
         let settings = ConsumerSettings::new(self.ops.ops(), self.config.classifier.group.clone(), vec![topics.events()]);
         let consumer = consumer::spawn("classify", &self.config.kafka, settings, self.handler.clone(), self.producer.clone(), &shutdown);
+        let metrics = self.ops.ops().clone();
         let ops = self.ops.spawn(&shutdown);
+        let (_health, health) = whistle_runtime::ops::grpc_health();
+        let router = tonic::transport::Server::builder()
+            .trace_fn(whistle_runtime::telemetry::grpc_span)
+            .layer(metrics.grpc_layer())
+            .add_service(health)
+            .add_service(whistle_runtime::ops::grpc_reflection()?)
+            .add_service(whistle_proto::v1::classifier_server::ClassifierServer::new(self.preview));
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+        let stop = shutdown.clone();
+        let grpc = spawn_supervised("preview-grpc", &shutdown, async move {
+            router.serve_with_incoming_shutdown(incoming, async move { stop.wait().await }).await.map_err(Error::Serve)
+        });
         shutdown.wait().await;
         drain(vec![consumer, watch, ops], Duration::from_secs(15)).await;
+        let _ = grpc.await;
         self.producer.flush(Duration::from_secs(5));
         Ok(())
     }
@@ -164,7 +197,7 @@ async fn watch_history(h: Arc<ClassifyHandler>, config: Config, shutdown: Shutdo
 }
 
 struct ClassifyHandler {
-    engine: Engine,
+    engine: Arc<Engine>,
     history: history::History,
     producer: EventProducer,
     clock: Arc<dyn Clock>,

@@ -37,3 +37,38 @@
     if (badge) badge.classList.remove("on");
   });
 })();
+
+// The intake desk: as the agent types, what the classifier would choose,
+// and place names from the city's gazetteer for the address.
+(function () {
+  "use strict";
+  var form = document.getElementById("intake");
+  if (!form) return;
+  var text = document.getElementById("call-text");
+  var address = document.getElementById("call-address");
+  var preview = document.getElementById("preview");
+  var places = document.getElementById("places");
+  function later(f, ms) {
+    var t = null;
+    return function () { clearTimeout(t); t = setTimeout(f, ms); };
+  }
+  function get(url, into) {
+    fetch(url, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) { if (html !== null) { into.innerHTML = html; into.dataset.updated = String(Date.now()); } })
+      .catch(function () {});
+  }
+  var ask = later(function () {
+    var q = "text=" + encodeURIComponent(text.value) + "&address=" + encodeURIComponent(address.value);
+    get(form.dataset.preview + "?" + q, preview);
+  }, 250);
+  var suggest = later(function () {
+    get(form.dataset.places + "?q=" + encodeURIComponent(address.value), places);
+  }, 150);
+  text.addEventListener("input", ask);
+  address.addEventListener("input", function () { ask(); suggest(); });
+  form.addEventListener("submit", function () {
+    var b = form.querySelector("button[type=submit]");
+    if (b) b.disabled = true;
+  });
+})();

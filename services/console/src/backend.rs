@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use tonic::codegen::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use whistle_proto::Bearer;
-use whistle_proto::v1::{self as pb, desk_client::DeskClient, revisit_client::RevisitClient};
+use whistle_proto::v1::{
+    self as pb, classifier_client::ClassifierClient, desk_client::DeskClient, intake_client::IntakeClient, revisit_client::RevisitClient,
+};
 
 use crate::{Error, Result};
 
@@ -17,6 +19,8 @@ pub type Revisit = RevisitClient<InterceptedService<Channel, Bearer>>;
 pub struct Backends {
     desks: BTreeMap<String, Channel>,
     revisit: Channel,
+    intake: Channel,
+    classifier: Channel,
 }
 
 fn channel(what: &str, url: &str) -> Result<Channel> {
@@ -36,12 +40,28 @@ pub enum SignIn {
 
 impl Backends {
     /// `desks`: platform (`city`, `county:<code>`) -> the desk's gRPC URL.
-    pub fn new(desks: &BTreeMap<String, String>, revisit: &str) -> Result<Self> {
-        let desks = desks
+    pub fn new(s: &crate::ConsoleSettings) -> Result<Self> {
+        let desks = s
+            .desks
             .iter()
             .map(|(platform, url)| Ok((platform.clone(), channel(&format!("console.desks.{platform}"), url)?)))
             .collect::<Result<_>>()?;
-        Ok(Backends { desks, revisit: channel("console.revisit", revisit)? })
+        Ok(Backends {
+            desks,
+            revisit: channel("console.revisit", &s.revisit)?,
+            intake: channel("console.intake", &s.intake)?,
+            classifier: channel("console.classifier", &s.classifier)?,
+        })
+    }
+
+    /// Intake registers a call (it needs no token: channels submit).
+    pub fn intake(&self) -> IntakeClient<Channel> {
+        IntakeClient::new(self.intake.clone())
+    }
+
+    /// The classifier's preview.
+    pub fn classifier(&self) -> ClassifierClient<Channel> {
+        ClassifierClient::new(self.classifier.clone())
     }
 
     pub fn has_desk(&self, platform: &str) -> bool {

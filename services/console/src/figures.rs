@@ -16,7 +16,7 @@ use crate::App;
 use crate::i18n::Lang;
 use crate::pages::{self, frame};
 use crate::session::Session;
-use crate::web::{AppState, lang, signed};
+use crate::web::{AppState, lang, signed_desk};
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Period {
@@ -72,7 +72,7 @@ fn name(app: &App, lang: Lang, row: &pb::FigureRow) -> String {
 
 pub(crate) async fn page(State(app): AppState, headers: HeaderMap, Query(p): Query<Period>) -> Response {
     let lang = lang(&headers);
-    let s = match signed(&app, &headers).await {
+    let s = match signed_desk(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -262,7 +262,7 @@ fn csv_field(s: &str) -> String {
 
 pub(crate) async fn csv(State(app): AppState, headers: HeaderMap, Query(p): Query<Period>) -> Response {
     let lang = lang(&headers);
-    let s = match signed(&app, &headers).await {
+    let s = match signed_desk(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };

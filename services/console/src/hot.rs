@@ -13,7 +13,7 @@ use whistle_proto::v1 as pb;
 use crate::App;
 use crate::i18n::Lang;
 use crate::pages::{self, frame, local_ts};
-use crate::web::{AppState, lang, signed};
+use crate::web::{AppState, lang, signed_desk};
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Ask {
@@ -49,7 +49,7 @@ fn trend(app: &App, lang: Lang, h: &pb::HotIssue) -> Markup {
 
 pub(crate) async fn page(State(app): AppState, headers: HeaderMap, Query(a): Query<Ask>) -> Response {
     let lang = lang(&headers);
-    let s = match signed(&app, &headers).await {
+    let s = match signed_desk(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };

@@ -10,6 +10,7 @@ mod backend;
 mod figures;
 mod hot;
 pub mod i18n;
+mod intake;
 mod map;
 mod pages;
 mod queue;
@@ -58,12 +59,16 @@ impl whistle_runtime::config::ServiceConfig for Config {
 #[serde(default)]
 pub struct ConsoleSettings {
     /// HTTP listen address; port 0 picks a free port.
-    pub listen: SocketAddr,
+    pub http_listen: SocketAddr,
     /// Each platform's desk: `city = "http://127.0.0.1:50052"`,
     /// `"county:xicheng" = "http://..."`. Sign-in asks them in turn.
     pub desks: BTreeMap<String, String>,
     /// The revisit service's gRPC URL (the figures).
     pub revisit: String,
+    /// Intake's gRPC URL: the intake desk registers calls there.
+    pub intake: String,
+    /// The classifier's gRPC URL: the intake desk's preview.
+    pub classifier: String,
     /// How long a sign-in lasts.
     pub session_hours: u64,
     /// Set the cookies' `Secure` flag: on whenever the console is reached
@@ -76,9 +81,11 @@ pub struct ConsoleSettings {
 impl Default for ConsoleSettings {
     fn default() -> Self {
         ConsoleSettings {
-            listen: ([127, 0, 0, 1], 8040).into(),
+            http_listen: ([127, 0, 0, 1], 8040).into(),
             desks: BTreeMap::from([("city".to_owned(), "http://127.0.0.1:50052".to_owned())]),
             revisit: "http://127.0.0.1:50056".into(),
+            intake: "http://127.0.0.1:50051".into(),
+            classifier: "http://127.0.0.1:50057".into(),
             session_hours: 10,
             secure_cookies: false,
             ops_listen: ([127, 0, 0, 1], 9189).into(),
@@ -133,7 +140,7 @@ impl Console {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         config.city.load()?;
         let redis = whistle_runtime::redis_client::connect(&config.redis).await?;
-        let addr = config.console.listen;
+        let addr = config.console.http_listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
         let ops = Ops::new("console");
         ops.check_redis(redis.clone());
@@ -142,7 +149,7 @@ impl Console {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.config.console.listen)
+        self.listener.local_addr().unwrap_or(self.config.console.http_listen)
     }
 
     pub fn ops_addr(&self) -> SocketAddr {
@@ -154,7 +161,7 @@ impl Console {
         let metrics = ops.ops().clone();
         let ops = ops.spawn(&shutdown);
         let app = Arc::new(App {
-            backends: backend::Backends::new(&config.console.desks, &config.console.revisit)?,
+            backends: backend::Backends::new(&config.console)?,
             sessions: session::Sessions::new(redis, &config.redis.key_prefix, config.console.session_hours * 3600),
             texts: i18n::Texts::builtin().map_err(Error::Config)?,
             city: config.city.load()?,

@@ -19,7 +19,7 @@ use crate::App;
 use crate::i18n::Lang;
 use crate::pages::{self, frame};
 use crate::session::Session;
-use crate::web::{AppState, lang, signed};
+use crate::web::{AppState, lang, signed_desk};
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct View {
@@ -177,7 +177,7 @@ async fn load(app: &App, s: &Session) -> Result<Vec<pb::QueueEntry>, tonic::Stat
 
 pub(crate) async fn page(State(app): AppState, headers: HeaderMap, Query(q): Query<View>) -> Response {
     let lang = lang(&headers);
-    let s = match signed(&app, &headers).await {
+    let s = match signed_desk(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };

@@ -33,10 +33,13 @@ pub(crate) fn frame(app: &App, lang: Lang, s: Option<&Session>, title: &str, pat
                         span.brand { (t("app-name")) }
                         @if let Some(s) = s {
                             nav aria-label=(t("app-name")) {
-                                a href="/queue" { (t("nav-queue")) }
-                                a href="/map" { (t("nav-map")) }
-                                a href="/hot" { (t("nav-hot")) }
-                                @if !s.is_unit() { a href="/figures" { (t("nav-figures")) } }
+                                @if !s.is_agent() {
+                                    a href="/queue" { (t("nav-queue")) }
+                                    a href="/map" { (t("nav-map")) }
+                                    a href="/hot" { (t("nav-hot")) }
+                                }
+                                @if !s.is_unit() { a href="/intake" { (t("nav-intake")) } }
+                                @if !s.is_unit() && !s.is_agent() { a href="/figures" { (t("nav-figures")) } }
                             }
                         }
                         span.spacer {}
@@ -59,7 +62,11 @@ pub(crate) fn frame(app: &App, lang: Lang, s: Option<&Session>, title: &str, pat
 
 /// How the header names the signed-in caller: the platform's or unit's name.
 pub(crate) fn who(app: &App, lang: Lang, s: &Session) -> String {
-    if s.is_unit() { unit_name(app, &s.id) } else { platform_name(app, lang, &s.id) }
+    match s.kind.as_str() {
+        "unit" => unit_name(app, &s.id),
+        "agent" => app.texts.args(lang, "agent-name", &[("id", s.id.clone())]),
+        _ => platform_name(app, lang, &s.id),
+    }
 }
 
 pub(crate) fn unit_name(app: &App, code: &str) -> String {

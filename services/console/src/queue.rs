@@ -18,7 +18,7 @@ use crate::App;
 use crate::i18n::Lang;
 use crate::pages::{self, frame, instant, local_ts, time_left};
 use crate::session::Session;
-use crate::web::{AppState, lang, signed};
+use crate::web::{AppState, lang, signed_desk};
 
 #[derive(Debug, Default, Clone, Deserialize)]
 pub(crate) struct Filters {
@@ -62,7 +62,7 @@ fn title(app: &App, lang: Lang, s: &Session) -> String {
 
 pub(crate) async fn page(State(app): AppState, headers: HeaderMap, Query(f): Query<Filters>) -> Response {
     let lang = lang(&headers);
-    let s = match signed(&app, &headers).await {
+    let s = match signed_desk(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -85,7 +85,7 @@ pub(crate) async fn page(State(app): AppState, headers: HeaderMap, Query(f): Que
 /// The part of the page that changes: counts and rows.
 pub(crate) async fn live(State(app): AppState, headers: HeaderMap, Query(f): Query<Filters>) -> Response {
     let lang = lang(&headers);
-    let s = match signed(&app, &headers).await {
+    let s = match signed_desk(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -198,7 +198,7 @@ fn digest(entries: &[pb::QueueEntry]) -> String {
 
 /// Server-sent events: `change` each time what waits on the desk changes.
 pub(crate) async fn events(State(app): AppState, headers: HeaderMap) -> Response {
-    let s = match signed(&app, &headers).await {
+    let s = match signed_desk(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };

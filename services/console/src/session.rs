@@ -21,7 +21,7 @@ pub const LANG_COOKIE: &str = "whistle_lang";
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     pub token: String,
-    /// platform | unit
+    /// platform | unit | agent
     pub kind: String,
     /// `city`, `county:<code>`, `street:<code>`, or the unit code.
     pub id: String,
@@ -41,9 +41,18 @@ impl Session {
         self.kind == "unit"
     }
 
+    /// A hotline agent: registers calls, has no desk.
+    pub fn is_agent(&self) -> bool {
+        self.kind == "agent"
+    }
+
     /// `desk:<platform>` or `unit:<code>`, as logs and the page header name it.
     pub fn caller(&self) -> String {
-        if self.is_unit() { format!("unit:{}", self.id) } else { format!("desk:{}", self.id) }
+        match self.kind.as_str() {
+            "unit" => format!("unit:{}", self.id),
+            "agent" => format!("agent:{}", self.id),
+            _ => format!("desk:{}", self.id),
+        }
     }
 }
 

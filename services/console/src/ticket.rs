@@ -17,7 +17,7 @@ use crate::App;
 use crate::i18n::Lang;
 use crate::pages::{self, frame, instant, local_ts, time_left};
 use crate::session::Session;
-use crate::web::{AppState, csrf_refusal, lang, signed};
+use crate::web::{AppState, csrf_refusal, lang, signed_desk};
 
 #[derive(Deserialize)]
 pub(crate) struct Shown {
@@ -32,7 +32,7 @@ enum Notice {
 
 pub(crate) async fn page(State(app): AppState, headers: HeaderMap, Path(number): Path<String>, Query(q): Query<Shown>) -> Response {
     let lang = lang(&headers);
-    let s = match signed(&app, &headers).await {
+    let s = match signed_desk(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -239,7 +239,7 @@ pub(crate) async fn act(
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
     let lang = lang(&headers);
-    let s = match signed(&app, &headers).await {
+    let s = match signed_desk(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };

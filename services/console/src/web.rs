@@ -20,7 +20,7 @@ pub(crate) type AppState = State<Arc<App>>;
 
 pub(crate) fn router(app: Arc<App>, ops: Ops) -> Router {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/queue") }))
+        .route("/", get(home))
         .route("/signin", get(signin_page).post(signin))
         .route("/signout", post(signout))
         .route("/lang/{lang}", get(switch_lang))
@@ -29,6 +29,9 @@ pub(crate) fn router(app: Arc<App>, ops: Ops) -> Router {
         .route("/queue/events", get(crate::queue::events))
         .route("/tickets/{number}", get(crate::ticket::page))
         .route("/tickets/{number}/{action}", post(crate::ticket::act))
+        .route("/intake", get(crate::intake::page).post(crate::intake::submit))
+        .route("/intake/preview", get(crate::intake::preview))
+        .route("/intake/places", get(crate::intake::places))
         .route("/map", get(crate::map::page))
         .route("/hot", get(crate::hot::page))
         .route("/figures", get(crate::figures::page))
@@ -75,6 +78,21 @@ pub(crate) async fn signed(app: &App, headers: &HeaderMap) -> Result<Session, Re
     }
 }
 
+/// The signed-in session of a desk or a unit; a hotline agent, who has
+/// no desk, is sent to the intake desk.
+pub(crate) async fn signed_desk(app: &App, headers: &HeaderMap) -> Result<Session, Response> {
+    let s = signed(app, headers).await?;
+    if s.is_agent() { Err(Redirect::to("/intake").into_response()) } else { Ok(s) }
+}
+
+async fn home(State(app): AppState, headers: HeaderMap) -> Response {
+    match signed(&app, &headers).await {
+        Ok(s) if s.is_agent() => Redirect::to("/intake").into_response(),
+        Ok(_) => Redirect::to("/queue").into_response(),
+        Err(r) => r,
+    }
+}
+
 /// The refusal of a form whose CSRF token is missing or not the session's.
 pub(crate) fn csrf_refusal(app: &App, lang: Lang, s: &Session, sent: Option<&String>) -> Option<Response> {
     match sent {
@@ -115,10 +133,7 @@ async fn signin(State(app): AppState, headers: HeaderMap, Form(form): Form<SignI
             return again(StatusCode::SERVICE_UNAVAILABLE, app.texts.t(lang, "signin-unavailable"));
         }
     };
-    if who.kind == "agent" {
-        return again(StatusCode::FORBIDDEN, app.texts.t(lang, "signin-agent"));
-    }
-    if !app.backends.has_desk(&who.platform) {
+    if who.kind != "agent" && !app.backends.has_desk(&who.platform) {
         return again(StatusCode::FORBIDDEN, app.texts.args(lang, "signin-no-desk", &[("platform", who.platform.clone())]));
     }
     let s =
@@ -133,7 +148,7 @@ async fn signin(State(app): AppState, headers: HeaderMap, Form(form): Form<SignI
     tracing::info!(caller = %s.caller(), "signed in");
     let cookie = session::set_cookie(SESSION_COOKIE, &id, app.sessions.ttl_secs(), app.secure_cookies);
     let clear = session::set_cookie(SIGNIN_COOKIE, "", 0, app.secure_cookies);
-    let mut resp = Redirect::to("/queue").into_response();
+    let mut resp = Redirect::to(if s.is_agent() { "/intake" } else { "/queue" }).into_response();
     resp.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("a cookie is a header value"));
     resp.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&clear).expect("a cookie is a header value"));
     resp
