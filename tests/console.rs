@@ -89,10 +89,29 @@ async fn a_noise_complaint_goes_live_to_the_street_is_whistled_dispatched_by_the
         b.screenshot(&shots.join("map.png"), true).await;
         sign_out(&b).await;
 
-        // The bureau acknowledges and completes it.
+        // The bureau acknowledges and asks for more time; the district, granting without a new
+        // deadline, is told the rule; it grants with one.
         sign_in(&b, &base, "unit:xicheng-environment").await;
         open_from_queue(&b, &t.ticket_number, "unacknowledged").await;
         act(&b, "acknowledge", &[]).await;
+        b.run("document.querySelector('#request_extension-due').value = '2026-12-04T18:00';", serde_json::json!([])).await;
+        act(&b, "request_extension", &[("#request_extension-reason", "需协调施工方和住建部门")]).await;
+        sign_out(&b).await;
+        sign_in(&b, &base, COUNTY).await;
+        open_from_queue(&b, &t.ticket_number, "extension").await;
+        b.click("form[data-action=decide_extension] input[value=yes]").await;
+        b.click("form[data-action=decide_extension] button[type=submit]").await;
+        let refused = b.wait_text(".refused .rule", "due_at", WAIT).await;
+        assert!(refused.contains("required to grant"), "the rule, in the desk's words: {refused}");
+        b.click("form[data-action=decide_extension] input[value=yes]").await;
+        b.run("document.querySelector('#decide_extension-due').value = '2026-12-04T18:00';", serde_json::json!([])).await;
+        act(&b, "decide_extension", &[]).await;
+        assert!(b.text(".facts").await.contains("2026-12-04 18:00"), "the new deadline");
+        sign_out(&b).await;
+
+        // The bureau completes it.
+        sign_in(&b, &base, "unit:xicheng-environment").await;
+        open_from_queue(&b, &t.ticket_number, "in_hand").await;
         act(&b, "complete", &[("#complete-result", "已责令施工方夜间停工")]).await;
         b.wait_text("#state", "已办结", WAIT).await;
         assert_eq!(b.text("#result").await, "已责令施工方夜间停工");
@@ -109,6 +128,9 @@ async fn a_noise_complaint_goes_live_to_the_street_is_whistled_dispatched_by_the
         })
         .await;
         b.screenshot(&shots.join("figures.png"), true).await;
+        let csv = b.run("return fetch(document.querySelector('a[download]').href).then(r => r.text());", serde_json::json!([])).await;
+        let csv = csv.as_str().unwrap_or_default();
+        assert!(csv.starts_with("scope,code,name,received") && csv.contains("unit,xicheng-environment,"), "the CSV export: {csv}");
     })
     .await;
     b.quit().await;
