@@ -188,14 +188,7 @@ pub fn classify_line(engine: &Engine, line: &[u8]) -> std::result::Result<(serde
     let location = Location::parse(&l.address, l.lat, l.lon).map_err(|e| (l.id.clone(), e.to_string()))?;
     let request =
         Request::parse("external", "", &l.text, location, Contact::default(), &l.language).map_err(|e| (l.id.clone(), e.to_string()))?;
-    let o = engine.read(&Input {
-        text: &request.text,
-        address: &request.location.address,
-        point: request.location.point,
-        language: request.language,
-        arrived: None,
-        service: None,
-    });
+    let o = engine.read(&Input::of(&request, None));
     Ok((l.id, o))
 }
 

@@ -42,6 +42,20 @@ pub struct Input<'a> {
     pub service: Option<Category>,
 }
 
+impl<'a> Input<'a> {
+    /// What a request gives the classifier, with the day it arrived when known.
+    pub fn of(request: &'a whistle_domain::Request, arrived: Option<(u8, u8)>) -> Self {
+        Input {
+            text: &request.text,
+            address: &request.location.address,
+            point: request.location.point,
+            language: request.language,
+            arrived,
+            service: request.service,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub category: Category,

@@ -211,14 +211,7 @@ impl Handler for ClassifyHandler {
             return Ok(());
         };
         let local = event.occurred_at.to_offset(self.offset);
-        let reading = self.engine.read(&Input {
-            text: &request.text,
-            address: &request.location.address,
-            point: request.location.point,
-            language: request.language,
-            arrived: Some((u8::from(local.month()), local.day())),
-            service: request.service,
-        });
+        let reading = self.engine.read(&Input::of(request, Some((u8::from(local.month()), local.day()))));
         let earlier = match history::place_of(&request.location.address, &reading.jurisdiction) {
             Some(place) => {
                 Some(self.history.record(reading.category, &place, &event.ticket_id, event.occurred_at).await.map_err(|e| match e {

@@ -22,14 +22,7 @@ impl Classifier for Preview {
         let invalid = |e: whistle_domain::Error| Status::invalid_argument(e.to_string());
         let location = Location::parse(&r.address, r.lat, r.lon).map_err(invalid)?;
         let request = whistle_domain::Request::parse("phone", "", &r.text, location, Contact::default(), &r.language).map_err(invalid)?;
-        let reading = self.engine.read(&Input {
-            text: &request.text,
-            address: &request.location.address,
-            point: request.location.point,
-            language: request.language,
-            arrived: None,
-            service: None,
-        });
+        let reading = self.engine.read(&Input::of(&request, None));
         let o = self.engine.finish(reading, None);
         let platform = self.city.start_platform(o.category, o.whistle_level, &o.jurisdiction);
         let unit = self.city.unit_for(&platform, o.category).map(|u| u.to_string()).unwrap_or_default();

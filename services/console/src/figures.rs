@@ -127,22 +127,18 @@ const COLUMNS: [&str; 13] = [
     "figures-feedback-rate",
 ];
 
-fn cells(r: &pb::FigureRow) -> [String; 13] {
-    [
-        r.received.to_string(),
-        r.dispatched.to_string(),
-        r.completed.to_string(),
-        r.on_time.to_string(),
-        r.returned.to_string(),
-        r.revisited.to_string(),
-        r.satisfied.to_string(),
-        r.unsatisfied.to_string(),
-        r.unreachable.to_string(),
-        r.reworked.to_string(),
-        rate(r.on_time_rate),
-        rate(r.satisfaction_rate),
-        rate(r.feedback_rate),
-    ]
+/// The counts of a row, in the order of `COLUMNS`.
+fn counts(r: &pb::FigureRow) -> [u64; 10] {
+    [r.received, r.dispatched, r.completed, r.on_time, r.returned, r.revisited, r.satisfied, r.unsatisfied, r.unreachable, r.reworked]
+}
+
+/// The rates of a row, in the order of `COLUMNS` after the counts.
+fn rates(r: &pb::FigureRow) -> [Option<f64>; 3] {
+    [r.on_time_rate, r.satisfaction_rate, r.feedback_rate]
+}
+
+fn cells(r: &pb::FigureRow) -> Vec<String> {
+    counts(r).iter().map(u64::to_string).chain(rates(r).into_iter().map(rate)).collect()
 }
 
 fn table(app: &App, lang: Lang, rows: &[pb::FigureRow]) -> Markup {
@@ -276,24 +272,11 @@ pub(crate) async fn csv(State(app): AppState, headers: HeaderMap, Query(p): Quer
     );
     for r in &f.rows {
         let fmt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_default();
-        let line = [
-            r.scope.clone(),
-            r.code.clone(),
-            name(&app, lang, r),
-            r.received.to_string(),
-            r.dispatched.to_string(),
-            r.completed.to_string(),
-            r.on_time.to_string(),
-            r.returned.to_string(),
-            r.revisited.to_string(),
-            r.satisfied.to_string(),
-            r.unsatisfied.to_string(),
-            r.unreachable.to_string(),
-            r.reworked.to_string(),
-            fmt(r.on_time_rate),
-            fmt(r.satisfaction_rate),
-            fmt(r.feedback_rate),
-        ];
+        let line: Vec<String> = [r.scope.clone(), r.code.clone(), name(&app, lang, r)]
+            .into_iter()
+            .chain(counts(r).iter().map(u64::to_string))
+            .chain(rates(r).into_iter().map(fmt))
+            .collect();
         out += &line.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",");
         out.push('\n');
     }
