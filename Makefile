@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test stop infra install bench bench-timers bench-classifier model lint status
+.PHONY: run test stop infra install bench bench-timers bench-classifier bench-answers model lint status
 
 run:
 	deploy/local/up.sh
@@ -40,6 +40,11 @@ model: install
 # The classifier's figures on the held-out test split, per language (prints a table).
 bench-classifier: install
 	cargo run --quiet --release -p whistle-classifier -- eval
+
+# The knowledge base's direct answers on the held-out half of its labeled set,
+# per language (precision of the answers given, share of questions answered).
+bench-answers: install
+	cargo run --quiet --release -p whistle-classifier -- answers
 
 lint:
 	cargo fmt --all --check

@@ -144,3 +144,26 @@ fn a_value_out_of_range_or_an_unreadable_city_file_is_refused_naming_the_key() {
     let e = config.city.load().unwrap_err().to_string();
     assert!(e.contains("city.file: ") && e.contains("/nonexistent/city.toml"), "{e}");
 }
+
+#[test]
+fn the_shipped_knowledge_base_loads_with_answers_in_five_languages_and_its_labeled_set_names_its_entries() {
+    let kb = whistle_tests::city().knowledge().expect("deploy/config/knowledge.toml");
+    assert!(kb.len() >= 200, "{} entries", kb.len());
+    for e in kb.entries() {
+        for lang in ["zh", "en", "ja", "ko", "ru"] {
+            assert!(e.answers.get(lang).is_some_and(|a| !a.trim().is_empty()), "{}: no {lang} answer", e.id);
+            assert!(e.questions.get(lang).is_some_and(|q| !q.is_empty()), "{}: no {lang} question", e.id);
+        }
+    }
+    let labeled = whistle_classifier::answers::read_labeled(&repo_root().join("deploy/config/knowledge-eval.jsonl")).expect("labeled set");
+    for l in &labeled {
+        if let Some(id) = &l.expected {
+            assert!(kb.get(id).is_some(), "the labeled question {:?} names no entry {id}", l.text);
+        }
+    }
+    let halves: Vec<&str> = labeled.iter().map(|l| whistle_classifier::answers::split_of(&l.text)).collect();
+    assert!(halves.contains(&"tune") && halves.contains(&"test"), "both halves are used");
+    // A broken file is refused naming the key.
+    let bad = whistle_runtime::config::CitySettings { knowledge: "no-such-file.toml".into(), ..whistle_tests::city() };
+    assert!(bad.knowledge().unwrap_err().to_string().contains("city.knowledge"));
+}

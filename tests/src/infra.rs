@@ -14,7 +14,11 @@ pub fn repo_root() -> PathBuf {
 
 /// The demo city, by its file in the repository.
 pub fn city() -> whistle_runtime::config::CitySettings {
-    whistle_runtime::config::CitySettings { file: city_file(), ..Default::default() }
+    whistle_runtime::config::CitySettings {
+        file: city_file(),
+        knowledge: repo_root().join("deploy/config/knowledge.toml"),
+        ..Default::default()
+    }
 }
 
 pub fn city_file() -> PathBuf {

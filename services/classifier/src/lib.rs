@@ -9,6 +9,7 @@
 //! queue instead of being dispatched. Idempotent: the `classified` event id
 //! derives from the `received` event id.
 
+pub mod answers;
 pub mod cli;
 pub mod corpus;
 pub mod engine;
@@ -70,6 +71,9 @@ pub struct ClassifierSettings {
     pub history_check_ms: u64,
     /// Metrics, health and readiness (`/metrics`, `/healthz`, `/readyz`).
     pub ops_listen: std::net::SocketAddr,
+    /// When a consultation would be answered at once from the knowledge
+    /// base, and when its matches only suggested (the `answers` benchmark).
+    pub answers: whistle_domain::knowledge::Thresholds,
     /// The preview's gRPC listen address (the intake desk asks what a
     /// request would be classified as); port 0 picks a free port.
     pub listen: std::net::SocketAddr,
@@ -84,6 +88,7 @@ impl Default for ClassifierSettings {
             history_check_ms: 2000,
             ops_listen: ([127, 0, 0, 1], 9182).into(),
             listen: ([127, 0, 0, 1], 50057).into(),
+            answers: whistle_domain::knowledge::Thresholds::default(),
         }
     }
 }
@@ -247,6 +252,8 @@ impl Handler for ClassifyHandler {
                 confidence: o.confidence,
                 runners_up: o.runners_up,
                 triage: o.triage,
+                answers: Vec::new(),
+                answered: false,
             },
         };
         self.producer.publish(&out).await?;

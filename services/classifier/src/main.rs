@@ -54,6 +54,16 @@ enum Command {
         #[arg(long, default_value = whistle_classifier::cli::CORPUS_DIR)]
         corpus: PathBuf,
     },
+    /// The direct answers' benchmark: precision of the answers given and
+    /// the share of covered questions answered at once, per language, on
+    /// the held-out half of the labeled set (with --tune: choose the
+    /// thresholds on the other half).
+    Answers {
+        #[arg(long, default_value = "deploy/config/knowledge-eval.jsonl")]
+        labeled: PathBuf,
+        #[arg(long)]
+        tune: bool,
+    },
 }
 
 #[tokio::main]
@@ -99,6 +109,24 @@ async fn main() -> anyhow::Result<()> {
             let examples = whistle_classifier::corpus::load(&corpus)?;
             let rules = whistle_classifier::engine::Rules::new(&city);
             print!("{}", whistle_classifier::training::tune(&rules, &examples, c.triage_below, thresholds));
+        }
+        Command::Answers { labeled, tune } => {
+            let kb = config.city.knowledge()?;
+            let set = whistle_classifier::answers::read_labeled(&labeled)?;
+            let day = time::OffsetDateTime::now_utc().to_offset(config.city.offset()?).date();
+            let mut t = c.answers;
+            if tune {
+                match whistle_classifier::answers::tune(&kb, &set, 0.985, day) {
+                    Some((best, _)) => {
+                        println!("tuned on the tune half (precision >= 98.5% there):");
+                        t = best;
+                    }
+                    None => println!("no thresholds reach the precision on the tune half; showing the configured ones"),
+                }
+            }
+            println!("{} entries, {} labeled questions; the held-out (test) half:", kb.len(), set.len());
+            let asked = whistle_classifier::answers::hits(&kb, &set, Some("test"), day);
+            print!("{}", whistle_classifier::answers::report(&whistle_classifier::answers::score(&kb, &t, &asked), &t));
         }
         Command::Eval { corpus } => {
             let met = whistle_classifier::cli::eval(&corpus, &config.city.file, &c.model, c.triage_below, &mut std::io::stdout().lock())?;

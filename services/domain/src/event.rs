@@ -180,6 +180,13 @@ impl Resolution {
     }
 }
 
+/// A knowledge-base entry a consultation matched, with its score (0 to 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeHit {
+    pub id: String,
+    pub score: f32,
+}
+
 /// A category the classifier also considered, with its probability.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Alternative {
@@ -211,6 +218,14 @@ pub enum EventKind {
         /// The next most likely categories, most likely first.
         runners_up: Vec<Alternative>,
         triage: bool,
+        /// The knowledge-base entries a consultation matched, best first:
+        /// shown to the desk as suggested answers.
+        #[serde(default)]
+        answers: Vec<KnowledgeHit>,
+        /// Answered at once from the first of `answers`: the `answered`
+        /// event follows, and nobody dispatches the ticket.
+        #[serde(default)]
+        answered: bool,
     },
     /// A desk operator corrected the classification; the ticket is routed
     /// again from the top by the new one.
@@ -317,6 +332,8 @@ impl EventKind {
             confidence: 1.0,
             runners_up: Vec::new(),
             triage: false,
+            answers: Vec::new(),
+            answered: false,
         }
     }
 

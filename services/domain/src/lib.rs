@@ -11,6 +11,7 @@ pub mod event;
 pub mod figures;
 pub mod hot;
 pub mod ids;
+pub mod knowledge;
 pub mod privacy;
 pub mod queue;
 pub mod reason;
@@ -22,7 +23,9 @@ pub mod timer;
 
 pub use calendar::{DeadlinePolicy, Span, WorkCalendar};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use event::{Actor, ActorKind, Alternative, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome};
+pub use event::{
+    Actor, ActorKind, Alternative, Event, EventKind, ExtensionDecision, KnowledgeHit, OverdueLevel, Resolution, RevisitOutcome,
+};
 pub use ids::{EventId, TicketId, TicketNumber};
 pub use reason::ReasonText;
 pub use request::{Channel, Contact, GeoPoint, Language, Location, PhoneNumber, Request, RequestFields, Sensitive};

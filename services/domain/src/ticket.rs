@@ -526,6 +526,8 @@ mod tests {
             confidence: 0.31,
             runners_up: vec![crate::Alternative { category: Category::Water, probability: 0.29 }],
             triage: true,
+            answers: Vec::new(),
+            answered: false,
         };
         t.apply(&ev(id, unsure)).unwrap();
         assert_eq!(t.state, TicketState::Queued { platform: PlatformId::City, reason: QueueReason::Triage });

@@ -115,6 +115,8 @@ pub fn to_pb(e: &Event) -> pb::TicketEvent {
             confidence,
             runners_up,
             triage,
+            answers,
+            answered,
         } => Body::Classified(pb::Classified {
             category: category.as_str().to_owned(),
             urgency: urgency.as_str().to_owned(),
@@ -128,6 +130,8 @@ pub fn to_pb(e: &Event) -> pb::TicketEvent {
                 .map(|a| pb::Alternative { category: a.category.as_str().to_owned(), probability: a.probability })
                 .collect(),
             triage: *triage,
+            answers: answers.iter().map(|h| pb::KnowledgeHit { id: h.id.clone(), score: h.score }).collect(),
+            answered: *answered,
         }),
         EventKind::Reclassified { category, urgency, whistle_level, jurisdiction, reason } => Body::Reclassified(pb::Reclassified {
             category: category.as_str().to_owned(),
@@ -238,6 +242,8 @@ pub fn from_pb(e: pb::TicketEvent) -> Result<Event> {
                     .map(|a| Ok(Alternative { category: Category::parse(&a.category)?, probability: a.probability }))
                     .collect::<Result<_>>()?,
                 triage: c.triage,
+                answers: c.answers.into_iter().map(|h| whistle_domain::KnowledgeHit { id: h.id, score: h.score }).collect(),
+                answered: c.answered,
             }
         }
         Body::Reclassified(c) => EventKind::Reclassified {
@@ -377,6 +383,8 @@ mod tests {
                 confidence: 0.75,
                 runners_up: vec![Alternative { category: Category::Property, probability: 0.125 }],
                 triage: true,
+                answers: vec![whistle_domain::KnowledgeHit { id: "kb-id-residence-permit-apply".into(), score: 0.5 }],
+                answered: false,
             },
             EventKind::Reclassified {
                 category: Category::Heating,

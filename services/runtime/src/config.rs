@@ -146,11 +146,17 @@ pub struct CitySettings {
     pub file: std::path::PathBuf,
     /// `+08:00`.
     pub utc_offset: String,
+    /// The knowledge base: the answers to the questions citizens ask most.
+    pub knowledge: std::path::PathBuf,
 }
 
 impl Default for CitySettings {
     fn default() -> Self {
-        CitySettings { file: "deploy/config/demo-city.toml".into(), utc_offset: "+08:00".into() }
+        CitySettings {
+            file: "deploy/config/demo-city.toml".into(),
+            utc_offset: "+08:00".into(),
+            knowledge: "deploy/config/knowledge.toml".into(),
+        }
     }
 }
 
@@ -163,6 +169,14 @@ impl CitySettings {
     /// Reads and checks the city file.
     pub fn load(&self) -> Result<whistle_domain::city::City> {
         crate::city::load(&self.file).map_err(|e| Error::Config(format!("city.file: {e}")))
+    }
+
+    /// Reads, checks and indexes the knowledge base.
+    pub fn knowledge(&self) -> Result<whistle_domain::knowledge::KnowledgeBase> {
+        let bad = |e: String| Error::Config(format!("city.knowledge: {}: {e}", self.knowledge.display()));
+        let text = std::fs::read_to_string(&self.knowledge).map_err(|e| bad(e.to_string()))?;
+        let file: whistle_domain::knowledge::KnowledgeFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        whistle_domain::knowledge::KnowledgeBase::new(file.entries).map_err(|e| bad(e.to_string()))
     }
 
     /// The working-day calendar in the city's time.
