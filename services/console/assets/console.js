@@ -54,7 +54,11 @@
   }
   function get(url, into) {
     fetch(url, { credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (r) {
+        // Signed out meanwhile: the answer is the sign-in page, not a fragment.
+        if (r.redirected) { location.href = "/signin"; return null; }
+        return r.ok ? r.text() : null;
+      })
       .then(function (html) { if (html !== null) { into.innerHTML = html; into.dataset.updated = String(Date.now()); } })
       .catch(function () {});
   }

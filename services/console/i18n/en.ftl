@@ -236,3 +236,4 @@ language-en = English
 language-ja = Japanese
 language-ko = Korean
 language-ru = Russian
+field-keep = unchanged

@@ -236,3 +236,4 @@ language-en = 英语
 language-ja = 日语
 language-ko = 韩语
 language-ru = 俄语
+field-keep = 不变

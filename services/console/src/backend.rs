@@ -25,7 +25,8 @@ pub struct Backends {
 
 fn channel(what: &str, url: &str) -> Result<Channel> {
     let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| Error::Config(format!("{what}: {url:?} is not a URL: {e}")))?;
-    Ok(endpoint.connect_timeout(std::time::Duration::from_secs(3)).connect_lazy())
+    // A backend that takes calls but never answers must not hang a page.
+    Ok(endpoint.connect_timeout(std::time::Duration::from_secs(3)).timeout(std::time::Duration::from_secs(15)).connect_lazy())
 }
 
 /// What signing in with a token found.
@@ -78,19 +79,28 @@ impl Backends {
         Ok(RevisitClient::with_interceptor(self.revisit.clone(), Bearer::new(Some(token)).map_err(|_| Error::BadToken)?))
     }
 
-    /// Asks the desks, in order, who `token` belongs to; the first that
-    /// knows it answers.
+    /// Asks every desk at once who `token` belongs to; the first (in the
+    /// configured order) that knows it answers, so one slow desk delays no
+    /// one whose desk answered.
     pub async fn sign_in(&self, token: &str) -> SignIn {
         if Bearer::new(Some(token)).is_err() || token.trim().is_empty() {
             return SignIn::Unknown;
         }
-        let mut trouble = None;
-        for platform in self.desks.keys() {
-            let Ok(mut desk) = self.desk(platform, token) else { return SignIn::Unknown };
+        let asks = self.desks.keys().map(|platform| async move {
+            let Ok(mut desk) = self.desk(platform, token) else { return Err(None) };
             match desk.who_am_i(pb::WhoAmIRequest {}).await {
-                Ok(r) => return SignIn::Known(r.into_inner()),
-                Err(s) if s.code() == tonic::Code::Unauthenticated => {}
-                Err(s) => trouble = Some(format!("{platform}: {}", s.message())),
+                Ok(r) => Ok(r.into_inner()),
+                Err(s) if s.code() == tonic::Code::Unauthenticated => Err(None),
+                Err(s) => Err(Some(format!("{platform}: {}", s.message()))),
+            }
+        });
+        let answers = futures::future::join_all(asks).await;
+        let mut trouble = None;
+        for a in answers {
+            match a {
+                Ok(who) => return SignIn::Known(who),
+                Err(Some(t)) => trouble = Some(t),
+                Err(None) => {}
             }
         }
         match trouble {

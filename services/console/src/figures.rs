@@ -36,7 +36,7 @@ impl Period {
 }
 
 fn visible(app: &App, s: &Session, row: &pb::FigureRow) -> bool {
-    if s.platform == "city" {
+    if s.kind == "platform" && s.platform == "city" {
         return true;
     }
     match row.scope.as_str() {
@@ -48,6 +48,21 @@ fn visible(app: &App, s: &Session, row: &pb::FigureRow) -> bool {
             .is_some_and(|p| p == s.platform),
         _ => false,
     }
+}
+
+/// Units read their figures in whistlectl; the page is the desks'.
+fn units_refused(app: &App, lang: Lang, s: &Session) -> Option<Response> {
+    s.is_unit().then(|| pages::status_page(app, lang, s, &tonic::Status::permission_denied("figures are the desks' page")))
+}
+
+/// How a failed figures call reads: the revisit service not knowing this
+/// desk's token means its figures are not this desk's to read.
+fn refusal(app: &App, lang: Lang, s: &Session, st: tonic::Status) -> Response {
+    let st = if st.code() == tonic::Code::Unauthenticated { tonic::Status::permission_denied(st.message().to_owned()) } else { st };
+    if st.code() == tonic::Code::InvalidArgument {
+        return pages::message(app, lang, Some(s), StatusCode::UNPROCESSABLE_ENTITY, "error-title", st.message());
+    }
+    pages::status_page(app, lang, s, &st)
 }
 
 async fn load(app: &App, s: &Session, from: &str, to: &str) -> Result<pb::FiguresResponse, tonic::Status> {
@@ -76,19 +91,20 @@ pub(crate) async fn page(State(app): AppState, headers: HeaderMap, Query(p): Que
         Ok(s) => s,
         Err(r) => return r,
     };
+    if let Some(r) = units_refused(&app, lang, &s) {
+        return r;
+    }
     let (from, to) = p.resolve(&app);
     let t = |id: &str| app.texts.t(lang, id);
     let (figures, refused) = match load(&app, &s, &from, &to).await {
         Ok(f) => (Some(f), None),
         Err(st) if st.code() == tonic::Code::InvalidArgument => (None, Some(st.message().to_owned())),
-        // The revisit service does not know this desk's token: its figures are not this desk's to read.
-        Err(st) if st.code() == tonic::Code::Unauthenticated => {
-            let denied = tonic::Status::permission_denied(st.message().to_owned());
-            return pages::status_page(&app, lang, &s, &denied);
-        }
-        Err(st) => return pages::status_page(&app, lang, &s, &st),
+        Err(st) => return refusal(&app, lang, &s, st),
     };
-    let days = if figures.is_some() { trend(&app, &s, &from, &to).await } else { Vec::new() };
+    // The days of the period are asked for one by one only when whole days
+    // are tallied (each answer is then a read, not a fold of the topic).
+    let tallied = figures.as_ref().is_some_and(|f| f.source == "daily tallies");
+    let days = if tallied { trend(&app, &s, &from, &to).await } else { Vec::new() };
     let query = format!("from={}&to={}", pages::encode(&from), pages::encode(&to));
     let body = html! {
         h1 { (t("figures-title")) }
@@ -262,10 +278,13 @@ pub(crate) async fn csv(State(app): AppState, headers: HeaderMap, Query(p): Quer
         Ok(s) => s,
         Err(r) => return r,
     };
+    if let Some(r) = units_refused(&app, lang, &s) {
+        return r;
+    }
     let (from, to) = p.resolve(&app);
     let f = match load(&app, &s, &from, &to).await {
         Ok(f) => f,
-        Err(st) => return pages::status_page(&app, lang, &s, &st),
+        Err(st) => return refusal(&app, lang, &s, st),
     };
     let mut out = String::from(
         "scope,code,name,received,dispatched,completed,on_time,returned,revisited,satisfied,unsatisfied,unreachable,reworked,on_time_rate,satisfaction_rate,feedback_rate\n",

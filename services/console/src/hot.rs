@@ -102,7 +102,11 @@ pub(crate) async fn page(State(app): AppState, headers: HeaderMap, Query(a): Que
                     tbody { @for (i, issue) in h.issues.iter().enumerate() {
                         tr data-category=(issue.category) data-place=(issue.place) data-count=(issue.count) {
                             td { (i + 1) }
-                            td { a href=(format!("/hot?{period_q}&category={}&place={}", pages::encode(&issue.category), pages::encode(&issue.place))) { (app.texts.code(lang, "category", &issue.category)) } }
+                            td {
+                                // Only a placed issue opens its list (an empty place asks for every place).
+                                @if issue.place.is_empty() { (app.texts.code(lang, "category", &issue.category)) }
+                                @else { a href=(format!("/hot?{period_q}&category={}&place={}", pages::encode(&issue.category), pages::encode(&issue.place))) { (app.texts.code(lang, "category", &issue.category)) } }
+                            }
                             td { (place_name(&app, &issue.place)) }
                             td.terms { @for term in &issue.terms { span.term { (term) } " " } }
                             td.count { strong { (issue.count) } }

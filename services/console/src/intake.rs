@@ -42,7 +42,9 @@ pub(crate) struct Call {
 
 const LANGUAGES: [&str; 5] = ["zh", "en", "ja", "ko", "ru"];
 
-fn form(app: &App, lang: Lang, s: &Session, call: &Call, error: Option<&str>) -> Markup {
+/// The form; `call_id` is the call's id when the form is shown again for
+/// the same call (after a refusal or a failure), so a retry registers it once.
+fn form(app: &App, lang: Lang, s: &Session, call: &Call, call_id: Option<&str>, error: Option<&str>) -> Markup {
     let t = |id: &str| app.texts.t(lang, id);
     html! {
         h1 { (t("intake-title")) }
@@ -50,8 +52,8 @@ fn form(app: &App, lang: Lang, s: &Session, call: &Call, error: Option<&str>) ->
         div.ticket {
             form #intake method="post" action="/intake" data-preview="/intake/preview" data-places="/intake/places" {
                 input type="hidden" name="csrf" value=(s.csrf);
-                // A new id for each form shown: the call's external id.
-                input type="hidden" name="call_id" value=(session::random_token());
+                // The call's external id: new for each new call, kept when it is tried again.
+                input type="hidden" name="call_id" value=(call_id.map_or_else(session::random_token, str::to_owned));
                 label for="call-text" { (t("ticket-text")) }
                 textarea #call-text name="text" rows="5" maxlength="4000" required { (call.text) }
                 label for="call-address" { (t("ticket-address")) }
@@ -85,7 +87,7 @@ pub(crate) async fn page(State(app): AppState, headers: HeaderMap) -> Response {
         return pages::message(&app, lang, Some(&s), StatusCode::FORBIDDEN, "denied-title", &app.texts.t(lang, "intake-units"));
     }
     let title = app.texts.t(lang, "intake-title");
-    frame(&app, lang, Some(&s), &title, "/intake", form(&app, lang, &s, &Call::default(), None)).into_response()
+    frame(&app, lang, Some(&s), &title, "/intake", form(&app, lang, &s, &Call::default(), None, None)).into_response()
 }
 
 /// What the classifier would make of the call so far, as a fragment.
@@ -183,7 +185,7 @@ pub(crate) async fn submit(State(app): AppState, headers: HeaderMap, Form(f): Fo
     let field = |k: &str| f.get(k).cloned().unwrap_or_default();
     let call =
         Call { text: field("text"), address: field("address"), phone: field("phone"), name: field("name"), language: field("language") };
-    let call_id = field("call_id");
+    let call_id: String = field("call_id").chars().filter(char::is_ascii_hexdigit).take(64).collect();
     let req = pb::SubmitRequestRequest {
         channel: "phone".into(),
         // The form's own id: submitting it twice registers one call.
@@ -214,11 +216,16 @@ pub(crate) async fn submit(State(app): AppState, headers: HeaderMap, Form(f): Fo
             };
             frame(&app, lang, Some(&s), &title, "/intake", body).into_response()
         }
-        Err(st) if st.code() == tonic::Code::InvalidArgument => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            frame(&app, lang, Some(&s), &title, "/intake", form(&app, lang, &s, &call, Some(st.message()))),
-        )
-            .into_response(),
-        Err(st) => pages::status_page(&app, lang, &s, &st),
+        // Refused or not reached: the same call again, with the same id, so
+        // trying again registers it once.
+        Err(st) => {
+            let (code, why) = if st.code() == tonic::Code::InvalidArgument {
+                (StatusCode::UNPROCESSABLE_ENTITY, st.message().to_owned())
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, app.texts.args(lang, "error-backend", &[("detail", st.message().to_owned())]))
+            };
+            let id = (!call_id.is_empty()).then_some(call_id.as_str());
+            (code, frame(&app, lang, Some(&s), &title, "/intake", form(&app, lang, &s, &call, id, Some(&why)))).into_response()
+        }
     }
 }

@@ -210,8 +210,10 @@ pub(crate) async fn events(State(app): AppState, headers: HeaderMap) -> Response
     let watch = if s.is_unit() { None } else { desk.watch(pb::WatchRequest {}).await.ok().map(|r| r.into_inner()) };
     let last = load(&app, &s).await.map(|e| digest(&e)).unwrap_or_default();
     let shutdown = app.shutdown.clone();
-    let state = (app, s, watch, last);
-    let stream = futures::stream::unfold(state, |(app, s, mut watch, mut last)| async move {
+    // Checked on every wake-up: signing out (or the session expiring) ends the stream.
+    let sid = crate::session::cookie(&headers, crate::session::SESSION_COOKIE).unwrap_or_default();
+    let state = (app, s, watch, last, sid);
+    let stream = futures::stream::unfold(state, |(app, s, mut watch, mut last, sid)| async move {
         loop {
             let stop = {
                 let woken = async {
@@ -230,7 +232,7 @@ pub(crate) async fn events(State(app): AppState, headers: HeaderMap) -> Response
                     () = app.shutdown.wait() => true,
                 }
             };
-            if stop {
+            if stop || matches!(app.sessions.get(&sid).await, Ok(None)) {
                 return None;
             }
             match load(&app, &s).await {
@@ -239,7 +241,7 @@ pub(crate) async fn events(State(app): AppState, headers: HeaderMap) -> Response
                     if now != last {
                         last = now;
                         let event = Event::default().event("change").data(entries.len().to_string());
-                        return Some((Ok::<_, std::convert::Infallible>(event), (app, s, watch, last)));
+                        return Some((Ok::<_, std::convert::Infallible>(event), (app, s, watch, last, sid)));
                     }
                 }
                 Err(status) if status.code() == tonic::Code::Unauthenticated => return None,

@@ -181,10 +181,11 @@ fn form(app: &App, lang: Lang, s: &Session, v: &pb::TicketView, action: &str) ->
                 label for="reclassify-whistle" { (t("ticket-whistle")) }
                 select #reclassify-whistle name="whistle_level" { (options("whistle", vec!["ordinary", "key", "difficult"], &v.whistle_level)) }
                 label for="reclassify-street" { (t("field-street")) }
+                // Left as it is, the place (down to its community) stays.
                 select #reclassify-street name="street" {
-                    option value="" { "—" }
+                    option value="" selected { (t("field-keep")) " (" (pages::place(app, &v.jurisdiction)) ")" }
                     @for st in &app.city.config.streets {
-                        option value=(st.code) selected[v.jurisdiction.as_ref().is_some_and(|j| j.street == st.code)] { (app.city.place_name(&st.code).unwrap_or_else(|| st.code.clone())) }
+                        option value=(st.code) { (app.city.place_name(&st.code).unwrap_or_else(|| st.code.clone())) }
                     }
                 }
                 (text_field(app, lang, action, "reason", "field-reason"))

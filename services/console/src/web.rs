@@ -105,7 +105,10 @@ pub(crate) fn csrf_refusal(app: &App, lang: Lang, s: &Session, sent: Option<&Str
 }
 
 async fn signin_page(State(app): AppState, headers: HeaderMap) -> Response {
-    let csrf = session::random_token();
+    // Another tab's sign-in form keeps working: the token is reused while it lasts.
+    let csrf = session::cookie(&headers, SIGNIN_COOKIE)
+        .filter(|c| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(session::random_token);
     let cookie = session::set_cookie(SIGNIN_COOKIE, &csrf, 3600, app.secure_cookies);
     ([(header::SET_COOKIE, cookie)], pages::signin(&app, lang(&headers), &csrf, None)).into_response()
 }
@@ -178,6 +181,13 @@ async fn signout(State(app): AppState, headers: HeaderMap, Form(form): Form<Csrf
     ([(header::SET_COOKIE, cookie)], Redirect::to("/signin")).into_response()
 }
 
+/// Whether `back` is a path on this console and nowhere else: browsers
+/// read `//host`, `/\host` and paths with control characters or spaces
+/// (which they strip) as another site.
+fn same_site_path(back: &str) -> bool {
+    back.starts_with('/') && !back.starts_with("//") && !back.contains('\\') && !back.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
 #[derive(Deserialize)]
 pub(crate) struct Back {
     back: Option<String>,
@@ -187,7 +197,20 @@ pub(crate) struct Back {
 /// of this console).
 async fn switch_lang(State(app): AppState, Path(l): Path<String>, Query(q): Query<Back>) -> Response {
     let lang = Lang::parse(&l).unwrap_or(Lang::Zh);
-    let back = q.back.filter(|b| b.starts_with('/') && !b.starts_with("//")).unwrap_or_else(|| "/queue".into());
+    let back = q.back.filter(|b| same_site_path(b)).unwrap_or_else(|| "/queue".into());
     let cookie = session::set_cookie(LANG_COOKIE, lang.as_str(), 365 * 24 * 3600, app.secure_cookies);
     ([(header::SET_COOKIE, cookie)], Redirect::to(&back)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_site_path;
+
+    #[test]
+    fn the_language_switch_goes_back_only_to_a_page_of_this_console() {
+        assert!(same_site_path("/queue?group=overdue"));
+        for other in ["//evil.example", "/\\evil.example", "/\t/evil.example", "https://evil.example", "/ /x", ""] {
+            assert!(!same_site_path(other), "{other:?}");
+        }
+    }
 }
