@@ -14,37 +14,12 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use whistle_domain::knowledge::{Hit, KnowledgeBase, Thresholds, Verdict};
-use whistle_domain::{KnowledgeHit, Urgency};
 
 use crate::features::fnv1a;
 use crate::{Error, Result};
 
 /// How many entries a consultation shows a desk.
 pub const SUGGESTED: usize = 3;
-
-/// What the classifier decides for a request it read: the entries to
-/// suggest and whether to answer with the first.
-pub fn decide(
-    kb: &KnowledgeBase,
-    t: &Thresholds,
-    text: &str,
-    category: whistle_domain::Category,
-    urgency: Urgency,
-    day: time::Date,
-) -> (Vec<KnowledgeHit>, bool) {
-    // Only questions are answered: a complaint about the same topic is not.
-    if urgency != Urgency::Consultation && category != whistle_domain::Category::Consultation {
-        return (Vec::new(), false);
-    }
-    let hits = kb.search(text, day, SUGGESTED);
-    let verdict = KnowledgeBase::verdict(&hits, t);
-    let shown: Vec<KnowledgeHit> = hits
-        .iter()
-        .filter(|h| h.score >= t.suggest)
-        .map(|h| KnowledgeHit { id: kb.entries()[h.entry].id.clone(), score: (h.score * 1000.0).round() / 1000.0 })
-        .collect();
-    (shown, verdict == Verdict::Answer)
-}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Labeled {

@@ -27,11 +27,7 @@ pub(crate) struct Period {
 impl Period {
     /// The asked period, else this month so far (to tomorrow), city time.
     fn resolve(&self, app: &App) -> (String, String) {
-        let today = app.clock.now().to_offset(app.offset).date();
-        let first = today.replace_day(1).unwrap_or(today);
-        let tomorrow = today.next_day().unwrap_or(today);
-        let pick = |v: &Option<String>, d: time::Date| v.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| d.to_string());
-        (pick(&self.from, first), pick(&self.to, tomorrow))
+        pages::period(app, &self.from, &self.to, |today| today.replace_day(1).unwrap_or(today))
     }
 }
 

@@ -27,10 +27,7 @@ pub(crate) struct Ask {
 
 /// The asked period, else the last 30 days up to tomorrow, city time.
 fn period(app: &App, a: &Ask) -> (String, String) {
-    let today = app.clock.now().to_offset(app.offset).date();
-    let tomorrow = today.next_day().unwrap_or(today);
-    let pick = |v: &Option<String>, d: time::Date| v.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| d.to_string());
-    (pick(&a.from, tomorrow - time::Duration::days(30)), pick(&a.to, tomorrow))
+    pages::period(app, &a.from, &a.to, |today| today.next_day().unwrap_or(today) - time::Duration::days(30))
 }
 
 fn place_name(app: &App, code: &str) -> String {

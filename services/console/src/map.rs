@@ -18,7 +18,6 @@ use whistle_proto::v1 as pb;
 use crate::App;
 use crate::i18n::Lang;
 use crate::pages::{self, frame};
-use crate::session::Session;
 use crate::web::{AppState, lang, signed_desk};
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,19 +168,14 @@ fn colour(level: u32) -> &'static str {
     }
 }
 
-async fn load(app: &App, s: &Session) -> Result<Vec<pb::QueueEntry>, tonic::Status> {
-    let mut desk = app.backends.desk(&s.platform, &s.token).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    // A unit's map shows what it is working; a desk's, all it holds open.
-    Ok(desk.queue(pb::QueueRequest { limit: 0, open: !s.is_unit() }).await?.into_inner().entries)
-}
-
 pub(crate) async fn page(State(app): AppState, headers: HeaderMap, Query(q): Query<View>) -> Response {
     let lang = lang(&headers);
     let s = match signed_desk(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let entries = match load(&app, &s).await {
+    // A unit's map shows what it is working; a desk's, all it holds open.
+    let entries = match crate::queue::load(&app, &s, !s.is_unit()).await {
         Ok(e) => e,
         Err(st) => return pages::status_page(&app, lang, &s, &st),
     };

@@ -181,6 +181,15 @@ pub(crate) fn time_left(app: &App, lang: Lang, due: Option<OffsetDateTime>) -> (
     }
 }
 
+/// A `[from, to)` period of days as asked, each bound defaulting to
+/// `first(today)` and tomorrow (city time).
+pub(crate) fn period(app: &App, from: &Option<String>, to: &Option<String>, first: impl Fn(time::Date) -> time::Date) -> (String, String) {
+    let today = app.clock.now().to_offset(app.offset).date();
+    let tomorrow = today.next_day().unwrap_or(today);
+    let pick = |v: &Option<String>, d: time::Date| v.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| d.to_string());
+    (pick(from, first(today)), pick(to, tomorrow))
+}
+
 /// The place a ticket belongs to, by name: street, else county.
 pub(crate) fn place(app: &App, j: &Option<whistle_proto::v1::Jurisdiction>) -> String {
     let Some(j) = j else { return String::new() };

@@ -47,9 +47,11 @@ impl Filters {
     }
 }
 
-async fn load(app: &App, s: &Session) -> Result<Vec<pb::QueueEntry>, tonic::Status> {
+/// The desk's queue (`open`: every open ticket it holds, as the map
+/// shows them), with the caller's token.
+pub(crate) async fn load(app: &App, s: &Session, open: bool) -> Result<Vec<pb::QueueEntry>, tonic::Status> {
     let mut desk = app.backends.desk(&s.platform, &s.token).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    Ok(desk.queue(pb::QueueRequest { limit: 0, open: false }).await?.into_inner().entries)
+    Ok(desk.queue(pb::QueueRequest { limit: 0, open }).await?.into_inner().entries)
 }
 
 fn title(app: &App, lang: Lang, s: &Session) -> String {
@@ -66,7 +68,7 @@ pub(crate) async fn page(State(app): AppState, headers: HeaderMap, Query(f): Que
         Ok(s) => s,
         Err(r) => return r,
     };
-    let entries = match load(&app, &s).await {
+    let entries = match load(&app, &s, false).await {
         Ok(e) => e,
         Err(status) => return pages::status_page(&app, lang, &s, &status),
     };
@@ -89,7 +91,7 @@ pub(crate) async fn live(State(app): AppState, headers: HeaderMap, Query(f): Que
         Ok(s) => s,
         Err(r) => return r,
     };
-    match load(&app, &s).await {
+    match load(&app, &s, false).await {
         Ok(entries) => Html(live_section(&app, lang, &entries, &f).into_string()).into_response(),
         Err(status) => pages::status_page(&app, lang, &s, &status),
     }
@@ -208,7 +210,7 @@ pub(crate) async fn events(State(app): AppState, headers: HeaderMap) -> Response
     };
     // A unit has no desk queue to watch; its list is checked on the tick alone.
     let watch = if s.is_unit() { None } else { desk.watch(pb::WatchRequest {}).await.ok().map(|r| r.into_inner()) };
-    let last = load(&app, &s).await.map(|e| digest(&e)).unwrap_or_default();
+    let last = load(&app, &s, false).await.map(|e| digest(&e)).unwrap_or_default();
     let shutdown = app.shutdown.clone();
     // Checked on every wake-up: signing out (or the session expiring) ends the stream.
     let sid = crate::session::cookie(&headers, crate::session::SESSION_COOKIE).unwrap_or_default();
@@ -235,7 +237,7 @@ pub(crate) async fn events(State(app): AppState, headers: HeaderMap) -> Response
             if stop || matches!(app.sessions.get(&sid).await, Ok(None)) {
                 return None;
             }
-            match load(&app, &s).await {
+            match load(&app, &s, false).await {
                 Ok(entries) => {
                     let now = digest(&entries);
                     if now != last {

@@ -352,18 +352,18 @@ impl Desk for DeskService {
             n => (n as usize).min(most),
         };
         let unavailable = |e: whistle_runtime::Error| Status::unavailable(e.to_string());
-        let entries = match &caller {
+        let entries = if let Caller::Unit(unit) = &caller {
             // A unit's list: what it is working, wherever it was dispatched from.
-            Caller::Unit(unit) => self
-                .store
+            self.store
                 .worked_by(unit, limit)
                 .await
                 .map_err(unavailable)?
                 .iter()
                 .filter_map(|p| p.ticket.work().map(|(_, group, at)| entry(p, group, at)))
-                .collect(),
-            Caller::Platform(_) | Caller::Agent(_) if r.open => {
-                authorize_watch(&caller, &self.platform).map_err(|d| Status::permission_denied(d.to_string()))?;
+                .collect()
+        } else {
+            authorize_watch(&caller, &self.platform).map_err(|d| Status::permission_denied(d.to_string()))?;
+            if r.open {
                 self.store
                     .held_by(&self.platform, limit)
                     .await
@@ -374,9 +374,7 @@ impl Desk for DeskService {
                         Some(entry(p, p.ticket.waiting().map_or(QueueGroup::InHand, |w| w.group), at))
                     })
                     .collect()
-            }
-            Caller::Platform(_) | Caller::Agent(_) => {
-                authorize_watch(&caller, &self.platform).map_err(|d| Status::permission_denied(d.to_string()))?;
+            } else {
                 self.store
                     .waiting_on(&self.platform, limit)
                     .await

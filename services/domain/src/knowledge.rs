@@ -31,14 +31,6 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The answer in `lang`, else in Chinese.
-    pub fn answer(&self, lang: Language) -> (Language, &str) {
-        match self.answers.get(lang.as_str()) {
-            Some(a) => (lang, a),
-            None => (Language::Zh, self.answers.get("zh").map(String::as_str).unwrap_or_default()),
-        }
-    }
-
     fn valid_on(&self, day: time::Date) -> bool {
         let day = day.to_string();
         self.valid_from <= day && day <= self.valid_until

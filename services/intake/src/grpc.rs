@@ -4,7 +4,6 @@ use tonic::{Request, Response, Status};
 use whistle_domain::RequestFields;
 use whistle_proto::v1::{self as pb, intake_server::Intake};
 use whistle_runtime::TicketStore;
-use whistle_runtime::store::Projection;
 
 use crate::numbers::{RegisterError, Registrar};
 
@@ -80,14 +79,9 @@ impl Intake for IntakeService {
             return Err(Status::invalid_argument("ticket: give a ticket number or ticket id, or channel and external_id"));
         };
         match self.store.find(&key).await {
-            Ok(Some(p)) => Ok(Response::new(view(&p))),
+            Ok(Some(p)) => Ok(Response::new(whistle_proto::ticket_view(&p.ticket))),
             Ok(None) => Err(Status::not_found(format!("ticket {key} is not known"))),
             Err(e) => Err(Status::unavailable(e.to_string())),
         }
     }
-}
-
-/// The citizen-facing view of a ticket.
-pub fn view(p: &Projection) -> pb::TicketView {
-    whistle_proto::ticket_view(&p.ticket)
 }

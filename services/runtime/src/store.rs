@@ -185,10 +185,18 @@ impl TicketStore {
     pub async fn held_by(&self, platform: &whistle_domain::PlatformId, limit: usize) -> Result<Vec<Projection>> {
         let city = *platform == whistle_domain::PlatformId::City;
         let key = if city { self.open_key() } else { self.held_key(platform) };
+        self.listed(key, limit, |t| t.held().is_some_and(|(p2, _)| city || p2 == *platform)).await
+    }
+
+    /// The first `limit` tickets of one of the lists `lists` keeps, still
+    /// on it by their projection: an index entry whose ticket moved on in
+    /// a write not yet seen here is left out rather than shown in the
+    /// wrong list.
+    async fn listed(&self, key: String, limit: usize, still: impl Fn(&Ticket) -> bool) -> Result<Vec<Projection>> {
         let ids: Vec<String> = self.redis.clone().zrange(key, 0, limit as isize - 1).await?;
         let ids: Vec<TicketId> = ids.iter().filter_map(|id| TicketId::parse(id).ok()).collect();
         let mut got = self.get_many(&ids).await?;
-        got.retain(|p| p.ticket.held().is_some_and(|(p2, _)| city || p2 == *platform));
+        got.retain(|p| still(&p.ticket));
         Ok(got)
     }
 
@@ -200,24 +208,14 @@ impl TicketStore {
     /// The tickets `unit` is working now (dispatched to it, not yet
     /// completed), soonest deadline first, at most `limit`.
     pub async fn worked_by(&self, unit: &whistle_domain::UnitCode, limit: usize) -> Result<Vec<Projection>> {
-        let ids: Vec<String> = self.redis.clone().zrange(self.work_key(unit), 0, limit as isize - 1).await?;
-        let ids: Vec<TicketId> = ids.iter().filter_map(|id| TicketId::parse(id).ok()).collect();
-        let mut got = self.get_many(&ids).await?;
-        got.retain(|p| p.ticket.work().is_some_and(|w| w.0 == *unit));
-        Ok(got)
+        self.listed(self.work_key(unit), limit, |t| t.work().is_some_and(|w| w.0 == *unit)).await
     }
 
     /// The tickets waiting on `platform`'s desk now, soonest deadline
     /// first (those waiting to be dispatched by when they were received),
     /// at most `limit`.
     pub async fn waiting_on(&self, platform: &whistle_domain::PlatformId, limit: usize) -> Result<Vec<Projection>> {
-        let ids: Vec<String> = self.redis.clone().zrange(self.queue_key(platform), 0, limit as isize - 1).await?;
-        let ids: Vec<TicketId> = ids.iter().filter_map(|id| TicketId::parse(id).ok()).collect();
-        let mut got = self.get_many(&ids).await?;
-        // An index entry whose ticket moved on in a write not yet seen here
-        // is left out rather than shown on the wrong desk.
-        got.retain(|p| p.ticket.waiting().is_some_and(|w| w.platform == *platform));
-        Ok(got)
+        self.listed(self.queue_key(platform), limit, |t| t.waiting().is_some_and(|w| w.platform == *platform)).await
     }
 
     /// Ticket ids received in `[from, to]` (either bound open), newest
