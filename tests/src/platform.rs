@@ -30,6 +30,8 @@ pub struct Options {
     pub only_revisit: bool,
     /// Open311 POSTs a key may make a minute.
     pub open311_posts_per_minute: u32,
+    /// A Redis of the test's own instead of the shared one.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             revisit: whistle_domain::revisit::RevisitPolicy::default(),
             only_revisit: false,
             open311_posts_per_minute: 600,
+            redis_url: None,
         }
     }
 }
@@ -102,7 +105,7 @@ impl Platform {
         };
         whistle_runtime::topics::ensure(&kafka).await.expect("create topics");
         let redis = RedisConfig {
-            url: whistle_runtime::Secret::new(infra.redis_url.clone()),
+            url: whistle_runtime::Secret::new(options.redis_url.clone().unwrap_or_else(|| infra.redis_url.clone())),
             key_prefix: prefix.clone(),
             ..RedisConfig::default()
         };
@@ -158,6 +161,12 @@ impl Platform {
     }
 
     pub async fn start_intake(&mut self) {
+        self.start_intake_named("intake").await;
+    }
+
+    /// One more intake replica (the same groups and Redis); the platform's
+    /// intake address stays the first one's.
+    pub async fn start_intake_named(&mut self, name: &'static str) {
         let mut config = whistle_intake::Config {
             kafka: self.kafka.clone(),
             redis: self.redis.clone(),
@@ -187,10 +196,12 @@ impl Platform {
         ];
         config.open311.posts_per_minute = self.options.open311_posts_per_minute;
         let svc = whistle_intake::Intake::build_with_clock(config, self.clock_arc()).await.expect("build intake");
-        self.intake_addr = svc.local_addr();
-        self.intake_http = svc.http_addr();
-        self.ops.insert("intake".into(), svc.ops_addr());
-        self.spawn("intake", |s| async move { svc.run(s).await.expect("intake") });
+        if name == "intake" {
+            self.intake_addr = svc.local_addr();
+            self.intake_http = svc.http_addr();
+        }
+        self.ops.insert(name.into(), svc.ops_addr());
+        self.spawn(name, |s| async move { svc.run(s).await.expect("intake") });
     }
 
     pub async fn start_classifier(&mut self) {

@@ -76,6 +76,13 @@ impl Platform {
         .await;
     }
 
+    /// Deletes every key of this platform, as FLUSHALL would: Redis lost
+    /// everything while the services run.
+    pub async fn wipe_everything(&self) {
+        let deleted = self.delete_keys(&["*"]).await;
+        assert!(deleted > 0, "no keys under {}", self.prefix);
+    }
+
     /// Deletes the revisit queue: Redis "lost" what the revisit service keeps there.
     pub async fn wipe_revisits(&self) {
         let deleted = self.delete_keys(&["revisit:*"]).await;

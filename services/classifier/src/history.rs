@@ -70,11 +70,10 @@ impl History {
         Ok(n.max(0) as u32)
     }
 
-    /// False when Redis lost the history (flushed, restarted empty).
+    /// False when Redis may have lost some of the history (flushed,
+    /// restarted, failed over: see [`whistle_runtime::marker`]).
     pub async fn alive(&self) -> Result<bool> {
-        let n: bool =
-            redis::cmd("EXISTS").arg(self.alive_key()).query_async(&mut self.redis.clone()).await.map_err(whistle_runtime::Error::from)?;
-        Ok(n)
+        Ok(whistle_runtime::marker::alive(&mut self.redis.clone(), &self.alive_key()).await?)
     }
 
     /// Replays the events topic into the history: every classified (or
@@ -112,12 +111,7 @@ impl History {
             }
         }
         reader.await.map_err(|e| whistle_runtime::Error::task("history rebuild", e))??;
-        let _: () = redis::cmd("SET")
-            .arg(self.alive_key())
-            .arg(1)
-            .query_async(&mut self.redis.clone())
-            .await
-            .map_err(whistle_runtime::Error::from)?;
+        whistle_runtime::marker::mark(&mut self.redis.clone(), &self.alive_key()).await?;
         Ok(restored)
     }
 }

@@ -192,7 +192,10 @@ async fn watch_history(h: Arc<ClassifyHandler>, config: Config, shutdown: Shutdo
         match h.history.alive().await {
             Ok(true) => {}
             Ok(false) => match h.history.rebuild(&config.kafka, h.clock.now()).await {
-                Ok(n) => tracing::warn!(reports = n, "redis lost the repeat history; rebuilt from the events topic"),
+                Ok(n) => tracing::warn!(
+                    reports = n,
+                    "redis lost the repeat history or restarted (it may lack the last writes); rebuilt from the events topic"
+                ),
                 Err(e) => tracing::warn!(error = %e, "repeat history rebuild failed; will try again"),
             },
             Err(e) => tracing::warn!(error = %e, "cannot check the repeat history"),

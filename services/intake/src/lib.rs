@@ -141,13 +141,13 @@ impl Intake {
         let topics = Topics::new(&config.kafka);
         // Redis may have lost the projection: rebuild it from Kafka before
         // projecting anything new, and again whenever its marker disappears.
-        rebuild_if_lost(&store, &config.kafka).await?;
+        rebuild_if_lost(&store, &config.kafka, &registrar).await?;
         let watch = spawn_supervised("projection-watch", &shutdown, {
-            let (store, kafka, shutdown) = (store.clone(), config.kafka.clone(), shutdown.clone());
+            let (store, kafka, shutdown, registrar) = (store.clone(), config.kafka.clone(), shutdown.clone(), registrar.clone());
             async move {
                 while whistle_runtime::shutdown::sleep_or_shutdown(Duration::from_secs(2), &shutdown).await {
                     // A Redis or broker blip is looked at again next round.
-                    match rebuild_if_lost(&store, &kafka).await {
+                    match rebuild_if_lost(&store, &kafka, &registrar).await {
                         Err(e) if e.is_transient() => tracing::warn!(error = %e, "cannot check the projection; will look again"),
                         r => r?,
                     }
@@ -199,10 +199,10 @@ impl Intake {
     }
 }
 
-async fn rebuild_if_lost(store: &TicketStore, kafka: &KafkaConfig) -> whistle_runtime::Result<()> {
+async fn rebuild_if_lost(store: &TicketStore, kafka: &KafkaConfig, registrar: &Registrar) -> whistle_runtime::Result<()> {
     if !store.alive().await? {
         let started = std::time::Instant::now();
-        let events = store.rebuild(kafka).await?;
+        let events = store.rebuild(kafka, &registrar.days_in_flight()).await?;
         tracing::info!(events, ms = started.elapsed().as_millis() as u64, "ticket projection rebuilt from kafka");
     }
     Ok(())

@@ -13,6 +13,10 @@ use whistle_runtime::{EventProducer, TicketStore};
 /// the event is durable.
 const CLAIM_SECONDS: u64 = 60;
 
+/// How long a call waits for a lost ticket projection to be rebuilt before
+/// it is told to retry (the citizen is on the line).
+const NUMBERS_WAIT: Duration = Duration::from_secs(20);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registered {
     pub ticket_id: TicketId,
@@ -65,9 +69,22 @@ impl Registrar {
     async fn allocate(&self) -> Result<(TicketId, TicketNumber), RegisterError> {
         let date = self.clock.now().to_offset(self.offset).date();
         let day = TicketNumber::new(date, 0);
-        let seq: u64 =
-            self.store.redis().incr(self.store.sequence_key(day.day()), 1).await.map_err(|e| RegisterError::Unavailable(e.to_string()))?;
-        Ok((TicketId::new(), TicketNumber::new(date, seq)))
+        let unavailable = |e: whistle_runtime::Error| RegisterError::Unavailable(e.to_string());
+        loop {
+            // While Redis has lost the counters (the projection is being
+            // rebuilt), no number: it could be one already issued.
+            match self.store.next_number(day.day()).await.map_err(unavailable)? {
+                Some(seq) => return Ok((TicketId::new(), TicketNumber::new(date, seq))),
+                None => self.store.wait_alive(NUMBERS_WAIT).await.map_err(unavailable)?,
+            }
+        }
+    }
+
+    /// The days whose numbers may be in flight now (today and yesterday,
+    /// city time), as `YYYYMMDD`: a rebuild makes their counters skip ahead.
+    pub fn days_in_flight(&self) -> Vec<String> {
+        let today = self.clock.now().to_offset(self.offset).date();
+        [today.previous_day(), Some(today)].into_iter().flatten().map(|d| TicketNumber::new(d, 0).day().to_owned()).collect()
     }
 
     /// Registers a request; returns once its `received` event is durable.

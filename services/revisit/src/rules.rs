@@ -172,9 +172,10 @@ impl Core {
         format!("{}revisit:alive", self.store.prefix())
     }
 
-    /// False when Redis lost the revisit queue (flushed, restarted empty).
+    /// False when Redis may have lost some of the revisit queue (flushed,
+    /// restarted, failed over: see [`whistle_runtime::marker`]).
     pub async fn alive(&self) -> Result<bool> {
-        Ok(redis::AsyncCommands::exists(&mut self.store.redis(), self.alive_key()).await.map_err(whistle_runtime::Error::from)?)
+        Ok(whistle_runtime::marker::alive(&mut self.store.redis(), &self.alive_key()).await?)
     }
 
     /// Rebuilds the revisit queue from the events topic: every ticket whose
@@ -215,7 +216,7 @@ impl Core {
                 self.tasks.upsert(&rec).await?;
             }
         }
-        let _: () = redis::AsyncCommands::set(&mut self.store.redis(), self.alive_key(), 1).await.map_err(whistle_runtime::Error::from)?;
+        whistle_runtime::marker::mark(&mut self.store.redis(), &self.alive_key()).await?;
         Ok(waiting.len())
     }
 
@@ -223,11 +224,17 @@ impl Core {
     pub(crate) async fn restore(&self) -> Result<()> {
         if !self.alive().await? {
             let n = self.rebuild().await?;
-            tracing::warn!(tasks = n, "revisit queue was missing in Redis; rebuilt from the events topic");
+            tracing::warn!(
+                tasks = n,
+                "redis lost the revisit queue or restarted (it may lack the last writes); rebuilt from the events topic"
+            );
         }
         if !self.tally.alive().await? {
             let n = self.tally.rebuild().await?;
-            tracing::warn!(events = n, "figures' daily tallies were missing in Redis; rebuilt from the events topic");
+            tracing::warn!(
+                events = n,
+                "redis lost the figures' daily tallies or restarted (they may lack the last writes); rebuilt from the events topic"
+            );
         }
         Ok(())
     }

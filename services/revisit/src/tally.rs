@@ -78,8 +78,10 @@ impl Tally {
         format!("{}figures:alive", self.prefix)
     }
 
+    /// False when Redis may have lost some of the tallies (see
+    /// [`whistle_runtime::marker`]).
     pub async fn alive(&self) -> Result<bool> {
-        Ok(redis::AsyncCommands::exists(&mut self.redis.clone(), self.alive_key()).await.map_err(whistle_runtime::Error::from)?)
+        Ok(whistle_runtime::marker::alive(&mut self.redis.clone(), &self.alive_key()).await?)
     }
 
     /// Counts one event (at `offset` on its partition) once.
@@ -148,7 +150,7 @@ impl Tally {
             }
         }
         let read = reader.await.map_err(|e| whistle_runtime::Error::task("figures rebuild", e))??;
-        let _: () = redis::AsyncCommands::set(&mut self.redis.clone(), self.alive_key(), 1).await.map_err(whistle_runtime::Error::from)?;
+        whistle_runtime::marker::mark(&mut self.redis.clone(), &self.alive_key()).await?;
         Ok(read)
     }
 

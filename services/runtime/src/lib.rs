@@ -8,6 +8,7 @@ pub mod city;
 pub mod config;
 pub mod consumer;
 pub mod kafka;
+pub mod marker;
 pub mod ops;
 pub mod redact;
 pub mod redis_client;
@@ -43,6 +44,10 @@ pub enum Error {
     Corrupt(String, String),
     #[error("shutting down")]
     ShuttingDown,
+    /// What is asked is not there for now (the ticket projection is being
+    /// rebuilt): later it will be.
+    #[error("{0}")]
+    Unavailable(String),
     /// A spawned task did not finish: it panicked or was cancelled.
     #[error("task {what}: {reason}")]
     Task { what: &'static str, reason: String, cancelled: bool },
@@ -66,7 +71,7 @@ impl Error {
             Error::Redis(e) => !matches!(e.kind(), redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType),
             Error::Task { cancelled, .. } => *cancelled,
             Error::Json(_) | Error::Corrupt(..) => false,
-            Error::Config(_) | Error::Topic { .. } | Error::Telemetry(_) | Error::ShuttingDown => true,
+            Error::Config(_) | Error::Topic { .. } | Error::Telemetry(_) | Error::ShuttingDown | Error::Unavailable(_) => true,
         }
     }
 

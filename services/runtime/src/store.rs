@@ -74,10 +74,133 @@ impl std::fmt::Debug for TicketStore {
     }
 }
 
-const BUMP_SEQUENCE: &str = r"
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
-return 0";
+/// How many times a write that lost a race with another writer of the
+/// same ticket is tried again before giving up (for now).
+const COMMIT_TRIES: usize = 50;
+
+/// The numbers a rebuild skips on the days it is told, on top of the
+/// highest number the topic shows: a number taken from the counter just
+/// before Redis lost it, whose `received` event was not yet on the topic
+/// when the rebuild read it, is below them. Bounds the registrations in
+/// flight at the moment of a loss.
+pub const NUMBERS_SKIPPED_AFTER_A_LOSS: u64 = 10_000;
+
+/// Who writes the projection: the live projector must not write while the
+/// projection is lost (a rebuild is putting it back); a rebuild may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    Live,
+    Rebuild,
+}
+
+enum Commit {
+    Done,
+    /// Another writer changed the ticket since it was read.
+    Conflict,
+    /// The projection is lost (its marker is gone) and this writer is live.
+    Lost,
+}
+
+/// The writes that follow from one event besides the ticket's own value,
+/// as the commit script takes them: the keys they touch, and per write
+/// its operation, the key's index and two arguments.
+#[derive(Default)]
+struct Writes {
+    ticket: Option<String>,
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+impl Writes {
+    fn op(&mut self, op: &str, key: String, a: String, b: String) {
+        // KEYS[1] is the ticket and KEYS[2] the alive marker.
+        let index = match self.keys.iter().position(|k| *k == key) {
+            Some(i) => i,
+            None => {
+                self.keys.push(key);
+                self.keys.len() - 1
+            }
+        } + 3;
+        self.args.extend([op.to_owned(), index.to_string(), a, b]);
+    }
+
+    fn zadd(&mut self, key: String, member: &str, score: i64) {
+        self.op("zadd", key, member.to_owned(), score.to_string());
+    }
+
+    fn zrem(&mut self, key: String, member: &str) {
+        self.op("zrem", key, member.to_owned(), String::new());
+    }
+
+    fn set(&mut self, key: String, value: String) {
+        self.op("set", key, value, String::new());
+    }
+
+    fn set_ex(&mut self, key: String, value: String, seconds: u64) {
+        self.op("setex", key, value, seconds.to_string());
+    }
+
+    /// Raises a counter to `n` if it is below.
+    fn at_least(&mut self, key: String, n: u64) {
+        self.op("max", key, n.to_string(), String::new());
+    }
+}
+
+/// One event's writes, all or nothing: only if the ticket is still stored
+/// as it was read, and (for the live projector) while the projection's
+/// alive marker is there.
+/// KEYS: ticket, alive, then the keys the writes name.
+/// ARGV: writer (live|rebuild), the value read ('' absent), the new value
+/// ('' none), then per write: op, key index, a, b.
+/// Returns 1 written, 0 the ticket changed meanwhile, -1 lost.
+static COMMIT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(&format!(
+        r"
+if ARGV[1] == 'live' and not {} then return -1 end
+local cur = redis.call('GET', KEYS[1]) or ''
+if cur ~= ARGV[2] then return 0 end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[1], ARGV[3]) end
+for i = 4, #ARGV, 4 do
+  local op, k, a, b = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
+  if op == 'zadd' then redis.call('ZADD', k, b, a)
+  elseif op == 'zrem' then redis.call('ZREM', k, a)
+  elseif op == 'set' then redis.call('SET', k, a)
+  elseif op == 'setex' then redis.call('SET', k, a, 'EX', b)
+  elseif op == 'max' then
+    if tonumber(redis.call('GET', k) or '0') < tonumber(a) then redis.call('SET', k, a) end
+  end
+end
+return 1",
+        crate::marker::alive_lua("KEYS[2]")
+    ))
+});
+
+/// KEYS: alive, the day's counter. The next number, or -1 while the
+/// projection is lost.
+static NEXT_NUMBER: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(&format!("if not {} then return -1 end return redis.call('INCR', KEYS[2])", crate::marker::alive_lua("KEYS[1]")))
+});
+
+/// How long a reader (a desk, GetTicket) waits for a lost projection to
+/// be rebuilt before it is told to retry.
+const READERS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The end of a rebuild: the projection is alive again only if nothing
+/// took it away while it was rebuilt (the marker set at its start is
+/// still there, set by this run of the server); the counters of the days
+/// named skip ahead.
+/// KEYS: started, alive, then counters. ARGV: how many numbers to skip.
+static FINISH: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(&format!(
+        r"
+if not {} then return 0 end
+for i = 3, #KEYS do redis.call('INCRBY', KEYS[i], ARGV[1]) end
+redis.call('SET', KEYS[2], {})
+return 1",
+        crate::marker::alive_lua("KEYS[1]"),
+        crate::marker::RUN_ID_LUA
+    ))
+});
 
 impl TicketStore {
     pub async fn connect(cfg: &RedisConfig) -> Result<Self> {
@@ -114,8 +237,21 @@ impl TicketStore {
         raw.map(|r| serde_json::from_str(&r).map_err(|e| Error::Corrupt(id.to_string(), e.to_string()))).transpose()
     }
 
-    /// By ticket number or ticket id.
+    /// By ticket number or ticket id. A ticket not found while Redis has
+    /// lost the projection is looked for again once it is rebuilt (an
+    /// [`Error::Unavailable`] if that takes longer than a caller waits).
     pub async fn find(&self, ticket: &str) -> Result<Option<Projection>> {
+        match self.find_now(ticket).await? {
+            None if !self.alive().await? => {
+                self.wait_alive(READERS_WAIT).await?;
+                self.find_now(ticket).await
+            }
+            found => Ok(found),
+        }
+    }
+
+    /// By ticket number or ticket id, as stored now.
+    async fn find_now(&self, ticket: &str) -> Result<Option<Projection>> {
         let id = match TicketId::parse(ticket) {
             Ok(id) => id,
             Err(_) => {
@@ -275,20 +411,60 @@ impl TicketStore {
         format!("{}request:{channel}:{external_id}", self.prefix)
     }
 
+    /// The next ticket number's sequence on `day` (`YYYYMMDD`); `None`
+    /// while the projection is lost: the counters are rebuilt with it, and
+    /// a number taken before then could be one already issued.
+    pub async fn next_number(&self, day: &str) -> Result<Option<u64>> {
+        let n: i64 = NEXT_NUMBER.key(self.alive_key()).key(self.sequence_key(day)).invoke_async(&mut self.redis.clone()).await?;
+        Ok(u64::try_from(n).ok())
+    }
+
     fn alive_key(&self) -> String {
         format!("{}projection:alive", self.prefix)
     }
 
-    /// False when Redis lost the projection (flushed, restarted empty).
+    /// False when Redis may have lost some of the projection (flushed,
+    /// restarted, failed over: see [`crate::marker`]).
     pub async fn alive(&self) -> Result<bool> {
-        Ok(self.redis.clone().exists(self.alive_key()).await?)
+        crate::marker::alive(&mut self.redis.clone(), &self.alive_key()).await
+    }
+
+    /// Set when a rebuild starts; gone if Redis loses its data again
+    /// before the rebuild ends.
+    fn started_key(&self) -> String {
+        format!("{}projection:rebuild-started", self.prefix)
     }
 
     /// Rebuilds every ticket's projection (and the ticket-number counters)
     /// by replaying the events topic from the start; returns how many events
-    /// were read. Safe beside the live projector: applying is idempotent per
-    /// Kafka position.
-    pub async fn rebuild(&self, kafka: &crate::KafkaConfig) -> Result<u64> {
+    /// were read. Safe beside the live projector, which waits while the
+    /// projection is lost, and beside another replica's rebuild: every
+    /// write is a compare-and-set. If Redis loses its data again meanwhile,
+    /// it starts over. `days` (`YYYYMMDD`, intake's today and yesterday) are
+    /// the days whose counters skip [`NUMBERS_SKIPPED_AFTER_A_LOSS`] when the
+    /// topic was not empty: numbers handed out just before the loss may not
+    /// have been on the topic yet when it was read.
+    pub async fn rebuild(&self, kafka: &crate::KafkaConfig, days: &[String]) -> Result<u64> {
+        loop {
+            crate::marker::mark(&mut self.redis.clone(), &self.started_key()).await?;
+            let read = self.replay(kafka).await?;
+            let mut finish = FINISH.prepare_invoke();
+            finish.key(self.started_key()).key(self.alive_key());
+            if read > 0 {
+                for day in days {
+                    finish.key(self.sequence_key(day));
+                }
+            }
+            let done: i64 = finish.arg(NUMBERS_SKIPPED_AFTER_A_LOSS).invoke_async(&mut self.redis.clone()).await?;
+            if done == 1 {
+                return Ok(read);
+            }
+            tracing::warn!(events = read, "redis lost the ticket projection again while it was rebuilt; starting over");
+        }
+    }
+
+    /// Applies every event of the topic, in order, as a rebuild.
+    async fn replay(&self, kafka: &crate::KafkaConfig) -> Result<u64> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(i32, i64, Event)>(1024);
         let cfg = kafka.clone();
         let topic = crate::Topics::new(kafka).events();
@@ -300,11 +476,22 @@ impl TicketStore {
             })
         });
         while let Some((partition, offset, event)) = rx.recv().await {
-            self.apply(&event, partition, offset).await?;
+            self.apply_as(&event, partition, offset, Writer::Rebuild).await?;
         }
-        let read = reader.await.map_err(|e| Error::task("projection rebuild", e))??;
-        let _: () = self.redis.clone().set(self.alive_key(), 1).await?;
-        Ok(read)
+        reader.await.map_err(|e| Error::task("projection rebuild", e))?
+    }
+
+    /// Waits up to `within` for a lost projection to be rebuilt; an
+    /// [`Error::Unavailable`] after that.
+    pub async fn wait_alive(&self, within: std::time::Duration) -> Result<()> {
+        let started = std::time::Instant::now();
+        while !self.alive().await? {
+            if started.elapsed() >= within {
+                return Err(Error::Unavailable("the ticket projection was lost and is being rebuilt; retry shortly".into()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 
     /// Polls until the projection includes the event at `offset` (or the
@@ -335,11 +522,40 @@ impl TicketStore {
         }
     }
 
-    /// Applies one event at its Kafka position. Idempotent.
+    /// Applies one event at its Kafka position, as the live projector does:
+    /// idempotent, and refused with [`Error::Unavailable`] (retry later)
+    /// while the projection is lost and not yet rebuilt, so that nothing is
+    /// taken for an orphan or written over half a rebuild.
     pub async fn apply(&self, event: &Event, partition: i32, offset: i64) -> Result<Applied> {
-        let mut redis = self.redis.clone();
-        let key = self.ticket_key(&event.ticket_id);
-        let existing = self.get(&event.ticket_id).await?;
+        self.apply_as(event, partition, offset, Writer::Live).await
+    }
+
+    async fn apply_as(&self, event: &Event, partition: i32, offset: i64, writer: Writer) -> Result<Applied> {
+        // Another writer may change the ticket between the read and the write
+        // (a rebuild beside the projector, two replicas rebuilding): the
+        // write is a compare-and-set, and a lost race reads again.
+        for _ in 0..COMMIT_TRIES {
+            let raw: Option<String> = self.redis.clone().get(self.ticket_key(&event.ticket_id)).await?;
+            let existing = raw
+                .as_deref()
+                .map(|r| serde_json::from_str::<Projection>(r).map_err(|e| Error::Corrupt(event.ticket_id.to_string(), e.to_string())))
+                .transpose()?;
+            let Some((writes, outcome)) = self.plan(event, partition, offset, existing)? else {
+                return Ok(Applied::Duplicate);
+            };
+            match self.commit(&event.ticket_id, raw.as_deref().unwrap_or(""), writes, writer).await? {
+                Commit::Done => return Ok(outcome),
+                Commit::Conflict => continue,
+                Commit::Lost => return Err(Error::Unavailable("the ticket projection was lost and is being rebuilt".into())),
+            }
+        }
+        Err(Error::Unavailable(format!("ticket {} kept changing under its writes", event.ticket_id)))
+    }
+
+    /// What applying `event` to the stored projection writes; `None` when it
+    /// was applied before at this position or later.
+    fn plan(&self, event: &Event, partition: i32, offset: i64, existing: Option<Projection>) -> Result<Option<(Writes, Applied)>> {
+        let mut w = Writes::default();
         let lists_before = existing.as_ref().map(|p| self.lists(&p.ticket)).unwrap_or_default();
         let entry = |refused: Option<String>| HistoryEntry {
             event_id: event.id,
@@ -351,7 +567,7 @@ impl TicketStore {
         let (projection, outcome) = match existing {
             Some(mut p) => {
                 if p.partition == partition && p.offset >= offset {
-                    return Ok(Applied::Duplicate);
+                    return Ok(None);
                 }
                 if p.applied.contains(&event.id) {
                     // The same event again at a later position (a timer fired
@@ -359,8 +575,8 @@ impl TicketStore {
                     // position, so readers waiting for it go on.
                     p.partition = partition;
                     p.offset = offset;
-                    let _: () = redis.set(&key, serde_json::to_string(&p)?).await?;
-                    return Ok(Applied::Duplicate);
+                    w.ticket = Some(serde_json::to_string(&p)?);
+                    return Ok(Some((w, Applied::Duplicate)));
                 }
                 p.partition = partition;
                 p.offset = offset;
@@ -388,15 +604,13 @@ impl TicketStore {
                 Err(e) => {
                     // Remember that this ticket is unknown up to here, so
                     // readers waiting for it stop waiting.
-                    let _: () = redis.set_ex(self.orphan_key(&event.ticket_id), offset, 24 * 3600).await?;
-                    return Ok(Applied::Refused(e.to_string()));
+                    w.set_ex(self.orphan_key(&event.ticket_id), offset.to_string(), 24 * 3600);
+                    return Ok(Some((w, Applied::Refused(e.to_string()))));
                 }
             },
         };
-        let json = serde_json::to_string(&projection)?;
+        w.ticket = Some(serde_json::to_string(&projection)?);
         let id = event.ticket_id.to_string();
-        let mut pipe = redis::pipe();
-        pipe.atomic().set(&key, json);
         if let (Applied::Applied, EventKind::Classified { category, .. } | EventKind::Reclassified { category, .. }) =
             (&outcome, &event.kind)
         {
@@ -404,10 +618,10 @@ impl TicketStore {
             let at = projection.ticket.received_at.unix_timestamp() * 1000;
             for c in whistle_domain::Category::ALL {
                 if c != category {
-                    pipe.zrem(self.category_index_key(*c), &id);
+                    w.zrem(self.category_index_key(*c), &id);
                 }
             }
-            pipe.zadd(self.category_index_key(*category), &id, at);
+            w.zadd(self.category_index_key(*category), &id, at);
         }
         // The desks' queues, the platforms' open tickets and the units'
         // lists follow the ticket's state: in one list of each, or none.
@@ -415,34 +629,48 @@ impl TicketStore {
             if let Some((key, _)) = &before
                 && now.as_ref().is_none_or(|(k, _)| k != key)
             {
-                pipe.zrem(key, &id);
+                w.zrem(key.clone(), &id);
             }
             if let Some((key, at)) = now {
-                pipe.zadd(key, &id, (at.unix_timestamp_nanos() / 1_000_000) as i64);
+                w.zadd(key, &id, (at.unix_timestamp_nanos() / 1_000_000) as i64);
             }
         }
         if let EventKind::Received { number, request } = &event.kind {
-            pipe.set(self.number_key(number.as_str()), &id).zadd(self.time_index_key(), &id, event.occurred_at.unix_timestamp() * 1000);
+            w.set(self.number_key(number.as_str()), id.clone());
+            w.zadd(self.time_index_key(), &id, event.occurred_at.unix_timestamp() * 1000);
             if let Some(ext) = &request.external_id {
                 // Intake's idempotency record, so a resubmission after a
                 // rebuild still finds the ticket.
-                pipe.set_ex(
+                w.set_ex(
                     self.request_key(request.channel.as_str(), ext),
                     format!("done {} {number}", event.ticket_id),
                     REQUEST_TTL_SECONDS,
                 );
             }
-            let _: () = pipe.query_async(&mut redis).await?;
             // Keep the number counter ahead of every number issued, so a
             // rebuilt Redis never issues a number twice.
-            let _: i64 = redis::Script::new(BUMP_SEQUENCE)
-                .key(self.sequence_key(number.day()))
-                .arg(number.sequence())
-                .invoke_async(&mut redis)
-                .await?;
-        } else {
-            let _: () = pipe.query_async(&mut redis).await?;
+            w.at_least(self.sequence_key(number.day()), number.sequence());
         }
-        Ok(outcome)
+        Ok(Some((w, outcome)))
+    }
+
+    /// Writes a plan if the ticket is still stored as `expected` (empty:
+    /// absent) and, for the live projector, the projection is alive.
+    async fn commit(&self, id: &TicketId, expected: &str, w: Writes, writer: Writer) -> Result<Commit> {
+        let mut invocation = COMMIT.prepare_invoke();
+        invocation.key(self.ticket_key(id)).key(self.alive_key());
+        for k in &w.keys {
+            invocation.key(k);
+        }
+        invocation.arg(if writer == Writer::Live { "live" } else { "rebuild" }).arg(expected).arg(w.ticket.as_deref().unwrap_or(""));
+        for a in &w.args {
+            invocation.arg(a);
+        }
+        let r: i64 = invocation.invoke_async(&mut self.redis.clone()).await?;
+        Ok(match r {
+            1 => Commit::Done,
+            0 => Commit::Conflict,
+            _ => Commit::Lost,
+        })
     }
 }

@@ -351,7 +351,9 @@ impl SlaTimer {
             drain(vec![consumer], Duration::from_secs(15)).await;
             match outcome? {
                 Stopped::Shutdown => break,
-                Stopped::DataLost => tracing::warn!("redis lost the timers; rebuilding from kafka"),
+                Stopped::DataLost => {
+                    tracing::warn!("redis lost the timers or restarted (it may lack the last writes); rebuilding from kafka")
+                }
             }
         }
         shutdown.trigger();

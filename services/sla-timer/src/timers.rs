@@ -13,8 +13,9 @@
 //!   encoding. A record is binary: deadline version (16 bytes), the last 5
 //!   bytes of the ticket id, the deadline in ms (6 bytes, big-endian), the
 //!   unit code, and optionally a 0 byte and the trace context (25 bytes).
-//! - `alive`    a marker; if it is missing, Redis lost its data and the timers
-//!   are rebuilt from Kafka
+//! - `alive`    a marker (`whistle_runtime::marker`); if it is missing or
+//!   was set by another run of the server, Redis may have lost data and the
+//!   timers are rebuilt from Kafka
 //!
 //! Arm, cancel, claim and acknowledge are one script call (one round trip)
 //! each; arming many tickets is one call per shard. A timer of a superseded
@@ -60,7 +61,7 @@ impl<C: Conn> TimerStore<C> {
             cancel: redis::Script::new(CANCEL),
             claim: redis::Script::new(CLAIM),
             ack: redis::Script::new(ACK),
-            next: redis::Script::new(NEXT),
+            next: redis::Script::new(&NEXT.replace("__ALIVE__", &whistle_runtime::marker::alive_lua("KEYS[3]"))),
         }
     }
 
@@ -209,7 +210,7 @@ impl<C: Conn> TimerStore<C> {
     /// Marks every shard as holding its timers (after a rebuild).
     pub async fn mark_alive(&self) -> Result<()> {
         for s in 0..self.shards {
-            let _: () = redis::cmd("SET").arg(self.key(s, "alive")).arg(1).query_async(&mut self.conn.clone()).await?;
+            whistle_runtime::marker::mark(&mut self.conn.clone(), &self.key(s, "alive")).await?;
         }
         Ok(())
     }

@@ -116,9 +116,12 @@ return redis.call('ZREM', KEYS[1], unpack(ARGV))";
 
 pub(crate) const NEXT: &str = r"
 -- KEYS: due, claimed, alive; returns {earliest ms or -1, alive 0/1}
+-- (alive: the marker was set by this run of the server; __ALIVE__ is
+-- whistle_runtime::marker's check)
 local d = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local c = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local best = -1
 if d[2] then best = tonumber(d[2]) end
 if c[2] and (best < 0 or tonumber(c[2]) < best) then best = tonumber(c[2]) end
-return {best, redis.call('EXISTS', KEYS[3])}";
+if __ALIVE__ then return {best, 1} end
+return {best, 0}";
