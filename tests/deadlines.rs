@@ -136,12 +136,13 @@ async fn an_extension_supersedes_the_old_timers() {
     armed(&p, &t.ticket_id, 3).await;
 
     let ticket = TicketId::parse(&t.ticket_id).unwrap();
-    let ev =
-        |kind| Event { id: EventId::new(), ticket_id: ticket, occurred_at: p.clock.now(), actor: Actor::operator("city-desk-1"), kind };
-    p.publish_event(&ev(EventKind::ExtensionRequested {
-        reason: "需要更换主管道".into(),
-        requested_due: datetime!(2026-12-03 10:00 +08:00),
-    }))
+    // The unit asks, the city's desk grants.
+    let by = |actor: Actor, kind| Event { id: EventId::new(), ticket_id: ticket, occurred_at: p.clock.now(), actor, kind };
+    let ev = |kind| by(Actor::operator("desk:city"), kind);
+    p.publish_event(&by(
+        Actor::unit(&whistle_domain::UnitCode::parse(&v.unit).unwrap()),
+        EventKind::ExtensionRequested { reason: "需要更换主管道".into(), requested_due: datetime!(2026-12-03 10:00 +08:00) },
+    ))
     .await;
     let decided_id = EventId::new();
     let new = Deadline {

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 use std::time::Duration;
-use whistle_domain::{Actor, Contact, Event, EventId, EventKind, Location, OverdueLevel, Request, TicketId, TicketNumber, UnitCode};
+use whistle_domain::{
+    Actor, Contact, Event, EventId, EventKind, Location, OverdueLevel, Request, RevisitOutcome, TicketId, TicketNumber, UnitCode,
+};
 use whistle_proto::v1 as pb;
 use whistle_tests::webhook::is;
 use whistle_tests::{Platform, request};
@@ -404,4 +406,146 @@ async fn redis_restarted_without_its_last_writes_is_rebuilt_not_trusted() {
     server.kill().expect("stop redis");
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_judges_who_acts_and_no_service_acts_on_what_it_refused() {
+    let p = Platform::start("judge").await;
+    let t = p.intake().await.submit_request(request("水管漏水了，家里到处是水", "东城区景山")).await.expect("submit").into_inner();
+    let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
+    assert_eq!(v.unit, "city-water");
+    let due = p.wait_due(&t.ticket_id, WAIT, |d| d.len() == 3).await;
+    let id = TicketId::parse(&t.ticket_id).expect("ticket id");
+
+    // Written from a stale view: a district dispatching a ticket the city
+    // holds, and a unit completing a ticket it does not hold.
+    let at = time::macros::datetime!(2026-11-23 10:05 +08:00);
+    let deadline = whistle_domain::Deadline {
+        due_at: at + time::Duration::hours(1),
+        second_due_at: at + time::Duration::hours(2),
+        warn_at: None,
+        span: time::Duration::hours(1),
+        version: EventId::new(),
+    };
+    let stale_dispatch = EventKind::Dispatched {
+        platform: whistle_domain::PlatformId::County("xicheng".into()),
+        unit: UnitCode::parse("xicheng-environment").expect("unit"),
+        deadline,
+        automatic: true,
+    };
+    p.publish_event(&Event { actor: Actor::system("dispatcher:county:xicheng"), ..event(id, EventId::new(), stale_dispatch) }).await;
+    let stale_complete = EventKind::Completed { result: "不是我们的，但先办结".into() };
+    let e = Event { actor: Actor::unit(&UnitCode::parse("city-ecology").expect("unit")), ..event(id, EventId::new(), stale_complete) };
+    let last = whistle_runtime::EventProducer::new(&p.kafka).expect("producer").publish(&e).await.expect("publish");
+    for group in ["sla-timer", "notifier", "dispatcher-city", "revisit"] {
+        p.wait_handled(group, &last).await;
+    }
+
+    // Refused, and nothing followed from them: the unit's timers stand, no
+    // district unit was told, the citizen was not told it is done.
+    assert_eq!(p.due_of(&t.ticket_id).await, due, "the timers of the real assignment");
+    assert!(
+        p.webhook.messages(|m| m["ticket_number"] == t.ticket_number.as_str() && m["recipient"]["id"] == "xicheng-environment").is_empty()
+    );
+    assert!(p.sms.messages(is("ticket_completed", &t.ticket_number)).is_empty(), "the citizen told of a refused completion");
+    let desk = p.desk_as("unit:city-water").await.history(pb::TicketRef { ticket: t.ticket_number.clone() }).await;
+    let history = desk.expect("the unit reads its ticket").into_inner().entries;
+    let refused: Vec<&str> = history.iter().filter(|h| !h.refused.is_empty()).map(|h| h.event.as_str()).collect();
+    assert_eq!(refused, ["dispatched", "completed"], "{history:?}");
+
+    // The unit holding it completes it.
+    p.desk_as("unit:city-water")
+        .await
+        .complete(pb::CompleteRequest { ticket: t.ticket_number.clone(), unit: String::new(), result: "修好了".into() })
+        .await
+        .expect("the unit holding the ticket completes it");
+    assert_eq!(p.sms.wait_for(1, WAIT, is("ticket_completed", &t.ticket_number)).await.len(), 1);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revisit_on_record_without_its_consequence_still_closes_or_reopens_the_ticket() {
+    let p = Platform::start("half-revisit").await;
+    let mut numbers = Vec::new();
+    for place in ["东城区景山", "西城区金融街"] {
+        let t = p.intake().await.submit_request(request("水管漏水了，家里到处是水", place)).await.expect("submit").into_inner();
+        p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
+        p.desk_as("unit:city-water")
+            .await
+            .complete(pb::CompleteRequest { ticket: t.ticket_number.clone(), unit: String::new(), result: "修好了".into() })
+            .await
+            .expect("complete");
+        p.wait_revisit_queued("agent:wang", &t.ticket_number, true).await;
+        numbers.push(t);
+    }
+    // As if the revisit service died right after publishing each attempt:
+    // the attempt is on record, its consequence is not.
+    for (t, outcome) in numbers.iter().zip([RevisitOutcome::Satisfied, RevisitOutcome::Unsatisfied]) {
+        let id = TicketId::parse(&t.ticket_id).expect("ticket id");
+        let kind = EventKind::RevisitRecorded { outcome, reason: "还是漏".into() };
+        p.publish_event(&Event { actor: Actor::agent("wang"), ..event(id, EventId::new(), kind) }).await;
+    }
+    p.wait_ticket(&numbers[0].ticket_number, WAIT, |v| v.state == "closed").await;
+    let v = p.wait_ticket(&numbers[1].ticket_number, WAIT, |v| v.state == "assigned" && v.rework_count == 1).await;
+    assert_eq!(v.unit, "city-water", "reopened at the same unit");
+    // Each consequence once, though the follower and a retry may both publish it.
+    for (t, kind) in numbers.iter().zip(["closed", "reopened"]) {
+        let ids: BTreeSet<EventId> = p.events_for(&t.ticket_id).await.iter().filter(|e| e.kind.name() == kind).map(|e| e.id).collect();
+        assert_eq!(ids.len(), 1, "{kind} of ticket {}", t.ticket_number);
+    }
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_extended_while_the_sla_timer_was_down_gets_no_reminder_for_the_old_one() {
+    let mut p = Platform::start("down-extension").await;
+    let t = p.intake().await.submit_request(request("水管漏水了，家里到处是水", "东城区景山")).await.expect("submit").into_inner();
+    let v = p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
+    let china = |ts: &Option<whistle_proto::prost_types::Timestamp>| {
+        whistle_proto::to_datetime(ts.as_ref().expect("deadline")).expect("time").to_offset(time::macros::offset!(+8))
+    };
+    let old = china(&v.deadline);
+    p.wait_due(&t.ticket_id, WAIT, |d| d.len() == 3).await;
+
+    // The sla-timer is down while the unit asks for three more days and
+    // the city grants them.
+    p.stop("sla-timer").await;
+    let new = old + time::Duration::days(3);
+    p.desk_as("unit:city-water")
+        .await
+        .request_extension(pb::ExtensionRequest {
+            ticket: t.ticket_number.clone(),
+            reason: "需要更换主管道".into(),
+            requested_due_at: Some(whistle_proto::timestamp(new)),
+        })
+        .await
+        .expect("request");
+    p.desk_as("city")
+        .await
+        .decide_extension(pb::ExtensionDecision {
+            ticket: t.ticket_number.clone(),
+            grant: true,
+            due_at: Some(whistle_proto::timestamp(new)),
+            note: "同意".into(),
+        })
+        .await
+        .expect("grant");
+    p.wait_ticket(&t.ticket_number, WAIT, |v| china(&v.deadline) == new).await;
+
+    // The old deadline passes before it is back: it catches up before it
+    // fires, so the old timers are replaced and none of them fires.
+    p.clock.set(old + time::Duration::minutes(1));
+    p.start_sla_timer().await;
+    p.wait_due(&t.ticket_id, WAIT, |d| d.iter().any(|(k, at)| *k == whistle_domain::TimerKind::FirstOverdue && *at == new)).await;
+    p.firing_round_passed(&t.ticket_id).await;
+    let fired: Vec<&'static str> = p
+        .events_for(&t.ticket_id)
+        .await
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Overdue { .. } | EventKind::DeadlineWarning { .. }))
+        .map(|e| e.kind.name())
+        .collect();
+    assert!(fired.is_empty(), "fired for the superseded deadline: {fired:?}");
+    assert!(p.webhook.messages(|m| m["ticket_number"] == t.ticket_number.as_str() && m["template"] != "ticket_assigned").is_empty());
+    p.shutdown().await;
 }

@@ -40,6 +40,31 @@ impl Platform {
         .await
     }
 
+    /// Waits until consumer group `group` (as configured, without the
+    /// test's prefix) has handled, and committed, everything on the events
+    /// topic up to `at`.
+    pub async fn wait_handled(&self, group: &str, at: &whistle_runtime::kafka::Position) {
+        let (kafka, group_id, topic, at) = (self.kafka.clone(), group.to_owned(), self.topics().events(), *at);
+        eventually(
+            &format!("group {group} past offset {} of partition {}", at.offset, at.partition),
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || {
+                let (kafka, group_id, topic) = (kafka.clone(), group_id.clone(), topic.clone());
+                async move {
+                    let reached = tokio::task::spawn_blocking(move || {
+                        whistle_runtime::kafka::group_reached(&kafka, &group_id, &topic, &[(at.partition, at.offset + 1)])
+                    })
+                    .await
+                    .expect("join")
+                    .map_err(|e| e.to_string())?;
+                    if reached { Ok(()) } else { Err("not yet committed".to_owned()) }
+                }
+            },
+        )
+        .await
+    }
+
     /// Publishes raw bytes to the events topic (to test poison handling).
     pub async fn publish_raw(&self, key: &str, payload: &[u8]) {
         self.publish_to(&self.topics().events(), key, payload).await

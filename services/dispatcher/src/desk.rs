@@ -107,18 +107,34 @@ impl DeskService {
             .await
             .map_err(|e| Status::unavailable(format!("could not record the {}: {e}", action.as_str())))?;
         tracing::info!(ticket = %p.ticket.id, caller = %caller, event = event.kind.name(), "desk action");
-        self.visible(&p.ticket.id, at.offset).await;
+        if let Some(rule) = self.visible(&event, at.offset).await {
+            // The snapshot checked above was stale: the lifecycle, which
+            // saw everything before this event, refused it.
+            return Err(Status::failed_precondition(format!(
+                "the ticket changed meanwhile; the {} was refused by the ticket lifecycle: {rule}",
+                action.as_str()
+            )));
+        }
         Ok(Response::new(pb::ActionResponse { ticket_id: p.ticket.id.to_string(), event_id: event.id.to_string() }))
     }
 
     /// Read your writes: answer once the ticket's projection shows the event,
-    /// so the next call (and `GetTicket`) sees it. The event is durable
-    /// either way; after 5 s the answer goes out regardless.
-    async fn visible(&self, ticket: &whistle_domain::TicketId, offset: i64) {
+    /// so the next call (and `GetTicket`) sees it; the rule it was refused
+    /// with, if it was. The event is durable either way; after 5 s the
+    /// answer goes out regardless.
+    async fn visible(&self, event: &Event, offset: i64) -> Option<String> {
+        let ticket = &event.ticket_id;
         match self.store.wait_caught_up(ticket, offset, std::time::Duration::from_secs(5)).await {
-            Ok(CaughtUp::Ready(_) | CaughtUp::Orphan) => {}
-            Ok(CaughtUp::Behind) => tracing::warn!(ticket = %ticket, offset, "the projection is behind; answering anyway"),
-            Err(e) => tracing::warn!(ticket = %ticket, error = %e, "cannot read the projection"),
+            Ok(CaughtUp::Ready(p)) => p.refused(&event.id).map(str::to_owned),
+            Ok(CaughtUp::Orphan) => None,
+            Ok(CaughtUp::Behind) => {
+                tracing::warn!(ticket = %ticket, offset, "the projection is behind; answering anyway");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(ticket = %ticket, error = %e, "cannot read the projection");
+                None
+            }
         }
     }
 

@@ -77,12 +77,12 @@ impl Router {
                 Some(item("dispatched", unit.to_string(), String::new(), 0))
             }
             EventKind::Returned { reason } => {
-                let p = self.store.projection_at(&event.ticket_id, msg.offset).await?;
-                here(&p).then(|| item("returned", event.actor.id.clone(), reason.clone(), 0))
+                let p = self.store.accepted_at(event, msg.offset).await?;
+                p.filter(here).map(|_| item("returned", event.actor.id.clone(), reason.clone(), 0))
             }
             EventKind::Overdue { level, unit, .. } => {
-                let p = self.store.projection_at(&event.ticket_id, msg.offset).await?;
-                here(&p).then(|| item("overdue", unit.to_string(), String::new(), level.number()))
+                let p = self.store.accepted_at(event, msg.offset).await?;
+                p.filter(here).map(|_| item("overdue", unit.to_string(), String::new(), level.number()))
             }
             _ => None,
         };
@@ -157,7 +157,7 @@ impl Handler for Router {
                 }
             }
             EventKind::Delegated { to, .. } if *to == self.platform => {
-                let p = self.store.projection_at(&event.ticket_id, msg.offset).await?;
+                let Some(p) = self.store.accepted_at(&event, msg.offset).await? else { return Ok(()) };
                 let Some(c) = p.ticket.classification.as_ref() else { return Ok(()) };
                 self.dispatch_here(event.ticket_id, EventId::derived(&event.id, "dispatched"), c.category, c.urgency).await
             }

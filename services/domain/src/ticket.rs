@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::event::{Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome};
+use crate::event::{ActorKind, Event, EventKind, ExtensionDecision, OverdueLevel, Resolution, RevisitOutcome};
 use crate::{Category, Error, EventId, Jurisdiction, PlatformId, Request, Result, TicketId, TicketNumber, UnitCode, Urgency, WhistleLevel};
 
 /// One version of a ticket's deadline and the instants of its three timers.
@@ -221,7 +221,55 @@ impl Ticket {
         }
     }
 
+    /// Whether `event`'s actor may record it, whatever the state: a unit's
+    /// action only from the unit the ticket is assigned to, a desk's only
+    /// from the desk of the platform it concerns. The desks check the same
+    /// before publishing, on a projection that may lag; this is the judge.
+    /// Services acting by rule (system actors) are not restricted here.
+    fn check_actor(&self, event: &Event) -> Result<()> {
+        /// Who records an event of this kind.
+        enum By<'a> {
+            /// The unit the ticket is assigned to.
+            Assignee,
+            /// This unit (reporting in).
+            Unit(&'a UnitCode),
+            /// The desk of this platform (the one holding the ticket).
+            Desk(Option<&'a PlatformId>),
+            /// Anyone (revisits, answers, the services' own events).
+            Anyone,
+        }
+        let (kind, actor) = (&event.kind, &event.actor);
+        let by = match kind {
+            EventKind::Acknowledged | EventKind::Returned { .. } | EventKind::ExtensionRequested { .. } | EventKind::Completed { .. } => {
+                By::Assignee
+            }
+            EventKind::ReportedIn { unit } => By::Unit(unit),
+            EventKind::Dispatched { platform, .. } => By::Desk(Some(self.state.platform().unwrap_or(platform))),
+            EventKind::Delegated { from, .. } | EventKind::Whistled { from, .. } => By::Desk(Some(from)),
+            EventKind::Reclassified { .. } | EventKind::ExtensionDecided(_) | EventKind::Supervised { .. } => {
+                By::Desk(self.state.platform())
+            }
+            _ => By::Anyone,
+        };
+        let rule = match (actor.kind, by) {
+            (ActorKind::System, _) | (_, By::Anyone) => return Ok(()),
+            (ActorKind::Unit, By::Assignee) => match self.state.open_assignment() {
+                Some(a) if a.unit.as_str() != actor.id => "only the unit the ticket is assigned to acts on it",
+                _ => return Ok(()),
+            },
+            (ActorKind::Unit, By::Unit(unit)) if unit.as_str() == actor.id => return Ok(()),
+            (ActorKind::Unit, By::Unit(_)) => "a unit reports in only for itself",
+            (ActorKind::Operator, By::Desk(Some(p))) if actor.id == format!("desk:{p}") => return Ok(()),
+            (ActorKind::Operator, By::Desk(_)) => "only the desk of the platform holding the ticket acts on it",
+            (ActorKind::Unit, By::Desk(_)) => "a desk's action comes from a desk",
+            (ActorKind::Operator, By::Assignee | By::Unit(_)) => "a unit's action comes from the unit",
+            (ActorKind::Agent | ActorKind::Citizen, _) => "only units and desks act on a ticket in hand",
+        };
+        Err(self.refuse(kind, rule))
+    }
+
     fn transition(&mut self, event: &Event) -> Result<()> {
+        self.check_actor(event)?;
         let kind = &event.kind;
         match kind {
             EventKind::Received { .. } => Err(self.refuse(kind, "a ticket is received only once")),
@@ -560,6 +608,31 @@ mod tests {
 
     fn dispatched(d: Deadline) -> EventKind {
         EventKind::Dispatched { platform: PlatformId::City, unit: UnitCode::parse("water-group").unwrap(), deadline: d, automatic: true }
+    }
+
+    #[test]
+    fn the_lifecycle_checks_who_acts() {
+        let (mut t, id) = received();
+        t.apply(&ev(id, classified())).unwrap();
+        t.apply(&ev(id, dispatched(deadline()))).unwrap();
+        let by = |actor: Actor, kind: EventKind| Event { actor, ..ev(id, kind) };
+        let other = UnitCode::parse("ecology-group").unwrap();
+        let mine = UnitCode::parse("water-group").unwrap();
+        let refused = |t: &mut Ticket, e: Event| t.apply(&e).unwrap_err().to_string();
+        let e = refused(&mut t, by(Actor::unit(&other), EventKind::Completed { result: "x".into() }));
+        assert!(e.contains("only the unit the ticket is assigned to"), "{e}");
+        let e = refused(&mut t, by(Actor::operator("desk:city"), EventKind::Completed { result: "x".into() }));
+        assert!(e.contains("a unit's action comes from the unit"), "{e}");
+        let e = refused(&mut t, by(Actor::unit(&mine), EventKind::Supervised { reason: "x".into() }));
+        assert!(e.contains("a desk's action comes from a desk"), "{e}");
+        let e = refused(&mut t, by(Actor::operator("desk:county:xicheng"), EventKind::Supervised { reason: "x".into() }));
+        assert!(e.contains("only the desk of the platform holding the ticket"), "{e}");
+        let e = refused(&mut t, by(Actor::unit(&other), EventKind::ReportedIn { unit: mine.clone() }));
+        assert!(e.contains("reports in only for itself"), "{e}");
+        assert_eq!(t.state.open_assignment().map(|a| &a.unit), Some(&mine), "nothing refused changed the ticket");
+        t.apply(&by(Actor::operator("desk:city"), EventKind::Supervised { reason: "x".into() })).unwrap();
+        t.apply(&by(Actor::unit(&mine), EventKind::Completed { result: "fixed".into() })).unwrap();
+        assert!(matches!(t.state, TicketState::Completed { .. }));
     }
 
     #[test]

@@ -19,8 +19,15 @@ impl Handler for Notify {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let event = msg.event()?;
         let d = &self.deliverer;
-        let projection =
-            if messages::needs_ticket(&event) { Some(d.store.projection_at(&event.ticket_id, msg.offset).await?) } else { None };
+        let projection = if messages::needs_ticket(&event) {
+            match d.store.accepted_at(&event, msg.offset).await? {
+                Some(p) => Some(p),
+                // Refused by the lifecycle: nobody is told.
+                None => return Ok(()),
+            }
+        } else {
+            None
+        };
         let messages = {
             let link = |t: &TicketId| self.revisit.url(t);
             let ctx = messages::Context {

@@ -18,6 +18,26 @@ impl Handler for Follow {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let event = msg.event()?;
         let core = &self.core;
+        if !matches!(
+            event.kind,
+            EventKind::Completed { .. } | EventKind::RevisitRecorded { .. } | EventKind::Reopened { .. } | EventKind::Closed { .. }
+        ) {
+            return Ok(());
+        }
+        // What the lifecycle refused changes no revisit.
+        let Some(p) = core.store.accepted_at(&event, msg.offset).await? else { return Ok(()) };
+        if let (EventKind::RevisitRecorded { .. }, TicketState::Completed { revisit_attempts, .. }) = (&event.kind, &p.ticket.state) {
+            // The attempt's consequence (closed, reopened), in case the call
+            // that recorded it died before publishing it: the same events,
+            // with the same ids, so they count once.
+            let (consequences, _) =
+                core.consequences(&event, revisit_attempts.saturating_sub(1)).map_err(|e| HandleError::Poison(e.to_string()))?;
+            let now = core.store.get(&event.ticket_id).await?;
+            let pending: Vec<_> = consequences.into_iter().filter(|c| now.as_ref().is_none_or(|n| !n.applied.contains(&c.id))).collect();
+            if !pending.is_empty() {
+                core.publish_consequences(p.ticket.number.as_str(), &pending).await.map_err(|e| HandleError::Retry(e.to_string()))?;
+            }
+        }
         let due_at = match &event.kind {
             EventKind::Completed { .. } => core.rules.first_due(event.occurred_at, &core.calendar),
             EventKind::RevisitRecorded { outcome: RevisitOutcome::Unreachable, .. } => {
@@ -29,7 +49,6 @@ impl Handler for Follow {
             }
             _ => return Ok(()),
         };
-        let p = core.store.projection_at(&event.ticket_id, msg.offset).await?;
         match task_for(&p.ticket, due_at) {
             Some(rec) => core.tasks.upsert(&rec).await?,
             // Already past the revisit (a replay): nothing waits.

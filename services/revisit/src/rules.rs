@@ -97,38 +97,29 @@ impl Core {
             )));
         }
         let reason = reason_given(outcome, reason, by)?;
-        let now = self.clock.now();
-        let mut state = RevisitTask::Due { due_at: task.due_at, attempts: task.attempts };
-        let closing = state.record(outcome, now, &self.rules, &self.calendar).map_err(|e| Error::Invalid(e.to_string()))?;
-        if !self.tasks.fence(ticket, task.round, task.attempts).await? {
-            return Err(Error::Conflict(format!("this revisit attempt of ticket {} was just recorded", task.number)));
-        }
         let actor = match by {
             Answerer::Agent(a) => Actor::agent(a),
             Answerer::Citizen => Actor::citizen(),
         };
-        let event = |id: EventId, kind: EventKind| Event { id, ticket_id: *ticket, occurred_at: now, actor: actor.clone(), kind };
-        let mut events = vec![event(EventId::new(), EventKind::RevisitRecorded { outcome, reason: reason.clone() })];
-        let next = match (closing, &state) {
-            (Some(EventKind::Closed { resolution }), _) => {
-                events.push(event(EventId::new(), EventKind::Closed { resolution }));
-                Next::Closed(resolution)
-            }
-            (_, RevisitTask::Due { due_at, .. }) => Next::Retry { due_at: *due_at },
-            (_, RevisitTask::Finished { .. }) => {
-                let id = EventId::new();
-                let deadline = self.deadlines.rework(&self.calendar, now, id);
-                events.push(event(id, EventKind::Reopened { reason: reason.clone(), deadline }));
-                Next::Reopened { due_at: deadline.due_at }
-            }
+        let first = Event {
+            id: EventId::new(),
+            ticket_id: *ticket,
+            occurred_at: self.clock.now(),
+            actor,
+            kind: EventKind::RevisitRecorded { outcome, reason: reason.clone() },
         };
-        let (first, rest) = events.split_first().expect("the attempt itself");
-        if let Err(err) = self.producer.publish(first).await {
+        let (rest, next) = self.consequences(&first, task.attempts)?;
+        if !self.tasks.fence(ticket, task.round, task.attempts).await? {
+            return Err(Error::Conflict(format!("this revisit attempt of ticket {} was just recorded", task.number)));
+        }
+        if let Err(err) = self.producer.publish(&first).await {
             // Nothing was recorded: the attempt may be made again.
             self.tasks.release_fence(ticket, task.round, task.attempts).await?;
             return Err(Error::Unavailable(format!("could not record the revisit of ticket {}: {err}", task.number)));
         }
-        self.publish_consequences(&task.number, rest).await?;
+        // Had this service died here, the follower would publish the same
+        // consequences when it meets the attempt on the topic.
+        self.publish_consequences(&task.number, &rest).await?;
         let attempts = task.attempts + 1;
         match next {
             Next::Retry { due_at } => self.tasks.upsert(&TaskRecord { due_at, attempts, ..task.clone() }).await?,
@@ -138,9 +129,45 @@ impl Core {
         Ok(Recorded { ticket_id: *ticket, number: task.number, attempts, next })
     }
 
+    /// What follows from a recorded attempt (`recorded`, a `revisit_recorded`
+    /// event, made after `attempts` earlier tries): closed, reopened for
+    /// rework, or another try later.
+    /// The events' ids and times derive from the attempt's, so the call that
+    /// recorded it and the follower (after a crash in between) publish the
+    /// same events, which count once.
+    pub(crate) fn consequences(&self, recorded: &Event, attempts: u32) -> Result<(Vec<Event>, Next)> {
+        let EventKind::RevisitRecorded { outcome, reason } = &recorded.kind else {
+            return Err(Error::Invalid(format!("{} is not a revisit attempt", recorded.kind.name())));
+        };
+        let at = recorded.occurred_at;
+        let mut state = RevisitTask::Due { due_at: at, attempts };
+        let closing = state.record(*outcome, at, &self.rules, &self.calendar).map_err(|e| Error::Invalid(e.to_string()))?;
+        let follow = |purpose: &str, kind: EventKind| Event {
+            id: EventId::derived(&recorded.id, purpose),
+            ticket_id: recorded.ticket_id,
+            occurred_at: at,
+            actor: recorded.actor.clone(),
+            kind,
+        };
+        Ok(match (closing, &state) {
+            (Some(EventKind::Closed { resolution }), _) => {
+                (vec![follow("closed", EventKind::Closed { resolution })], Next::Closed(resolution))
+            }
+            (_, RevisitTask::Due { due_at, .. }) => (Vec::new(), Next::Retry { due_at: *due_at }),
+            (_, RevisitTask::Finished { .. }) => {
+                let id = EventId::derived(&recorded.id, "reopened");
+                let deadline = self.deadlines.rework(&self.calendar, at, id);
+                (
+                    vec![follow("reopened", EventKind::Reopened { reason: reason.clone(), deadline })],
+                    Next::Reopened { due_at: deadline.due_at },
+                )
+            }
+        })
+    }
+
     /// The attempt is on record; what follows from it (closed, reopened)
     /// must follow it, so it is tried until the broker takes it.
-    async fn publish_consequences(&self, number: &str, rest: &[Event]) -> Result<()> {
+    pub(crate) async fn publish_consequences(&self, number: &str, rest: &[Event]) -> Result<()> {
         for e in rest {
             let published = Retry::CONSUMER
                 .limited(20)

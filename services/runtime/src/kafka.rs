@@ -230,22 +230,34 @@ pub fn scan_topic(cfg: &KafkaConfig, topic: &str, mut each: impl FnMut(Scanned))
 /// committed everything `topic` held when asked: every partition's committed
 /// offset at its high watermark. Blocking.
 pub fn group_caught_up(cfg: &KafkaConfig, group: &str, topic: &str) -> Result<bool> {
+    let ends = ends(cfg, topic)?;
+    group_reached(cfg, group, topic, &ends)
+}
+
+/// The end (high watermark) of every partition of `topic` that holds
+/// messages. Blocking.
+pub fn ends(cfg: &KafkaConfig, topic: &str) -> Result<Vec<(i32, i64)>> {
+    let consumer: rdkafka::consumer::BaseConsumer = client_config(cfg).create()?;
+    Ok(holding(&consumer, topic)?.into_iter().map(|(p, _, hi)| (p, hi)).collect())
+}
+
+/// Whether consumer group `group` (without the configured prefix) has
+/// committed at least `ends` (partition, offset) on `topic`: handled
+/// everything before them. Blocking.
+pub fn group_reached(cfg: &KafkaConfig, group: &str, topic: &str, ends: &[(i32, i64)]) -> Result<bool> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer =
-        client_config(cfg).set("group.id", format!("{}{group}", cfg.group_prefix)).set("enable.auto.commit", "false").create()?;
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    let mut ends = std::collections::HashMap::new();
-    for (p, _, hi) in holding(&consumer, topic)? {
-        tpl.add_partition(topic, p);
-        ends.insert(p, hi);
-    }
     if ends.is_empty() {
         return Ok(true);
     }
+    let consumer: BaseConsumer =
+        client_config(cfg).set("group.id", format!("{}{group}", cfg.group_prefix)).set("enable.auto.commit", "false").create()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for (p, _) in ends {
+        tpl.add_partition(topic, *p);
+    }
     let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
-    Ok(committed.elements().iter().all(|e| match e.offset() {
-        rdkafka::Offset::Offset(o) => ends.get(&e.partition()).is_none_or(|end| o >= *end),
-        _ => false,
+    Ok(ends.iter().all(|(p, end)| {
+        committed.elements().iter().any(|e| e.partition() == *p && matches!(e.offset(), rdkafka::Offset::Offset(o) if o >= *end))
     }))
 }
 

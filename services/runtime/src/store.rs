@@ -42,6 +42,13 @@ pub struct Projection {
     pub history: Vec<HistoryEntry>,
 }
 
+impl Projection {
+    /// The rule the lifecycle refused `event` with, if it did.
+    pub fn refused(&self, event: &EventId) -> Option<&str> {
+        self.history.iter().rev().find(|h| h.event_id == *event).and_then(|h| h.refused.as_deref())
+    }
+}
+
 /// Whether the projection has caught up with an event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CaughtUp {
@@ -519,6 +526,21 @@ impl TicketStore {
             CaughtUp::Ready(p) => Ok(*p),
             CaughtUp::Orphan => Err(crate::HandleError::Poison(format!("ticket {id} is unknown (no received event)"))),
             CaughtUp::Behind => Err(crate::HandleError::Retry(format!("ticket {id} not yet projected up to offset {offset}"))),
+        }
+    }
+
+    /// For a consumer acting on `event` (at `offset`): the ticket as
+    /// projected up to it, or `None` when the lifecycle refused the event,
+    /// which no service acts on (a stale desk's or unit's action, a timer
+    /// of a superseded deadline, a forgery).
+    pub async fn accepted_at(&self, event: &Event, offset: i64) -> Result<Option<Projection>, crate::HandleError> {
+        let p = self.projection_at(&event.ticket_id, offset).await?;
+        match p.refused(&event.id) {
+            Some(rule) => {
+                tracing::info!(ticket = %event.ticket_id, event = event.kind.name(), rule, "not acting on an event the lifecycle refused");
+                Ok(None)
+            }
+            None => Ok(Some(p)),
         }
     }
 

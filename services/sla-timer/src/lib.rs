@@ -24,7 +24,7 @@ use whistle_runtime::consumer::{self, ConsumerSettings, HandleError, Handler, In
 use whistle_runtime::ops::{Ops, OpsServer};
 use whistle_runtime::redis_client::RedisConn;
 use whistle_runtime::shutdown::drain;
-use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, Topics};
+use whistle_runtime::{EventProducer, KafkaConfig, RedisConfig, Shutdown, TelemetryConfig, TicketStore, Topics};
 
 pub use engine::{Engine, EngineSettings, Sink, Stopped, TimerMetrics};
 pub use rebuild::{Report, rebuild};
@@ -239,6 +239,8 @@ impl Sink for KafkaSink {
 pub struct SlaTimer {
     config: Config,
     store: TimerStore<RedisConn>,
+    /// The ticket projection, to skip what the lifecycle refused.
+    tickets: TicketStore,
     producer: EventProducer,
     clock: Arc<dyn Clock>,
     ops: Ops,
@@ -257,7 +259,8 @@ impl SlaTimer {
         let ops_http = OpsServer::for_service("sla-timer", config.sla_timer.ops_listen, conn.clone(), &producer).await?;
         let ops = ops_http.ops().clone();
         let store = TimerStore::new(conn, &config.redis.key_prefix, config.sla_timer.shards);
-        Ok(SlaTimer { config, store, producer, clock, ops, ops_http: Some(ops_http) })
+        let tickets = TicketStore::connect(&config.redis).await?;
+        Ok(SlaTimer { config, store, tickets, producer, clock, ops, ops_http: Some(ops_http) })
     }
 
     /// Where metrics, health and readiness are served.
@@ -292,6 +295,46 @@ impl SlaTimer {
             "timers rebuilt from kafka"
         );
         Ok(report)
+    }
+
+    /// The end of every partition of the events topic, now.
+    async fn ends(&self) -> Result<Vec<(i32, i64)>> {
+        let kafka = self.config.kafka.clone();
+        let topic = Topics::new(&kafka).events();
+        Ok(tokio::task::spawn_blocking(move || whistle_runtime::kafka::ends(&kafka, &topic))
+            .await
+            .map_err(|e| whistle_runtime::Error::task("reading the topic's ends", e))??)
+    }
+
+    /// Waits until this service's group has handled everything before
+    /// `ends` (or the service stops), saying so every 30 s.
+    async fn catch_up(&self, ends: &[(i32, i64)], shutdown: &Shutdown) {
+        let started = std::time::Instant::now();
+        let mut told = started;
+        loop {
+            let (kafka, group, ends) = (self.config.kafka.clone(), self.config.sla_timer.group.clone(), ends.to_vec());
+            let topic = Topics::new(&kafka).events();
+            let reached = tokio::task::spawn_blocking(move || whistle_runtime::kafka::group_reached(&kafka, &group, &topic, &ends)).await;
+            match reached {
+                Ok(Ok(true)) => {
+                    tracing::info!(ms = started.elapsed().as_millis() as u64, "timers in step with the events topic; firing");
+                    return;
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot read how far the timers are; will look again"),
+                Err(e) => tracing::warn!(error = %e, "cannot read how far the timers are; will look again"),
+            }
+            if told.elapsed() >= Duration::from_secs(30) {
+                tracing::warn!(
+                    waited_s = started.elapsed().as_secs(),
+                    "not firing yet: the timers are still catching up with the events topic"
+                );
+                told = std::time::Instant::now();
+            }
+            if !whistle_runtime::shutdown::sleep_or_shutdown(Duration::from_millis(100), shutdown).await {
+                return;
+            }
+        }
     }
 
     /// Consumes ticket events and fires timers until shutdown. On start, and
@@ -332,7 +375,12 @@ impl SlaTimer {
                 self.rebuild().await?;
             }
             let epoch = shutdown.child();
-            let arming = Arc::new(Arming { store: self.store.clone(), wake: wake.clone() });
+            // What the topic holds now: no timer fires before the timers are
+            // in step with all of it (an extension granted, a completion
+            // recorded while this service was down supersedes a timer that
+            // is due by now).
+            let ends = self.ends().await?;
+            let arming = Arc::new(Arming { store: self.store.clone(), tickets: self.tickets.clone(), wake: wake.clone() });
             let consumer = consumer::spawn(
                 "arming",
                 &self.config.kafka,
@@ -341,6 +389,7 @@ impl SlaTimer {
                 self.producer.clone(),
                 &epoch,
             );
+            self.catch_up(&ends, &epoch).await;
             let stopped = {
                 let engine = engine.clone();
                 let epoch = epoch.clone();
@@ -366,6 +415,7 @@ impl SlaTimer {
 /// Consumes ticket events and keeps the timers in step with the deadlines.
 struct Arming {
     store: TimerStore<RedisConn>,
+    tickets: TicketStore,
     wake: Arc<Notify>,
 }
 
@@ -388,7 +438,13 @@ impl Handler for Arming {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let event = msg.event()?;
         let ticket = event.ticket_id;
-        match effect(&event.kind) {
+        let effect = effect(&event.kind);
+        // An event the lifecycle refused (a stale unit's completion, a
+        // district dispatching what it does not hold) moves no timer.
+        if !matches!(effect, Effect::Fired { .. } | Effect::None) && self.tickets.accepted_at(&event, msg.offset).await?.is_none() {
+            return Ok(());
+        }
+        match effect {
             Effect::Arm { deadline, unit: Some(unit) } => self.arm(ticket, deadline, unit.clone()).await?,
             Effect::Arm { deadline, unit: None } => match self.store.record_unit(&ticket).await? {
                 Some(unit) => self.arm(ticket, deadline, unit).await?,
