@@ -316,16 +316,35 @@ async fn redis_lost_mid_run_reuses_no_number_and_loses_no_ticket() {
 }
 
 /// A redis-server of the test's own, on `port`, keeping its data in `dir`
-/// as `dump.rdb` (loaded at start, written by SAVE).
-fn own_redis(port: u16, dir: &std::path::Path) -> std::process::Child {
-    std::process::Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no", "--dbfilename", "dump.rdb"])
-        .arg("--dir")
-        .arg(dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start redis-server")
+/// as `dump.rdb` (loaded at start, written by SAVE); killed when dropped,
+/// also when the test fails.
+struct OwnRedis(std::process::Child);
+
+impl OwnRedis {
+    fn start(port: u16, dir: &std::path::Path) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no", "--dbfilename", "dump.rdb"])
+            .arg("--dir")
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        OwnRedis(child)
+    }
+
+    /// kill -9, and wait until it is gone.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 async fn redis_up(url: &str) -> redis::aio::MultiplexedConnection {
@@ -343,7 +362,7 @@ async fn redis_restarted_without_its_last_writes_is_rebuilt_not_trusted() {
     std::fs::create_dir_all(&dir).expect("redis dir");
     let port = whistle_tests::free_port();
     let url = format!("redis://127.0.0.1:{port}/0");
-    let mut server = own_redis(port, &dir);
+    let mut server = OwnRedis::start(port, &dir);
     let mut admin = redis_up(&url).await;
     let p = Platform::start_with("restart", whistle_tests::Options { redis_url: Some(url.clone()), ..Default::default() }).await;
     let places = ["东城区景山", "西城区金融街", "海淀区中关村"];
@@ -360,8 +379,11 @@ async fn redis_restarted_without_its_last_writes_is_rebuilt_not_trusted() {
     for t in &synced {
         p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
     }
-    let timers = p.timers_of(&synced[0].ticket_id).await;
-    assert!(timers > 0, "an assigned ticket has timers");
+    // An assigned ticket's three timers: warning, first and second overdue.
+    let timers = 3;
+    for t in &synced {
+        p.wait_timers(&t.ticket_id, timers, WAIT).await;
+    }
     // What Redis has on disk now; the next writes are "the last second"
     // that a crash of Redis (append-only file synced every second) loses.
     let _: () = redis::cmd("SAVE").query_async(&mut admin).await.expect("save");
@@ -373,10 +395,9 @@ async fn redis_restarted_without_its_last_writes_is_rebuilt_not_trusted() {
     for t in &unsynced {
         p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
     }
-    server.kill().expect("kill -9 redis");
-    server.wait().expect("redis gone");
+    server.kill();
     std::fs::copy(dir.join("synced.rdb"), dir.join("dump.rdb")).expect("restore");
-    let mut server = own_redis(port, &dir);
+    let server = OwnRedis::start(port, &dir);
     redis_up(&url).await;
 
     // Redis came back without them: the services rebuild, they do not trust
@@ -403,8 +424,7 @@ async fn redis_restarted_without_its_last_writes_is_rebuilt_not_trusted() {
     let reasons: Vec<&String> = dead.iter().filter_map(|m| m.headers.get("dlq-reason")).collect();
     assert!(dead.is_empty(), "dead-lettered: {reasons:?}");
     p.shutdown().await;
-    server.kill().expect("stop redis");
-    let _ = server.wait();
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -454,11 +474,7 @@ async fn the_lifecycle_judges_who_acts_and_no_service_acts_on_what_it_refused() 
     assert_eq!(refused, ["dispatched", "completed"], "{history:?}");
 
     // The unit holding it completes it.
-    p.desk_as("unit:city-water")
-        .await
-        .complete(pb::CompleteRequest { ticket: t.ticket_number.clone(), unit: String::new(), result: "修好了".into() })
-        .await
-        .expect("the unit holding the ticket completes it");
+    p.complete_as("city-water", &t.ticket_number, "修好了").await;
     assert_eq!(p.sms.wait_for(1, WAIT, is("ticket_completed", &t.ticket_number)).await.len(), 1);
     p.shutdown().await;
 }
@@ -468,13 +484,8 @@ async fn a_revisit_on_record_without_its_consequence_still_closes_or_reopens_the
     let p = Platform::start("half-revisit").await;
     let mut numbers = Vec::new();
     for place in ["东城区景山", "西城区金融街"] {
-        let t = p.intake().await.submit_request(request("水管漏水了，家里到处是水", place)).await.expect("submit").into_inner();
-        p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
-        p.desk_as("unit:city-water")
-            .await
-            .complete(pb::CompleteRequest { ticket: t.ticket_number.clone(), unit: String::new(), result: "修好了".into() })
-            .await
-            .expect("complete");
+        let t = p.submit_assigned(request("水管漏水了，家里到处是水", place)).await;
+        p.complete_as("city-water", &t.ticket_number, "修好了").await;
         p.wait_revisit_queued("agent:wang", &t.ticket_number, true).await;
         numbers.push(t);
     }
@@ -547,5 +558,37 @@ async fn a_deadline_extended_while_the_sla_timer_was_down_gets_no_reminder_for_t
         .collect();
     assert!(fired.is_empty(), "fired for the superseded deadline: {fired:?}");
     assert!(p.webhook.messages(|m| m["ticket_number"] == t.ticket_number.as_str() && m["template"] != "ticket_assigned").is_empty());
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_number_alone_tells_a_stranger_nothing() {
+    let p = Platform::start("proof").await;
+    let t = p.intake().await.submit_request(request("水管漏水了，家里到处是水", "东城区景山")).await.expect("submit").into_inner();
+    p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
+    let mut anyone = p.intake_with_token(None).await;
+    let by = |ticket: &str, phone: &str| pb::GetTicketRequest { ticket: ticket.into(), phone: phone.into(), ..Default::default() };
+
+    // Numbers are counted: one alone, or with someone else's phone, answers nothing.
+    let bare = anyone.get_ticket(by(&t.ticket_number, "")).await.expect_err("a number alone");
+    assert_eq!(bare.code(), tonic::Code::PermissionDenied, "{bare:?}");
+    assert!(bare.message().contains("citizen's phone"), "{bare:?}");
+    let wrong = anyone.get_ticket(by(&t.ticket_number, "139 0000 0000")).await.expect_err("another phone");
+    let unknown = anyone.get_ticket(by("20261123999999", "139 0000 0000")).await.expect_err("an unknown number");
+    assert_eq!((wrong.code(), unknown.code()), (tonic::Code::NotFound, tonic::Code::NotFound));
+    assert_eq!(
+        wrong.message().replace(&t.ticket_number, "N"),
+        unknown.message().replace("20261123999999", "N"),
+        "a wrong phone reads as an unknown number"
+    );
+
+    // The citizen's own phone, the ticket id, or a token of [intake] tokens.
+    let mine = anyone.get_ticket(by(&t.ticket_number, "138-0013-8000")).await.expect("the citizen's phone").into_inner();
+    assert_eq!(mine.ticket_id, t.ticket_id);
+    let by_id = anyone.get_ticket(by(&t.ticket_id, "")).await.expect("the ticket id").into_inner();
+    assert_eq!(by_id.ticket_number, t.ticket_number);
+    let mut stranger = p.intake_with_token(Some("not-a-token")).await;
+    assert_eq!(stranger.get_ticket(by(&t.ticket_number, "")).await.expect_err("unknown token").code(), tonic::Code::PermissionDenied);
+    p.intake().await.get_ticket(by(&t.ticket_number, "")).await.expect("an agent's token");
     p.shutdown().await;
 }

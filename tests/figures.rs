@@ -190,13 +190,8 @@ async fn the_monthly_summary_reaches_each_unit_head_once() {
     let since = std::time::SystemTime::now();
     let p = Platform::start_with("summary", Options { summary: true, ..Options::default() }).await;
     // November: one water ticket, completed on time, the citizen satisfied by SMS.
-    let t = p.intake().await.submit_request(request("自来水管漏水了", "东城区景山")).await.expect("submit").into_inner();
-    p.wait_ticket(&t.ticket_number, WAIT, |v| v.state == "assigned").await;
-    p.desk_as("unit:city-water")
-        .await
-        .complete(pb::CompleteRequest { ticket: t.ticket_number.clone(), unit: String::new(), result: "修好了".into() })
-        .await
-        .expect("complete");
+    let t = p.submit_assigned(request("自来水管漏水了", "东城区景山")).await;
+    p.complete_as("city-water", &t.ticket_number, "修好了").await;
     p.sms.wait_for(1, WAIT, is("revisit_question", &t.ticket_number)).await;
     whistle_tests::eventually("the revisit answerable by SMS", WAIT, Duration::from_millis(50), || async {
         let (status, body) = p.sms_reply("13800138000", "1").await;
@@ -287,6 +282,29 @@ async fn a_copy_of_an_event_is_counted_once() {
         let city = f.rows.iter().find(|r| r.scope == "city").expect("the city's row");
         //                          rcv disp cmpl ontime ret revis sat unsat unreach rework
         assert_eq!(counts(city), [1, 1, 1, 1, 0, 1, 0, 0, 0, 0], "{source}");
+    }
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_period_of_millennia_is_refused_at_once_and_folds_are_bounded() {
+    let p = Platform::start_with("bounded", Options { only_revisit: true, ..Options::default() }).await;
+    let mut client = p.revisit_as("city").await;
+    // Whole days from year 1 to 9999: millions of days, each a Redis read.
+    let ask = |from: &str, to: &str| pb::FiguresRequest { from: from.into(), to: to.into(), ..Default::default() };
+    let asked = tokio::time::timeout(Duration::from_secs(30), client.figures(ask("0001-01-01", "9999-12-31"))).await;
+    let refused = asked.expect("answered within 30 s").expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("at most 400 days"), "{refused:?}");
+    // Not whole days: folded from the topic, a few at a time; the longest
+    // period allowed is still answered.
+    let folds = (0..6).map(|_| {
+        let mut c = client.clone();
+        async move { c.figures(ask("2026-01-01T00:00:01+08:00", "2027-02-01T00:00:00+08:00")).await }
+    });
+    for answer in futures::future::join_all(folds).await {
+        let rows = answer.expect("a fold of the longest period").into_inner().rows;
+        assert_eq!(rows[0].scope, "city");
     }
     p.shutdown().await;
 }

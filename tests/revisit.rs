@@ -35,12 +35,7 @@ async fn completed_leak(p: &Platform, phone: &str, language: &str, email: &str) 
 }
 
 async fn complete(p: &Platform, number: &str, result: &str) {
-    p.desk_as("unit:city-water")
-        .await
-        .complete(pb::CompleteRequest { ticket: number.into(), unit: String::new(), result: result.into() })
-        .await
-        .expect("complete");
-    p.wait_ticket(number, WAIT, |v| v.state == "completed").await;
+    p.complete_as("city-water", number, result).await;
 }
 
 /// Waits until the agent's queue (due now, or all with `later`) lists the ticket.

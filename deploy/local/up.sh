@@ -83,7 +83,7 @@ $(for entry in "${OPS_PORTS[@]}"; do printf '  %-19s metrics http://127.0.0.1:%s
 
 Submit a request and follow it:
   target/debug/whistlectl submit "楼上漏水，已经三天了" --address "东城区景山街道3号楼" --phone 13800138000
-  target/debug/whistlectl ticket <ticket number>
+  WHISTLE_TOKEN=demo-agent target/debug/whistlectl ticket <ticket number>   # or --phone 13800138000, as the citizen
   WHISTLE_TOKEN=demo-city-water target/debug/whistlectl complete <ticket number> --result "已更换水管"
   tail -f $WHISTLE_DATA/logs/webhook-sink.log
 

@@ -9,8 +9,16 @@ use whistle_proto::v1::{self as pb, desk_client::DeskClient, intake_client::Inta
 use crate::*;
 
 impl Platform {
-    pub async fn intake(&self) -> IntakeClient<Channel> {
-        IntakeClient::connect(format!("http://{}", self.intake_addr)).await.expect("connect intake")
+    /// An intake client as a hotline agent's system uses it (with a token
+    /// of `[intake] tokens`, so it may look tickets up by number).
+    pub async fn intake(&self) -> IntakeClient<InterceptedService<Channel, whistle_proto::Bearer>> {
+        self.intake_with_token(Some(&token_for("agent:zhao"))).await
+    }
+
+    /// An intake client with this token, or none (as anyone on the network).
+    pub async fn intake_with_token(&self, token: Option<&str>) -> IntakeClient<InterceptedService<Channel, whistle_proto::Bearer>> {
+        let channel = Channel::from_shared(format!("http://{}", self.intake_addr)).expect("uri").connect().await.expect("connect intake");
+        IntakeClient::with_interceptor(channel, whistle_proto::Bearer::new(token).expect("token"))
     }
 
     /// A desk client holding the token of `caller` (`unit:<code>`, `city`, ...).
@@ -87,6 +95,23 @@ impl Platform {
             .expect("post the SMS reply");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Submits a request and waits until a unit holds it.
+    pub async fn submit_assigned(&self, req: pb::SubmitRequestRequest) -> pb::SubmitRequestResponse {
+        let t = self.intake().await.submit_request(req).await.expect("submit").into_inner();
+        self.wait_ticket(&t.ticket_number, Duration::from_secs(60), |v| v.state == "assigned").await;
+        t
+    }
+
+    /// The unit (its code) completes the ticket, and the projection shows it.
+    pub async fn complete_as(&self, unit: &str, number: &str, result: &str) {
+        self.desk_as(&format!("unit:{unit}"))
+            .await
+            .complete(pb::CompleteRequest { ticket: number.into(), unit: String::new(), result: result.into() })
+            .await
+            .unwrap_or_else(|e| panic!("unit {unit} completes ticket {number}: {e}"));
+        self.wait_ticket(number, Duration::from_secs(60), |v| v.state == "completed").await;
     }
 
     /// Polls `GetTicket` until `pred` holds; panics with the last view after `within`.

@@ -179,6 +179,7 @@ impl Platform {
         config.intake.listen = ([127, 0, 0, 1], 0).into();
         config.intake.http_listen = ([127, 0, 0, 1], 0).into();
         config.intake.ops_listen = ([127, 0, 0, 1], 0).into();
+        config.intake.tokens = token_entries(DESK_CALLERS);
         config.city = city();
         config.open311.keys = vec![
             whistle_intake::open311::ApiKey {

@@ -10,11 +10,21 @@ use crate::numbers::{RegisterError, Registrar};
 pub struct IntakeService {
     registrar: Registrar,
     store: TicketStore,
+    tokens: whistle_runtime::auth::Tokens,
 }
 
 impl IntakeService {
-    pub fn new(registrar: Registrar, store: TicketStore) -> Self {
-        IntakeService { registrar, store }
+    pub fn new(registrar: Registrar, store: TicketStore, tokens: whistle_runtime::auth::Tokens) -> Self {
+        IntakeService { registrar, store, tokens }
+    }
+}
+
+/// Whether `phone` is the citizen's phone on the ticket (compared in
+/// constant time, after the same normalization).
+fn same_phone(ticket: &whistle_domain::Ticket, phone: &str) -> bool {
+    match (&ticket.request.contact.phone, whistle_domain::PhoneNumber::parse(phone)) {
+        (Some(theirs), Ok(given)) => whistle_runtime::config::same_secret(theirs.expose().as_bytes(), given.expose().as_bytes()),
+        _ => false,
     }
 }
 
@@ -64,7 +74,15 @@ impl Intake for IntakeService {
     }
 
     async fn get_ticket(&self, req: Request<pb::GetTicketRequest>) -> Result<Response<pb::TicketView>, Status> {
+        let signed = self.tokens.caller(req.metadata()).is_ok();
         let r = req.into_inner();
+        // A ticket id is a secret of whoever was given it; a number is not.
+        let by_number = !r.ticket.trim().is_empty() && whistle_domain::TicketId::parse(r.ticket.trim()).is_err();
+        if by_number && !signed && r.phone.trim().is_empty() {
+            return Err(Status::permission_denied(
+                "a ticket number alone proves nothing: give the citizen's phone (phone), or call with a token of [intake] tokens",
+            ));
+        }
         let key = if !r.ticket.trim().is_empty() {
             r.ticket.trim().to_owned()
         } else if !r.channel.is_empty() && !r.external_id.is_empty() {
@@ -79,7 +97,12 @@ impl Intake for IntakeService {
             return Err(Status::invalid_argument("ticket: give a ticket number or ticket id, or channel and external_id"));
         };
         match self.store.find(&key).await {
+            // A wrong phone gets the answer an unknown number gets.
+            Ok(Some(p)) if by_number && !signed && !same_phone(&p.ticket, &r.phone) => {
+                Err(Status::not_found(format!("no ticket {key} with that phone")))
+            }
             Ok(Some(p)) => Ok(Response::new(whistle_proto::ticket_view(&p.ticket))),
+            Ok(None) if by_number && !signed => Err(Status::not_found(format!("no ticket {key} with that phone"))),
             Ok(None) => Err(Status::not_found(format!("ticket {key} is not known"))),
             Err(e) => Err(Status::unavailable(e.to_string())),
         }

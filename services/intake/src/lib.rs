@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use whistle_domain::{Clock, SystemClock};
+use whistle_runtime::auth;
 use whistle_runtime::consumer::{self, ConsumerSettings};
 use whistle_runtime::ops::OpsServer;
 use whistle_runtime::shutdown::{drain, spawn_supervised};
@@ -57,6 +58,10 @@ pub struct IntakeSettings {
     pub http_listen: SocketAddr,
     /// Metrics, health and readiness (`/metrics`, `/healthz`, `/readyz`).
     pub ops_listen: SocketAddr,
+    /// Who may look a ticket up by its number without the citizen's phone
+    /// (agents, desks, the console), hashed like the desks' tokens:
+    /// `{ caller = "agent:zhao", sha256 = "<hex>" }`.
+    pub tokens: Vec<auth::TokenEntry>,
 }
 
 impl Default for IntakeSettings {
@@ -64,6 +69,7 @@ impl Default for IntakeSettings {
         IntakeSettings {
             listen: ([127, 0, 0, 1], 50051).into(),
             projector_group: "intake-projector".into(),
+            tokens: Vec::new(),
             http_listen: ([127, 0, 0, 1], 8031).into(),
             ops_listen: ([127, 0, 0, 1], 9181).into(),
         }
@@ -136,6 +142,7 @@ impl Intake {
     /// shutdown, then drains.
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let Intake { config, listener, http, front, registrar, store, producer, ops } = self;
+        let tokens = auth::Tokens::new("intake.tokens", &config.intake.tokens)?;
         let metrics = ops.ops().clone();
         let ops = ops.spawn(&shutdown);
         let topics = Topics::new(&config.kafka);
@@ -176,7 +183,7 @@ impl Intake {
             let metrics = metrics.clone();
             async move { open311::serve(http, front, metrics, shutdown).await.map_err(|e| Error::Config(format!("open311 http: {e}"))) }
         });
-        let service = grpc::IntakeService::new(registrar, store);
+        let service = grpc::IntakeService::new(registrar, store, tokens);
         let (_health, health) = whistle_runtime::ops::grpc_health();
         let server = tonic::transport::Server::builder()
             .trace_fn(whistle_runtime::telemetry::grpc_span)

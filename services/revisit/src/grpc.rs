@@ -13,11 +13,21 @@ use crate::{Answerer, Core, Error, Next};
 pub struct RevisitService {
     core: Arc<Core>,
     tokens: Tokens,
+    /// Folds of the whole topic running at once (the figures of a period
+    /// that is not whole days): each reads every event.
+    folds: Arc<tokio::sync::Semaphore>,
 }
+
+/// The longest period figures are given for.
+pub const MAX_PERIOD_DAYS: i64 = 400;
+/// How many folds of the topic run at once; more wait their turn.
+const CONCURRENT_FOLDS: usize = 2;
+/// How long a fold waits for its turn before it is told to retry.
+const FOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl RevisitService {
     pub fn new(core: Arc<Core>, tokens: Tokens) -> Self {
-        RevisitService { core, tokens }
+        RevisitService { core, tokens, folds: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_FOLDS)) }
     }
 
     fn agent<T>(&self, req: &Request<T>) -> Result<String, Status> {
@@ -153,6 +163,14 @@ impl Revisit for RevisitService {
                 self.local(to)
             )));
         }
+        let days = (to - from).whole_days();
+        if days > MAX_PERIOD_DAYS {
+            return Err(Status::invalid_argument(format!(
+                "the period is too long: at most {MAX_PERIOD_DAYS} days, asked {days} (from {} to {})",
+                self.local(from),
+                self.local(to)
+            )));
+        }
         // Whole days come from the daily tallies once they hold everything
         // the topic had when asked (and were not lost); any other period is
         // folded from the topic.
@@ -164,7 +182,17 @@ impl Revisit for RevisitService {
         };
         let (f, source) = match tallied {
             Some(f) => (f, "daily tallies"),
-            None => (crate::figures::compute(&self.core.kafka, from, to).await?, "events topic"),
+            None => {
+                let _turn = tokio::time::timeout(FOLD_WAIT, self.folds.acquire())
+                    .await
+                    .map_err(|_| {
+                        Status::resource_exhausted(format!(
+                            "{CONCURRENT_FOLDS} figures are being folded from the events topic already; retry shortly, or ask whole days (answered from the daily tallies)"
+                        ))
+                    })?
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                (crate::figures::compute(&self.core.kafka, from, to).await?, "events topic")
+            }
         };
         let rows = crate::figures::select(&f, r.scope.trim(), r.code.trim())?;
         Ok(Response::new(pb::FiguresResponse { from: self.local(from), to: self.local(to), rows, source: source.into() }))

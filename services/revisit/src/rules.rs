@@ -230,6 +230,11 @@ impl Core {
                         _ => {}
                     }
                 }
+                // A closed ticket never waits for a revisit again: what is
+                // held is bounded by the tickets still open, not all ever.
+                if t.state.is_closed() {
+                    tickets.remove(&e.ticket_id);
+                }
             })?;
             Ok::<_, whistle_runtime::Error>(
                 tickets.into_values().filter(|(t, _, _)| matches!(t.state, TicketState::Completed { .. })).collect::<Vec<_>>(),

@@ -57,8 +57,14 @@ pub(crate) enum Command {
         #[arg(long, default_value = "")]
         language: String,
     },
-    /// Show a ticket by number or id.
-    Ticket { ticket: String },
+    /// Show a ticket by number or id. By number, with a token of
+    /// `[intake] tokens` (WHISTLE_TOKEN) or the citizen's phone.
+    Ticket {
+        ticket: String,
+        /// The citizen's phone, as the proof a number needs without a token.
+        #[arg(long, default_value = "")]
+        phone: String,
+    },
     /// Acknowledge a ticket (签收), as its unit.
     Acknowledge { ticket: String },
     /// Return a misrouted ticket (退单), as its unit, with the reason.

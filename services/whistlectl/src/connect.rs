@@ -50,7 +50,15 @@ pub(crate) fn status(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }
 
-/// An intake client.
-pub(crate) async fn intake(cli: &Cli) -> anyhow::Result<IntakeClient<tonic::transport::Channel>> {
-    IntakeClient::connect(cli.intake.clone()).await.with_context(|| format!("cannot reach intake at {}", cli.intake))
+/// An intake client, carrying the token if one is given (looking a ticket
+/// up by number needs one, or the citizen's phone).
+pub(crate) async fn intake(
+    cli: &Cli,
+) -> anyhow::Result<IntakeClient<tonic::codegen::InterceptedService<tonic::transport::Channel, whistle_proto::Bearer>>> {
+    let channel = tonic::transport::Channel::from_shared(cli.intake.clone())
+        .with_context(|| format!("{} is not a URL", cli.intake))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach intake at {}", cli.intake))?;
+    Ok(IntakeClient::with_interceptor(channel, whistle_proto::Bearer::new(token(cli)?.as_deref())?))
 }

@@ -40,8 +40,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             show::submitted(&intake(&cli).await?.submit_request(req).await.map_err(status)?.into_inner())
         }
-        Command::Ticket { ticket } => {
-            let req = pb::GetTicketRequest { ticket, ..Default::default() };
+        Command::Ticket { ticket, phone } => {
+            let req = pb::GetTicketRequest { ticket, phone, ..Default::default() };
             show::ticket(&intake(&cli).await?.get_ticket(req).await.map_err(status)?.into_inner(), off)
         }
         Command::Complete { ticket, unit, result } => {
