@@ -76,9 +76,11 @@ impl Intake for IntakeService {
     async fn get_ticket(&self, req: Request<pb::GetTicketRequest>) -> Result<Response<pb::TicketView>, Status> {
         let signed = self.tokens.caller(req.metadata()).is_ok();
         let r = req.into_inner();
-        // A ticket id is a secret of whoever was given it; a number is not.
+        // A ticket id is a secret of whoever was given it; a number is not:
+        // without a token, it needs the citizen's phone.
         let by_number = !r.ticket.trim().is_empty() && whistle_domain::TicketId::parse(r.ticket.trim()).is_err();
-        if by_number && !signed && r.phone.trim().is_empty() {
+        let needs_phone = by_number && !signed;
+        if needs_phone && r.phone.trim().is_empty() {
             return Err(Status::permission_denied(
                 "a ticket number alone proves nothing: give the citizen's phone (phone), or call with a token of [intake] tokens",
             ));
@@ -98,11 +100,11 @@ impl Intake for IntakeService {
         };
         match self.store.find(&key).await {
             // A wrong phone gets the answer an unknown number gets.
-            Ok(Some(p)) if by_number && !signed && !same_phone(&p.ticket, &r.phone) => {
+            Ok(Some(p)) if needs_phone && !same_phone(&p.ticket, &r.phone) => {
                 Err(Status::not_found(format!("no ticket {key} with that phone")))
             }
             Ok(Some(p)) => Ok(Response::new(whistle_proto::ticket_view(&p.ticket))),
-            Ok(None) if by_number && !signed => Err(Status::not_found(format!("no ticket {key} with that phone"))),
+            Ok(None) if needs_phone => Err(Status::not_found(format!("no ticket {key} with that phone"))),
             Ok(None) => Err(Status::not_found(format!("ticket {key} is not known"))),
             Err(e) => Err(Status::unavailable(e.to_string())),
         }

@@ -314,14 +314,16 @@ impl SlaTimer {
         loop {
             let (kafka, group, ends) = (self.config.kafka.clone(), self.config.sla_timer.group.clone(), ends.to_vec());
             let topic = Topics::new(&kafka).events();
-            let reached = tokio::task::spawn_blocking(move || whistle_runtime::kafka::group_reached(&kafka, &group, &topic, &ends)).await;
+            let reached = tokio::task::spawn_blocking(move || whistle_runtime::kafka::group_reached(&kafka, &group, &topic, &ends))
+                .await
+                .map_err(|e| whistle_runtime::Error::task("reading how far the timers are", e))
+                .and_then(|r| r);
             match reached {
-                Ok(Ok(true)) => {
+                Ok(true) => {
                     tracing::info!(ms = started.elapsed().as_millis() as u64, "timers in step with the events topic; firing");
                     return;
                 }
-                Ok(Ok(false)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot read how far the timers are; will look again"),
+                Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot read how far the timers are; will look again"),
             }
             if told.elapsed() >= Duration::from_secs(30) {

@@ -17,27 +17,33 @@ pub(crate) fn token(cli: &Cli) -> anyhow::Result<Option<String>> {
     })
 }
 
-pub(crate) type Desk = DeskClient<tonic::codegen::InterceptedService<tonic::transport::Channel, whistle_proto::Bearer>>;
+/// A channel to `url` (`what` names the service in errors) and the
+/// bearer of the caller's token, for any of the platform's clients.
+async fn reach(cli: &Cli, url: &str, what: &str) -> anyhow::Result<(tonic::transport::Channel, whistle_proto::Bearer)> {
+    let channel = tonic::transport::Channel::from_shared(url.to_owned())
+        .with_context(|| format!("{url} is not a URL"))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {what} at {url}"))?;
+    Ok((channel, whistle_proto::Bearer::new(token(cli)?.as_deref())?))
+}
+
+type WithToken = tonic::codegen::InterceptedService<tonic::transport::Channel, whistle_proto::Bearer>;
+
+pub(crate) type Desk = DeskClient<WithToken>;
 
 /// A desk client carrying the token from --token, WHISTLE_TOKEN or --token-file.
 pub(crate) async fn desk(cli: &Cli) -> anyhow::Result<Desk> {
-    let token = token(cli)?;
-    let channel = tonic::transport::Channel::from_shared(cli.desk.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the desk at {}", cli.desk))?;
-    Ok(DeskClient::with_interceptor(channel, whistle_proto::Bearer::new(token.as_deref())?))
+    let (channel, bearer) = reach(cli, &cli.desk, "the desk").await?;
+    Ok(DeskClient::with_interceptor(channel, bearer))
 }
 
-pub(crate) type Revisit = RevisitClient<tonic::codegen::InterceptedService<tonic::transport::Channel, whistle_proto::Bearer>>;
+pub(crate) type Revisit = RevisitClient<WithToken>;
 
 /// A revisit client carrying the token (an agent's, or any desk token for figures).
 pub(crate) async fn revisit(cli: &Cli) -> anyhow::Result<Revisit> {
-    let channel = tonic::transport::Channel::from_shared(cli.revisit.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the revisit service at {}", cli.revisit))?;
-    Ok(RevisitClient::with_interceptor(channel, whistle_proto::Bearer::new(token(cli)?.as_deref())?))
+    let (channel, bearer) = reach(cli, &cli.revisit, "the revisit service").await?;
+    Ok(RevisitClient::with_interceptor(channel, bearer))
 }
 
 pub(crate) fn rfc3339(s: &str) -> anyhow::Result<whistle_proto::prost_types::Timestamp> {
@@ -52,13 +58,7 @@ pub(crate) fn status(s: tonic::Status) -> anyhow::Error {
 
 /// An intake client, carrying the token if one is given (looking a ticket
 /// up by number needs one, or the citizen's phone).
-pub(crate) async fn intake(
-    cli: &Cli,
-) -> anyhow::Result<IntakeClient<tonic::codegen::InterceptedService<tonic::transport::Channel, whistle_proto::Bearer>>> {
-    let channel = tonic::transport::Channel::from_shared(cli.intake.clone())
-        .with_context(|| format!("{} is not a URL", cli.intake))?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach intake at {}", cli.intake))?;
-    Ok(IntakeClient::with_interceptor(channel, whistle_proto::Bearer::new(token(cli)?.as_deref())?))
+pub(crate) async fn intake(cli: &Cli) -> anyhow::Result<IntakeClient<WithToken>> {
+    let (channel, bearer) = reach(cli, &cli.intake, "intake").await?;
+    Ok(IntakeClient::with_interceptor(channel, bearer))
 }
