@@ -27,9 +27,9 @@ impl Handler for Follow {
         // What the lifecycle refused changes no revisit.
         let Some(p) = core.store.accepted_at(&event, msg.offset).await? else { return Ok(()) };
         if let (EventKind::RevisitRecorded { .. }, TicketState::Completed { revisit_attempts, .. }) = (&event.kind, &p.ticket.state) {
-            // The attempt's consequence (closed, reopened), in case the call
-            // that recorded it died before publishing it: the same events,
-            // with the same ids, so they count once.
+            // The attempt's consequence (closed, reopened): published here
+            // only, with ids derived from the attempt, so a redelivery
+            // counts once.
             let (consequences, _) =
                 core.consequences(&event, revisit_attempts.saturating_sub(1)).map_err(|e| HandleError::Poison(e.to_string()))?;
             let now = core.store.get(&event.ticket_id).await?;

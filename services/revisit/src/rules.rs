@@ -108,7 +108,7 @@ impl Core {
             actor,
             kind: EventKind::RevisitRecorded { outcome, reason: reason.clone() },
         };
-        let (rest, next) = self.consequences(&first, task.attempts)?;
+        let (_, next) = self.consequences(&first, task.attempts)?;
         if !self.tasks.fence(ticket, task.round, task.attempts).await? {
             return Err(Error::Conflict(format!("this revisit attempt of ticket {} was just recorded", task.number)));
         }
@@ -117,9 +117,10 @@ impl Core {
             self.tasks.release_fence(ticket, task.round, task.attempts).await?;
             return Err(Error::Unavailable(format!("could not record the revisit of ticket {}: {err}", task.number)));
         }
-        // Had this service died here, the follower would publish the same
-        // consequences when it meets the attempt on the topic.
-        self.publish_consequences(&task.number, &rest).await?;
+        // What follows from the attempt (closed, reopened) is published by
+        // the follower when it meets the attempt on the topic: one
+        // publisher, so a crash here loses nothing and nothing is published
+        // twice.
         let attempts = task.attempts + 1;
         match next {
             Next::Retry { due_at } => self.tasks.upsert(&TaskRecord { due_at, attempts, ..task.clone() }).await?,
