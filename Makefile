@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test stop infra install bench bench-timers bench-classifier bench-answers model lint status
+.PHONY: run test stop infra install bench load bench-timers bench-classifier bench-answers model lint status
 
 run:
 	deploy/local/up.sh
@@ -26,6 +26,13 @@ status:
 # End-to-end throughput and latency (prints figures; not a test).
 bench: install infra
 	cargo bench -p whistle-tests --bench spine
+
+# The pipeline at speed, as deployed: every service its own process (release
+# build) on a fresh broker and Redis of its own, open-loop load at rising
+# rates, the raw broker in the same run (prints a table and one line; not a
+# test). LOAD_RATES, LOAD_SECONDS and the rest: see tests/load/main.rs.
+load: install
+	deploy/local/load.sh
 
 # Timer engine vs BullMQ delayed jobs on the same redis-server (prints a table).
 bench-timers: install infra

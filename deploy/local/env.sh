@@ -7,6 +7,12 @@ WHISTLE_TOOLS=${WHISTLE_TOOLS:-$HOME/.whistle/tools}
 WHISTLE_DATA=${WHISTLE_DATA:-$WHISTLE_ROOT/.local}
 TANSU_VERSION=${TANSU_VERSION:-0.6.0}
 TANSU_BIN=$WHISTLE_TOOLS/bin/tansu
+# The local broker: tansu (the default) or nisshi, Tansu's successor, on
+# SQLite. Building nisshi 0.8 needs a nightly Rust toolchain (a dependency
+# asks for rustc 1.96); install.sh builds it when this says nisshi.
+WHISTLE_BROKER=${WHISTLE_BROKER:-tansu}
+NISSHI_VERSION=${NISSHI_VERSION:-0.8.1}
+NISSHI_BIN=$WHISTLE_TOOLS/nisshi-$NISSHI_VERSION/bin/nisshi
 KAFKA_HOST=${KAFKA_HOST:-127.0.0.1}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 REDIS_HOST=${REDIS_HOST:-127.0.0.1}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts, checks or stops the local broker (Tansu, SQLite storage under
-# $WHISTLE_DATA/tansu), redis-server (append-only file under
+# $WHISTLE_DATA/tansu; or, with WHISTLE_BROKER=nisshi, nisshi on SQLite under
+# $WHISTLE_DATA/nisshi), redis-server (append-only file under
 # $WHISTLE_DATA/redis) and an SMTP server (aiosmtpd, mail under
 # $SMTP_MAILDIR), all on loopback. Idempotent: starting twice is fine.
 #   infra.sh start | stop | status
@@ -8,7 +9,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 cmd=${1:-start}
-mkdir -p "$WHISTLE_DATA/logs" "$WHISTLE_DATA/tansu" "$WHISTLE_DATA/redis"
+mkdir -p "$WHISTLE_DATA/logs" "$WHISTLE_DATA/$WHISTLE_BROKER" "$WHISTLE_DATA/redis"
 
 start_redis() {
   if port_open "$REDIS_HOST" "$REDIS_PORT"; then
@@ -22,23 +23,27 @@ start_redis() {
   log "redis started on $REDIS_HOST:$REDIS_PORT"
 }
 
-start_tansu() {
+# start_broker NAME BINARY ENGINE [ARG...]: the broker NAME, its data under
+# $WHISTLE_DATA/NAME, its log and pid beside the others'.
+start_broker() {
+  local name=$1 bin=$2 engine=$3
+  shift 3
   if port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
     log "broker already listening on $KAFKA_HOST:$KAFKA_PORT"
     return
   fi
-  [ -x "$TANSU_BIN" ] || "$WHISTLE_ROOT/deploy/local/install.sh"
+  [ -x "$bin" ] || "$WHISTLE_ROOT/deploy/local/install.sh"
   (
-    cd "$WHISTLE_DATA/tansu"
-    nohup "$TANSU_BIN" broker \
+    cd "$WHISTLE_DATA/$name"
+    nohup "$bin" broker \
       --listener-url "tcp://$KAFKA_HOST:$KAFKA_PORT" \
       --advertised-listener-url "tcp://$KAFKA_HOST:$KAFKA_PORT" \
-      --storage-engine "sqlite://tansu.db" \
-      >>"$WHISTLE_DATA/logs/tansu.log" 2>&1 &
-    echo $! >"$WHISTLE_DATA/tansu.pid"
+      --storage-engine "$engine" "$@" \
+      >>"$WHISTLE_DATA/logs/$name.log" 2>&1 &
+    echo $! >"$WHISTLE_DATA/$name.pid"
   )
-  wait_port "$KAFKA_HOST" "$KAFKA_PORT" 30 tansu
-  log "broker (tansu) started on $KAFKA_HOST:$KAFKA_PORT, data in $WHISTLE_DATA/tansu"
+  wait_port "$KAFKA_HOST" "$KAFKA_PORT" 30 "$name"
+  log "broker ($name) started on $KAFKA_HOST:$KAFKA_PORT, data in $WHISTLE_DATA/$name"
 }
 
 start_smtp() {
@@ -70,12 +75,17 @@ case "$cmd" in
     command -v redis-server >/dev/null && [ -x "$TANSU_BIN" ] && "$SMTP_PYTHON" -c 'import aiosmtpd' 2>/dev/null \
       || "$WHISTLE_ROOT/deploy/local/install.sh"
     start_redis
-    start_tansu
+    case "$WHISTLE_BROKER" in
+      tansu) start_broker tansu "$TANSU_BIN" "sqlite://tansu.db" ;;
+      nisshi) start_broker nisshi "$NISSHI_BIN" "sqlite://nisshi.db" --group-initial-rebalance-delay 0s ;;
+      *) die "WHISTLE_BROKER is tansu or nisshi, not $WHISTLE_BROKER" ;;
+    esac
     start_smtp
     ;;
   stop)
     stop_pid smtp
     stop_pid tansu
+    stop_pid nisshi
     stop_pid redis
     ;;
   status)

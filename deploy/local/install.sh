@@ -54,6 +54,12 @@ if [ "$(installed_tansu_version || true)" != "$TANSU_VERSION" ]; then
   mkdir -p "$WHISTLE_TOOLS"
   cargo install tansu --version "$TANSU_VERSION" --locked --features libsql --root "$WHISTLE_TOOLS" --quiet
 fi
+if [ "$WHISTLE_BROKER" = nisshi ] && ! [ -x "$NISSHI_BIN" ]; then
+  cargo +nightly --version >/dev/null 2>&1 || die "nisshi $NISSHI_VERSION builds only with a nightly Rust toolchain (rustup toolchain install nightly)"
+  log "building nisshi $NISSHI_VERSION with SQLite and PostgreSQL storage (nightly Rust; takes ~18 minutes once)"
+  cargo +nightly install nisshi --version "$NISSHI_VERSION" --locked --no-default-features --features libsql,postgres \
+    --root "$WHISTLE_TOOLS/nisshi-$NISSHI_VERSION" --quiet
+fi
 # The SMTP server for development and tests (aiosmtpd, from PyPI) in a venv.
 if ! "$SMTP_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
   python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv

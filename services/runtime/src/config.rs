@@ -207,6 +207,12 @@ pub struct KafkaConfig {
     /// How often each consumer reports its lag (librdkafka's statistics; the
     /// broker is asked when they stop coming), in milliseconds.
     pub lag_interval_ms: u64,
+    /// How long the broker may hold a consumer's fetch while it has nothing
+    /// new (librdkafka's `fetch.wait.max.ms`), in milliseconds. A broker
+    /// answers as soon as there is data, so a longer wait only saves idle
+    /// fetches; Tansu 0.6 holds the fetch for most of the wait even with
+    /// data there, so there every hop waits this long: keep it short on it.
+    pub fetch_wait_ms: u64,
     /// A service is ready (`/readyz`) while each of its consumer groups is
     /// at most this many messages behind.
     pub ready_max_lag: i64,
@@ -227,6 +233,7 @@ impl Default for KafkaConfig {
             create_topics: true,
             replication: 1,
             lag_interval_ms: 5000,
+            fetch_wait_ms: 100,
             ready_max_lag: 1000,
             properties: BTreeMap::new(),
             sasl_password: None,

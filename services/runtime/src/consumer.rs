@@ -277,7 +277,7 @@ pub async fn run<H: Handler>(
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
-        .set("fetch.wait.max.ms", "100")
+        .set("fetch.wait.max.ms", kafka.fetch_wait_ms.clamp(1, 60_000).to_string())
         .set("statistics.interval.ms", kafka.lag_interval_ms.max(100).to_string())
         .create_with_context(CommitOnRevoke {
             pending: pending.clone(),
