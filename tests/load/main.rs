@@ -42,13 +42,7 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
 }
 
-/// Percentile of sorted durations, in ms.
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
-}
+use whistle_tests::stats::percentile_ms as pct;
 
 fn ms(v: f64) -> String {
     if v.is_nan() {

@@ -14,6 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use whistle_runtime::KafkaConfig;
+use whistle_tests::stats::percentile_ms;
 
 /// What the raw run sends: the platform's messages and producer unless
 /// `LOAD_RAW_HEADERS=0`, `LOAD_RAW_KEYS=0`, `LOAD_RAW_IDEMPOTENT=false`,
@@ -138,13 +139,12 @@ pub async fn ceiling(kafka: &KafkaConfig, partitions: i32, size: usize, messages
         .map_err(|_| anyhow::anyhow!("the raw consumer did not read {messages} messages within 300 s"))??;
     let through = start.elapsed();
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
     Ok(Raw {
         messages,
         size,
         produced_per_s: messages as f64 / produced.as_secs_f64(),
         through_per_s: messages as f64 / through.as_secs_f64(),
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
+        p50_ms: percentile_ms(&latencies, 0.5),
+        p99_ms: percentile_ms(&latencies, 0.99),
     })
 }

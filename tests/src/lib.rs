@@ -9,6 +9,7 @@ mod infra;
 mod mail;
 mod platform;
 mod state;
+pub mod stats;
 mod topics;
 pub mod wait;
 pub mod webhook;
