@@ -11,7 +11,7 @@ use whistle_domain::{Contact, Language, Location, Request};
 use crate::corpus::{self, Split};
 use crate::engine::{Engine, Input, Outcome, Rules};
 use crate::features::FeatureSpec;
-use crate::model::{Decisions, Model, TrainSpec};
+use crate::model::{Model, TrainSpec};
 use crate::training::{self, evaluate_engine};
 use crate::{Error, Result};
 
@@ -26,6 +26,8 @@ pub struct TrainArgs {
     /// The desks' corrections read from the events topic, to fold in.
     pub corrections: Vec<corpus::Example>,
     pub triage_below: f32,
+    /// The urgent recall the urgent threshold keeps on unseen requests.
+    pub urgent_recall: f32,
 }
 
 /// Trains, saves, and prints what the model does on dev and test.
@@ -34,7 +36,7 @@ pub fn train(args: &TrainArgs, out: &mut impl Write) -> Result<()> {
     let examples = corpus::load(&args.corpus)?;
     let rules = Rules::new(&city);
     let features = FeatureSpec::default();
-    let spec = TrainSpec::default();
+    let spec = TrainSpec { urgent_recall: args.urgent_recall, ..TrainSpec::default() };
     let counts = |s: Split| examples.iter().filter(|e| e.split() == s).count();
     let io = |e: std::io::Error| Error::Io(e.to_string());
     writeln!(
@@ -49,11 +51,12 @@ pub fn train(args: &TrainArgs, out: &mut impl Write) -> Result<()> {
     )
     .map_err(io)?;
     let started = std::time::Instant::now();
-    let model = training::train(&rules, &examples, &args.corrections, features, spec, Decisions::default());
+    let (model, why) = training::train(&rules, &examples, &args.corrections, features, spec);
     model.save(&args.out)?;
     let size = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     writeln!(out, "trained in {:.1} s; wrote {} ({:.1} MB)", started.elapsed().as_secs_f64(), args.out.display(), size as f64 / 1e6)
         .map_err(io)?;
+    write!(out, "{why}").map_err(io)?;
     let engine = Engine::new(Model::load(&args.out)?, rules, args.triage_below)?;
     if args.compare {
         let rules = Rules::new(&city);
@@ -343,6 +346,7 @@ mod tests {
             compare: false,
             corrections: Vec::new(),
             triage_below: 0.5,
+            urgent_recall: TrainSpec::default().urgent_recall,
         };
         let mut report = Vec::new();
         train(&args, &mut report).unwrap();

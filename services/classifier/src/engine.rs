@@ -98,9 +98,14 @@ impl Rules {
 
     /// The features of a request, as the model sees them in training and in use.
     pub fn features(&self, spec: &FeatureSpec, text: &str, address: &str, arrived: Option<(u8, u8)>) -> Features {
+        self.reading(spec, text, address, arrived).0
+    }
+
+    /// The features of a request and the effects of the signals that fired.
+    pub fn reading(&self, spec: &FeatureSpec, text: &str, address: &str, arrived: Option<(u8, u8)>) -> (Features, Vec<SignalEffect>) {
         let (t, a) = (normalize(text), normalize(address));
-        let named = self.named(&t, &a, arrived).0;
-        extract(spec, &t, &a, &named)
+        let (named, fired) = self.named(&t, &a, arrived);
+        (extract(spec, &t, &a, &named), fired.iter().map(|f| f.effect).collect())
     }
 
     /// The category a request's words point to most, if any: the baseline
@@ -207,36 +212,7 @@ impl Engine {
         }
         let (category, confidence) = ranked[0];
         let effects: Vec<SignalEffect> = fired.iter().map(|f| f.effect).collect();
-        let urgency = if effects.contains(&SignalEffect::Urgent) {
-            Urgency::Urgent
-        } else if category == Category::Consultation {
-            Urgency::Consultation
-        } else {
-            // Urgent when the model is sure enough, else the likelier of
-            // important and ordinary, raised to important where a signal says so.
-            let u = &p[1];
-            let likely = if u[Urgency::Urgent as usize] >= self.decisions.urgent_above {
-                Urgency::Urgent
-            } else if u[Urgency::Important as usize] >= self.decisions.important_ratio * u[Urgency::Ordinary as usize] {
-                Urgency::Important
-            } else {
-                Urgency::Ordinary
-            };
-            if likely == Urgency::Ordinary && effects.contains(&SignalEffect::Important) { Urgency::Important } else { likely }
-        };
-        let w = &p[2];
-        let mut whistle_level = if w[WhistleLevel::Difficult as usize] >= self.decisions.difficult_above {
-            WhistleLevel::Difficult
-        } else if w[WhistleLevel::Key as usize] >= self.decisions.key_above {
-            WhistleLevel::Key
-        } else {
-            WhistleLevel::Ordinary
-        };
-        if effects.contains(&SignalEffect::Difficult) {
-            whistle_level = WhistleLevel::Difficult;
-        } else if effects.contains(&SignalEffect::Key) {
-            whistle_level = whistle_level.max(WhistleLevel::Key);
-        }
+        let (urgency, whistle_level) = decide(&self.decisions, category, &p, &effects);
         let placed = self.rules.gazetteer.place(input.address, input.text, input.point.as_ref());
         matched.extend(placed.evidence);
         Outcome {
@@ -273,6 +249,44 @@ impl Engine {
     pub fn classify(&self, input: &Input, earlier: Option<u32>) -> Outcome {
         self.finish(self.read(input), earlier)
     }
+}
+
+/// Urgency and whistle level from the model's probabilities `p` (every
+/// head), the category chosen and the effects of the city's signals that
+/// fired: the one place the engine and training's choice of thresholds
+/// share.
+pub fn decide(d: &Decisions, category: Category, p: &[Vec<f32>], effects: &[SignalEffect]) -> (Urgency, WhistleLevel) {
+    let urgency = if effects.contains(&SignalEffect::Urgent) {
+        Urgency::Urgent
+    } else if category == Category::Consultation {
+        Urgency::Consultation
+    } else {
+        // Urgent when the model is sure enough, else the likelier of
+        // important and ordinary, raised to important where a signal says so.
+        let u = &p[1];
+        let likely = if u[Urgency::Urgent as usize] >= d.urgent_above {
+            Urgency::Urgent
+        } else if u[Urgency::Important as usize] >= d.important_ratio * u[Urgency::Ordinary as usize] {
+            Urgency::Important
+        } else {
+            Urgency::Ordinary
+        };
+        if likely == Urgency::Ordinary && effects.contains(&SignalEffect::Important) { Urgency::Important } else { likely }
+    };
+    let w = &p[2];
+    let mut whistle_level = if w[WhistleLevel::Difficult as usize] >= d.difficult_above {
+        WhistleLevel::Difficult
+    } else if w[WhistleLevel::Key as usize] >= d.key_above {
+        WhistleLevel::Key
+    } else {
+        WhistleLevel::Ordinary
+    };
+    if effects.contains(&SignalEffect::Difficult) {
+        whistle_level = WhistleLevel::Difficult;
+    } else if effects.contains(&SignalEffect::Key) {
+        whistle_level = whistle_level.max(WhistleLevel::Key);
+    }
+    (urgency, whistle_level)
 }
 
 #[cfg(test)]

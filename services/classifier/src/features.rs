@@ -25,7 +25,7 @@ pub struct FeatureSpec {
 
 impl Default for FeatureSpec {
     fn default() -> Self {
-        FeatureSpec { buckets: 1 << 20, address_weight: 0.0, named_weight: 0.6 }
+        FeatureSpec { buckets: 1 << 20, address_weight: 0.0, named_weight: 0.3 }
     }
 }
 

@@ -32,6 +32,11 @@ enum Command {
         /// Also measure the alternatives (keyword lists, naive Bayes) on dev.
         #[arg(long)]
         compare: bool,
+        /// The share of urgent requests the urgent threshold must find on
+        /// requests the model has not seen (chosen on out-of-fold readings
+        /// of the train split); lower means fewer false alarms.
+        #[arg(long, default_value_t = 0.95, value_parser = share)]
+        urgent_recall: f32,
     },
     /// Classify JSON lines from stdin ({"id", "text", "address",
     /// "language"}), one result a line on stdout, as the service would.
@@ -82,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("metrics http://{}/metrics", classifier.ops_addr());
             classifier.run(shutdown).await?;
         }
-        Command::Train { corpus, out, with_corrections, compare } => {
+        Command::Train { corpus, out, with_corrections, compare, urgent_recall } => {
             let corrections =
                 if with_corrections { whistle_classifier::training::corrections_from(&config.kafka).await? } else { Vec::new() };
             let args = whistle_classifier::cli::TrainArgs {
@@ -92,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
                 compare,
                 corrections,
                 triage_below: c.triage_below,
+                urgent_recall,
             };
             whistle_classifier::cli::train(&args, &mut std::io::stdout().lock())?;
         }
@@ -136,4 +142,12 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A share between 0 and 1.
+fn share(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a share between 0 and 1 (such as 0.95)")),
+    }
 }

@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use whistle_domain::city::SignalEffect;
 use whistle_domain::{Category, EventKind, Language, Urgency, WhistleLevel};
 
 use crate::corpus::{Example, Split};
-use crate::engine::{Engine, Input, Rules, head_labels};
+use crate::engine::{Engine, Input, Rules, decide, head_labels};
 use crate::eval::{ByGroup, Confusion};
-use crate::features::FeatureSpec;
+use crate::features::{FeatureSpec, fnv1a};
 use crate::model::{Decisions, Model, NaiveBayes, Sample, TrainSpec};
 
 /// The training samples of these examples.
@@ -24,16 +25,127 @@ pub fn samples(rules: &Rules, spec: &FeatureSpec, examples: &[&Example]) -> Vec<
         .collect()
 }
 
-/// Trains the model on the train split and `extra` (corrections).
-pub fn train(rules: &Rules, corpus: &[Example], extra: &[Example], features: FeatureSpec, spec: TrainSpec, decisions: Decisions) -> Model {
-    let chosen: Vec<&Example> = corpus.iter().filter(|e| e.split() == Split::Train).chain(extra.iter()).collect();
-    let samples = samples(rules, &features, &chosen);
+/// Trains the model on the train split and `extra` (corrections), with
+/// decision thresholds chosen on the train split's out-of-fold readings
+/// ([`choose_decisions`]); also says what was chosen and why.
+pub fn train(rules: &Rules, corpus: &[Example], extra: &[Example], features: FeatureSpec, spec: TrainSpec) -> (Model, String) {
+    let chosen: Vec<&Example> = corpus.iter().filter(|e| e.split() == Split::Train).collect();
+    let (decisions, why) = choose_decisions(&out_of_fold(rules, &chosen, extra, features, spec), spec.urgent_recall);
+    (train_with(rules, &chosen, extra, features, spec, decisions), why)
+}
+
+fn train_with(
+    rules: &Rules,
+    chosen: &[&Example],
+    extra: &[Example],
+    features: FeatureSpec,
+    spec: TrainSpec,
+    decisions: Decisions,
+) -> Model {
+    let all: Vec<&Example> = chosen.iter().copied().chain(extra.iter()).collect();
+    let samples = samples(rules, &features, &all);
     let trained_on = format!(
         "{} corpus requests (train split){}",
-        chosen.len() - extra.len(),
+        chosen.len(),
         if extra.is_empty() { String::new() } else { format!(" and {} desk corrections", extra.len()) }
     );
     Model::train(features, spec, decisions, &head_labels(), &samples, trained_on)
+}
+
+/// How many folds the train split is cut into to choose the thresholds.
+const FOLDS: u64 = 5;
+
+/// One request as a model that never saw it reads it.
+pub struct Scored {
+    p: Vec<Vec<f32>>,
+    effects: Vec<SignalEffect>,
+    truth: Labels,
+}
+
+/// Every request of `chosen` read by a model trained without it: the
+/// requests cut into [`FOLDS`] folds by a hash of their ids, each fold read
+/// by a model trained on the others (and on `extra`, always).
+pub fn out_of_fold(rules: &Rules, chosen: &[&Example], extra: &[Example], features: FeatureSpec, spec: TrainSpec) -> Vec<Scored> {
+    let fold = |e: &Example| fnv1a(&[b"fold", e.id.as_bytes()]) % FOLDS;
+    let mut scored = Vec::with_capacity(chosen.len());
+    for k in 0..FOLDS {
+        let rest: Vec<&Example> = chosen.iter().copied().filter(|e| fold(e) != k).collect();
+        let model = train_with(rules, &rest, extra, features, spec, Decisions::default());
+        for e in chosen.iter().filter(|e| fold(e) == k) {
+            let (x, effects) = rules.reading(&features, &e.text, &e.address, None);
+            scored.push(Scored { p: model.predict(&x), effects, truth: (e.category, e.urgency, e.whistle) });
+        }
+    }
+    scored
+}
+
+/// The thresholds, chosen on out-of-fold readings: the highest urgent
+/// threshold that still finds `goal` of the urgent requests (the city's
+/// danger signals included), then the important ratio and the whistle
+/// thresholds that get the most right. Also says what lower goals would
+/// cost and save.
+pub fn choose_decisions(scored: &[Scored], goal: f32) -> (Decisions, String) {
+    let grid = |from: f32, to: f32, step: f32| -> Vec<f32> {
+        let n = ((to - from) / step).round() as usize;
+        (0..=n).map(|i| from + step * i as f32).collect()
+    };
+    let read = |d: &Decisions| -> Vec<(Urgency, WhistleLevel)> {
+        scored.iter().map(|s| decide(d, Category::ALL[argmax(&s.p[0])], &s.p, &s.effects)).collect()
+    };
+    let share = |hits: usize, of: usize| if of == 0 { 0.0 } else { hits as f64 / of as f64 };
+    // Recall and precision of urgent.
+    let urgent_found = |d: &Decisions| {
+        let r = read(d);
+        let urgent = scored.iter().filter(|s| s.truth.1 == Urgency::Urgent).count();
+        let flagged = r.iter().filter(|(u, _)| *u == Urgency::Urgent).count();
+        let found = scored.iter().zip(&r).filter(|(s, (u, _))| s.truth.1 == Urgency::Urgent && *u == Urgency::Urgent).count();
+        (share(found, urgent), share(found, flagged))
+    };
+    let urgent_recall = |d: &Decisions| urgent_found(d).0;
+    let urgency_right = |d: &Decisions| share(scored.iter().zip(read(d)).filter(|(s, (u, _))| s.truth.1 == *u).count(), scored.len());
+    let whistle_right = |d: &Decisions| share(scored.iter().zip(read(d)).filter(|(s, (_, w))| s.truth.2 == *w).count(), scored.len());
+    let mut d = Decisions::default();
+    // Highest first: the first that keeps the goal.
+    let urgent = grid(0.02, 0.6, 0.01);
+    d.urgent_above =
+        urgent.iter().rev().copied().find(|u| urgent_recall(&Decisions { urgent_above: *u, ..d }) >= f64::from(goal)).unwrap_or(urgent[0]);
+    let best = |candidates: Vec<Decisions>, score: &dyn Fn(&Decisions) -> f64| -> Decisions {
+        let mut top = (f64::MIN, candidates[0]);
+        for c in candidates {
+            let s = score(&c);
+            if s > top.0 {
+                top = (s, c);
+            }
+        }
+        top.1
+    };
+    d = best(grid(0.3, 1.6, 0.05).into_iter().map(|r| Decisions { important_ratio: r, ..d }).collect(), &urgency_right);
+    let pairs: Vec<Decisions> = grid(0.2, 0.8, 0.05)
+        .into_iter()
+        .flat_map(|k| grid(0.2, 0.8, 0.05).into_iter().map(move |f| (k, f)))
+        .map(|(k, f)| Decisions { key_above: k, difficult_above: f, ..d })
+        .collect();
+    d = best(pairs, &whistle_right);
+    let mut why = format!(
+        "thresholds chosen on {} out-of-fold readings of the train split ({FOLDS} folds): urgent above {:.2} (urgent recall {:.1}%, goal {:.0}%; {:.1}% of those flagged urgent are), important at {:.2} of ordinary (urgency {:.1}% right), key above {:.2}, difficult above {:.2} (whistle {:.1}% right)\n",
+        scored.len(),
+        d.urgent_above,
+        100.0 * urgent_recall(&d),
+        100.0 * goal,
+        100.0 * urgent_found(&d).1,
+        d.important_ratio,
+        100.0 * urgency_right(&d),
+        d.key_above,
+        d.difficult_above,
+        100.0 * whistle_right(&d)
+    );
+    why += "  urgent above   urgent recall  urgent precision  urgency right   (out of fold; `train --urgent-recall` chooses)\n";
+    for u in [0.05f32, 0.1, 0.2, 0.3, 0.4] {
+        let c = Decisions { urgent_above: u, ..d };
+        let (recall, precision) = urgent_found(&c);
+        why += &format!("  {u:>12.2}   {:>12.1}%  {:>15.1}%  {:>12.1}%\n", 100.0 * recall, 100.0 * precision, 100.0 * urgency_right(&c));
+    }
+    (d, why)
 }
 
 /// What a classifier says of one request.
@@ -281,7 +393,7 @@ pub fn tune(rules: &Rules, corpus: &[Example], triage_below: f32, only_threshold
         dev.len()
     );
     for (name, f, t) in variants {
-        let model = train(rules, corpus, &[], f, t, Decisions::default());
+        let (model, _) = train(rules, corpus, &[], f, t);
         let mut bytes = Vec::new();
         let _ = model.write(&mut bytes);
         let Ok(model) = Model::read(&bytes) else { continue };
@@ -297,14 +409,18 @@ pub fn tune(rules: &Rules, corpus: &[Example], triage_below: f32, only_threshold
             Language::ALL.iter().map(|l| format!("{:>5.1}%", 100.0 * b.accuracy(l.as_str(), "category"))).collect::<Vec<_>>().join(" ")
         );
     }
-    // The decision thresholds, on one model trained with the defaults.
-    let Ok(engine) = Engine::new(train(rules, corpus, &[], base_f, base_t, Decisions::default()), rules.clone(), triage_below) else {
+    // The decision thresholds around those training chose, on one model
+    // trained with the defaults.
+    let (model, why) = train(rules, corpus, &[], base_f, base_t);
+    let chosen = *model.decisions();
+    out += &format!("  {why}");
+    let Ok(engine) = Engine::new(model, rules.clone(), triage_below) else {
         return out;
     };
     out += "  urgent above / important ratio   urgency  urgent recall  important recall\n";
     for u in [0.2f32, 0.3, 0.4, 0.5] {
         for r in [0.5f32, 0.7, 0.85, 1.0] {
-            let engine = engine.with_decisions(Decisions { urgent_above: u, important_ratio: r, ..Decisions::default() });
+            let engine = engine.with_decisions(Decisions { urgent_above: u, important_ratio: r, ..chosen });
             let e = evaluate_engine(&engine, &dev);
             out += &format!(
                 "  {u:.2} / {r:.2}                      {:>6.1}%  {:>12.1}%  {:>15.1}%\n",
@@ -317,7 +433,7 @@ pub fn tune(rules: &Rules, corpus: &[Example], triage_below: f32, only_threshold
     out += "  key above / difficult above   whistle  key recall  difficult recall\n";
     for k in [0.3f32, 0.4, 0.5, 0.6] {
         for d in [0.3f32, 0.4, 0.5, 0.6] {
-            let engine = engine.with_decisions(Decisions { key_above: k, difficult_above: d, ..Decisions::default() });
+            let engine = engine.with_decisions(Decisions { key_above: k, difficult_above: d, ..chosen });
             let e = evaluate_engine(&engine, &dev);
             out += &format!(
                 "  {k:.2} / {d:.2}                    {:>6.1}%  {:>9.1}%  {:>15.1}%\n",
