@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test stop infra install bench load bench-timers bench-classifier bench-answers model lint status
+.PHONY: run test stop infra install bench load chaos bench-timers bench-classifier bench-answers model lint status
 
 run:
 	deploy/local/up.sh
@@ -33,6 +33,12 @@ bench: install infra
 # test). LOAD_RATES, LOAD_SECONDS and the rest: see tests/load/main.rs.
 load: install
 	deploy/local/load.sh
+
+# The platform under faults: two processes of every service, kill -9 of each
+# in turn, Redis flushed, poison, the broker restarted; then what was lost,
+# duplicated or left stalled (prints a table and one line).
+chaos: install
+	deploy/local/chaos.sh
 
 # Timer engine vs BullMQ delayed jobs on the same redis-server (prints a table).
 bench-timers: install infra

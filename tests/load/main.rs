@@ -22,8 +22,13 @@
 //!
 //! Not a test: it asserts nothing about speed; it prints figures.
 
+// observe, offer and procs are make chaos's too (tests/chaos): each
+// binary uses only part of them.
+#[allow(dead_code)]
 mod observe;
+#[allow(dead_code)]
 mod offer;
+#[allow(dead_code)]
 mod procs;
 mod raw;
 
@@ -347,6 +352,7 @@ async fn run() -> anyhow::Result<()> {
         sms_url: receiver.sms_url(),
         platforms: &platforms,
         dir: &dir,
+        replicas: 1,
     })?;
     processes.wait_ready(Duration::from_secs(180)).await?;
     let kafka =

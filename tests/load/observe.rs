@@ -39,6 +39,11 @@ pub struct Dispatch {
 #[derive(Default)]
 pub struct Topic {
     pub tickets: HashMap<String, Seen>,
+    /// Each ticket's number, by ticket id, from its `received` event.
+    pub numbers: HashMap<String, String>,
+    /// The tickets registered for each external id (one, unless a retry
+    /// registered the same request twice).
+    pub external_ids: HashMap<String, Vec<String>>,
     pub events: u64,
     pub payload_bytes: u64,
     pub undecodable: u64,
@@ -96,6 +101,15 @@ impl Watcher {
                     continue;
                 };
                 let id = e.ticket_id.to_string();
+                if let EventKind::Received { number, request } = &e.kind {
+                    topic.numbers.insert(id.clone(), number.to_string());
+                    if let Some(ext) = &request.external_id {
+                        let ids = topic.external_ids.entry(ext.clone()).or_default();
+                        if !ids.contains(&id) {
+                            ids.push(id.clone());
+                        }
+                    }
+                }
                 let seen = topic.tickets.entry(id.clone()).or_default();
                 match &e.kind {
                     EventKind::Received { .. } => {
@@ -137,10 +151,12 @@ impl Watcher {
     }
 }
 
-/// The first delivery of each (template, ticket number, recipient kind).
+/// The first delivery of each (template, ticket number, recipient kind),
+/// and how many times each was delivered.
 #[derive(Default)]
 pub struct Deliveries {
     pub first: HashMap<(String, String, String), Instant>,
+    pub counts: HashMap<(String, String, String), u32>,
     pub count: u64,
 }
 
@@ -164,6 +180,7 @@ impl Receiver {
                 let key = (s(&body["template"]), s(&body["ticket_number"]), s(&body["recipient"]["kind"]));
                 let mut got = got.lock().unwrap();
                 got.count += 1;
+                *got.counts.entry(key.clone()).or_default() += 1;
                 got.first.entry(key).or_insert_with(Instant::now);
                 axum::http::StatusCode::OK
             }

@@ -9,12 +9,30 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use whistle_tests::{free_port, repo_root};
 
-/// One running service.
+/// One running service, and how to start it again.
 pub struct Proc {
     pub name: String,
     child: Child,
-    ops: String,
+    /// Its ops endpoint (`/metrics`, `/readyz`).
+    pub ops: String,
     log: PathBuf,
+    exe: PathBuf,
+    args: Vec<String>,
+    vars: Vec<(String, String)>,
+}
+
+/// Starts `exe` in the repository, its output appended to `log`.
+fn launch(exe: &Path, args: &[String], vars: &[(String, String)], log: &Path) -> Result<Child> {
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    Command::new(exe)
+        .args(args)
+        .envs(vars.iter().cloned())
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .with_context(|| format!("start {} (built by `cargo build --release --bins`)", exe.display()))
 }
 
 /// Every process of the run; killed when dropped.
@@ -23,6 +41,8 @@ pub struct Processes {
     /// Each dispatcher's desk (gRPC), by platform.
     pub desks: std::collections::HashMap<String, String>,
     pub intake: String,
+    /// Every intake replica's gRPC address.
+    pub intakes: Vec<String>,
     pub revisit: String,
     /// Consumer groups on the events topic (prefixed), by service.
     pub groups: Vec<(String, String)>,
@@ -57,8 +77,18 @@ fn set(config: &mut toml::Table, path: &str, value: impl Into<toml::Value>) {
     t.insert(last.into(), value.into());
 }
 
+/// A free loopback address, never one this run handed out before (a port
+/// is free only until its process binds it, and the run starts many).
 fn loopback() -> String {
-    format!("127.0.0.1:{}", free_port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = free_port();
+        if !given.contains(&port) {
+            given.push(port);
+            return format!("127.0.0.1:{port}");
+        }
+    }
 }
 
 /// What the run's config needs from outside.
@@ -71,6 +101,8 @@ pub struct Setup<'a> {
     /// Dispatchers besides the city's.
     pub platforms: &'a [String],
     pub dir: &'a Path,
+    /// Processes of every service (the second and later named `name#2`…).
+    pub replicas: usize,
 }
 
 impl Processes {
@@ -124,50 +156,84 @@ impl Processes {
             procs: Vec::new(),
             desks: [("city".to_owned(), format!("http://{desk}"))].into(),
             intake: format!("http://{intake}"),
+            intakes: vec![format!("http://{intake}")],
             revisit: format!("http://{revisit}"),
             groups: Vec::new(),
         };
         let mut desks = Vec::new();
-        let env = |section: &str| -> Vec<(String, String)> { vec![(format!("WHISTLE__{section}__OPS_LISTEN"), loopback())] };
-        let mut spawn = |name: &str, exe: &str, args: &[&str], mut vars: Vec<(String, String)>, group: &str| -> Result<()> {
-            let log = s.dir.join(format!("{}.log", name.replace(':', "-")));
-            let out = std::fs::File::create(&log)?;
-            let ops = vars.iter().find(|(k, _)| k.ends_with("__OPS_LISTEN")).map(|(_, v)| v.clone()).expect("an ops port");
-            vars.push(("WHISTLE_CONFIG".into(), file.display().to_string()));
-            let child = Command::new(bin.join(exe))
-                .args(args)
-                .envs(vars)
-                .current_dir(&root)
-                .stdin(Stdio::null())
-                .stdout(out.try_clone()?)
-                .stderr(out)
-                .spawn()
-                .with_context(|| format!("start {} (built by `cargo build --release --bins`)", bin.join(exe).display()))?;
-            me.procs.push(Proc { name: name.into(), child, ops, log });
-            me.groups.push((name.into(), format!("{}{group}", s.prefix)));
-            Ok(())
+        // The first replica listens where the config says; each further
+        // one on ports of its own (`listens`: the settings it serves on).
+        let mut spawn = |name: &str,
+                         exe: &str,
+                         args: &[&str],
+                         section: &str,
+                         listens: &[&str],
+                         first: Vec<(String, String)>,
+                         group: &str|
+         -> Result<Vec<String>> {
+            let mut addrs = Vec::new();
+            for r in 0..s.replicas.max(1) {
+                let name = if r == 0 { name.to_owned() } else { format!("{name}#{}", r + 1) };
+                let ops = loopback();
+                let mut vars =
+                    vec![(format!("WHISTLE__{section}__OPS_LISTEN"), ops.clone()), ("WHISTLE_CONFIG".into(), file.display().to_string())];
+                if r == 0 {
+                    vars.extend(first.iter().cloned());
+                } else {
+                    for l in listens {
+                        let addr = loopback();
+                        if *l == "LISTEN" {
+                            addrs.push(format!("http://{addr}"));
+                        }
+                        vars.push((format!("WHISTLE__{section}__{l}"), addr));
+                    }
+                }
+                let log = s.dir.join(format!("{}.log", name.replace([':', '#'], "-")));
+                let _ = std::fs::remove_file(&log);
+                let (exe, args) = (bin.join(exe), args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>());
+                let child = launch(&exe, &args, &vars, &log)?;
+                me.procs.push(Proc { name: name.clone(), child, ops, log, exe, args, vars });
+                me.groups.push((name, format!("{}{group}", s.prefix)));
+            }
+            Ok(addrs)
         };
-        spawn("intake", "whistle-intake", &[], env("INTAKE"), "intake-projector")?;
-        spawn("classifier", "whistle-classifier", &[], env("CLASSIFIER"), "classifier")?;
-        spawn("dispatcher:city", "whistle-dispatcher", &["--platform", "city"], env("DISPATCHER"), "dispatcher-city")?;
+        let more = spawn("intake", "whistle-intake", &[], "INTAKE", &["LISTEN", "HTTP_LISTEN"], Vec::new(), "intake-projector")?;
+        spawn("classifier", "whistle-classifier", &[], "CLASSIFIER", &["LISTEN"], Vec::new(), "classifier")?;
+        spawn("dispatcher:city", "whistle-dispatcher", &["--platform", "city"], "DISPATCHER", &["LISTEN"], Vec::new(), "dispatcher-city")?;
         for p in s.platforms {
-            let mut vars = env("DISPATCHER");
             let listen = loopback();
-            vars.push(("WHISTLE__DISPATCHER__LISTEN".into(), listen.clone()));
             desks.push((p.clone(), format!("http://{listen}")));
             spawn(
                 &format!("dispatcher:{p}"),
                 "whistle-dispatcher",
                 &["--platform", p],
-                vars,
+                "DISPATCHER",
+                &["LISTEN"],
+                vec![("WHISTLE__DISPATCHER__LISTEN".into(), listen)],
                 &format!("dispatcher-{}", p.replace(':', "-")),
             )?;
         }
-        spawn("sla-timer", "whistle-sla-timer", &[], env("SLA_TIMER"), "sla-timer")?;
-        spawn("notifier", "whistle-notifier", &[], env("NOTIFIER"), "notifier")?;
-        spawn("revisit", "whistle-revisit", &[], env("REVISIT"), "revisit")?;
+        spawn("sla-timer", "whistle-sla-timer", &[], "SLA_TIMER", &[], Vec::new(), "sla-timer")?;
+        spawn("notifier", "whistle-notifier", &[], "NOTIFIER", &[], Vec::new(), "notifier")?;
+        spawn("revisit", "whistle-revisit", &[], "REVISIT", &["LISTEN", "HTTP_LISTEN"], Vec::new(), "revisit")?;
+        me.intakes.extend(more);
         me.desks.extend(desks);
         Ok(me)
+    }
+
+    /// Kills process `i` at once (SIGKILL: no shutdown of any kind).
+    pub fn kill9(&mut self, i: usize) -> Result<()> {
+        let p = &mut self.procs[i];
+        p.child.kill()?;
+        p.child.wait()?;
+        Ok(())
+    }
+
+    /// Starts process `i` again as it was first started.
+    pub fn restart(&mut self, i: usize) -> Result<()> {
+        let p = &mut self.procs[i];
+        p.child = launch(&p.exe, &p.args, &p.vars, &p.log)?;
+        Ok(())
     }
 
     /// Waits until every process answers `/readyz`; fails naming the one
