@@ -19,7 +19,8 @@
 //! tickets through, 180 s).
 //!
 //! Not a test: it prints what it found, and exits non-zero when anything
-//! was lost, duplicated or left stalled.
+//! was lost, refused, duplicated, wrongly dead-lettered or left stalled,
+//! a poison message was not dead-lettered, or a process exited on its own.
 
 #[path = "../load/observe.rs"]
 #[allow(dead_code)]
@@ -73,8 +74,8 @@ struct Sent {
 type Ledger = Arc<Mutex<BTreeMap<String, Sent>>>;
 
 /// Sends one request until one intake replica accepts it (or 120 s pass),
-/// with the same external id every time: a retry must find the ticket the
-/// first attempt registered.
+/// with the same external id every time, then once more to the next
+/// replica: every retry must find the ticket the first attempt registered.
 async fn submit(intakes: Vec<String>, req: pb::SubmitRequestRequest, ledger: Ledger) {
     let ext = req.external_id.clone();
     let until = Instant::now() + Duration::from_secs(120);
@@ -109,7 +110,14 @@ async fn submit(intakes: Vec<String>, req: pb::SubmitRequestRequest, ledger: Led
                 }
             }
         };
-        if accepted || Instant::now() > until {
+        if accepted {
+            let answers = ledger.lock().unwrap().get(&ext).map_or(0, |s| s.answers.len());
+            if answers >= 2 {
+                return;
+            }
+            continue;
+        }
+        if Instant::now() > until {
             return;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -289,6 +297,8 @@ async fn run() -> anyhow::Result<bool> {
     };
 
     let mut injected: Vec<(Duration, String)> = Vec::new();
+    // Processes that exited on their own (not killed by the run).
+    let mut crashed: Vec<String> = Vec::new();
     let mut poison_n = 0u32;
     let mut poison_sent = 0u32;
     let mut next = start + Duration::from_secs(20);
@@ -304,6 +314,9 @@ async fn run() -> anyhow::Result<bool> {
                 processes.kill9(i)?;
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 processes.restart(i)?;
+                if let Err(e) = processes.check_alive() {
+                    crashed.push(e.to_string());
+                }
                 format!("kill -9 {name}, started again after 3 s")
             }
             Fault::FlushRedis => {
@@ -320,9 +333,11 @@ async fn run() -> anyhow::Result<bool> {
                 let status = std::process::Command::new("bash")
                     .arg("-c")
                     .arg(
-                        "source deploy/local/env.sh && pid=$(cat $WHISTLE_DATA/$WHISTLE_BROKER.pid) && kill $pid \
-                         && for _ in $(seq 600); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done \
-                         && ! kill -0 $pid 2>/dev/null && deploy/local/infra.sh start >/dev/null",
+                        "source deploy/local/env.sh; pid=$(cat $WHISTLE_DATA/$WHISTLE_BROKER.pid 2>/dev/null); \
+                         if [ -n \"$pid\" ]; then kill $pid 2>/dev/null; \
+                           for _ in $(seq 600); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; \
+                           ! kill -0 $pid 2>/dev/null || exit 1; fi; \
+                         deploy/local/infra.sh start >/dev/null",
                     )
                     .current_dir(whistle_tests::repo_root())
                     .status()?;
@@ -363,11 +378,16 @@ async fn run() -> anyhow::Result<bool> {
     follower.abort();
     // Let the actions' own events settle, then read where every group stands.
     tokio::time::sleep(Duration::from_secs(10)).await;
+    if let Err(e) = processes.check_alive() {
+        crashed.push(e.to_string());
+    }
 
     let ledger = ledger.lock().unwrap().clone();
     let ok = accepted(&ledger);
     let refused: Vec<&Sent> = ledger.values().filter(|s| s.answers.is_empty()).collect();
-    let retried = ok.iter().filter(|(_, s)| s.attempts > 1).count();
+    // Failed attempts before the first answer (every request is sent once
+    // more after it on purpose).
+    let retried = ok.iter().filter(|(_, s)| s.attempts as usize > s.answers.len()).count();
     // One ticket, one number per request.
     let two_tickets = ok.iter().filter(|(_, s)| s.answers.iter().any(|a| a.0 != s.answers[0].0)).count();
     let (received_twice, numbers_shared) = {
@@ -376,8 +396,7 @@ async fn run() -> anyhow::Result<bool> {
         for (id, n) in &topic.numbers {
             by_number.entry(n.as_str()).or_default().push(id.as_str());
         }
-        let mine: std::collections::HashSet<&str> = ok.iter().map(|(ext, _)| ext.as_str()).collect();
-        let received_twice = topic.external_ids.iter().filter(|(ext, ids)| mine.contains(ext.as_str()) && ids.len() > 1).count();
+        let received_twice = topic.external_ids.iter().filter(|(ext, ids)| ledger.contains_key(*ext) && ids.len() > 1).count();
         (received_twice, by_number.values().filter(|ids| ids.len() > 1).count())
     };
     // Through, and every citizen told.
@@ -393,6 +412,8 @@ async fn run() -> anyhow::Result<bool> {
     let poison_seen = dlq.len() - wrongly.len();
     // Partitions: every group at the end of the events topic.
     let ends = observe::ends(&kafka, &events_topic);
+    // A commit sample taken after the ends were read (they come every 0.5 s).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let mut stalled: Vec<String> = Vec::new();
     if ends.len() != partitions as usize {
         // The broker did not say where the topic ends: nothing can be
@@ -429,18 +450,23 @@ async fn run() -> anyhow::Result<bool> {
             holders.push(format!("{}: {}", p.name, if held.is_empty() { "none".into() } else { held.join(", ") }));
         }
     }
-    // Recovery: from each fault to the first request sent after it that got through.
-    println!("\n| at | fault | first request after it through in |");
-    println!("|---:|---|---:|");
+    // Recovery: the first request sent after each fault to get through, and
+    // the slowest of those sent in the 5 s after it (a stall shows there).
+    println!("\n| at | fault | first request sent after it, through in | slowest sent within 5 s after it |");
+    println!("|---:|---|---:|---:|");
     for (at, what) in &injected {
         let after = start + *at;
-        let first = ok
-            .iter()
-            .filter(|(_, s)| s.at.is_some_and(|t| t > after))
-            .min_by_key(|(_, s)| s.at)
-            .and_then(|(_, s)| through(&s.answers[0].0, &s.answers[0].1));
+        let sent_after: Vec<(Instant, Option<Instant>)> =
+            ok.iter().filter_map(|(_, s)| s.at.filter(|t| *t > after).map(|t| (t, through(&s.answers[0].0, &s.answers[0].1)))).collect();
+        let first = sent_after.iter().filter_map(|(_, t)| *t).min();
+        let soon: Vec<&(Instant, Option<Instant>)> = sent_after.iter().filter(|(t, _)| *t <= after + Duration::from_secs(5)).collect();
+        let slowest = if soon.iter().any(|(_, t)| t.is_none()) {
+            "not all through".to_owned()
+        } else {
+            soon.iter().filter_map(|(sent, t)| t.map(|t| t - *sent)).max().map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64()))
+        };
         let cell = first.map(|t| format!("{:.1} s", (t - after).as_secs_f64())).unwrap_or_else(|| "never".into());
-        println!("| {:.0} s | {what} | {cell} |", at.as_secs_f64());
+        println!("| {:.0} s | {what} | {cell} | {slowest} |", at.as_secs_f64());
     }
     println!(
         "\nLoad: {} requests in {:.0} s, {} accepted ({} after a retry), {} never accepted{}; units and agents: {} completed, {} revisited, {} extensions, {} actions failed",
@@ -472,6 +498,9 @@ async fn run() -> anyhow::Result<bool> {
         wrongly.first().map(|(k, r)| format!(", e.g. {k}: {r}")).unwrap_or_default()
     );
     println!("Partitions behind at the end: {}", if stalled.is_empty() { "none".to_owned() } else { stalled.join(", ") });
+    if !crashed.is_empty() {
+        println!("Processes that exited on their own: {}", crashed.join("; "));
+    }
     if !holders.is_empty() {
         println!("Partitions each process holds (its whistle_consumer_partitions): {}", holders.join("; "));
     }
@@ -486,5 +515,16 @@ async fn run() -> anyhow::Result<bool> {
         stalled.len()
     );
     drop(processes);
-    Ok(lost.is_empty() && duplicated == 0 && stalled.is_empty() && wrongly.is_empty())
+    // Each poison message must have been dead-lettered (by every group that reads its topic).
+    let poison_handled = poison_seen >= poison_sent as usize;
+    if !poison_handled {
+        println!("Only {poison_seen} dead letters of poison for {poison_sent} poison messages sent: some were not handled");
+    }
+    Ok(lost.is_empty()
+        && duplicated == 0
+        && stalled.is_empty()
+        && wrongly.is_empty()
+        && refused.is_empty()
+        && crashed.is_empty()
+        && poison_handled)
 }

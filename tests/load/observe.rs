@@ -152,7 +152,8 @@ impl Watcher {
 }
 
 /// The first delivery of each (template, ticket number, recipient kind),
-/// and how many times each was delivered.
+/// and how many times each (template, ticket number, recipient and
+/// channel) was delivered.
 #[derive(Default)]
 pub struct Deliveries {
     pub first: HashMap<(String, String, String), Instant>,
@@ -180,7 +181,9 @@ impl Receiver {
                 let key = (s(&body["template"]), s(&body["ticket_number"]), s(&body["recipient"]["kind"]));
                 let mut got = got.lock().unwrap();
                 got.count += 1;
-                *got.counts.entry(key.clone()).or_default() += 1;
+                // The SMS body names the recipient by kind and id; the webhook's by kind and unit, leader or platform.
+                let whom = format!("{} {}", body["recipient"], s(&body["channel"]));
+                *got.counts.entry((key.0.clone(), key.1.clone(), whom)).or_default() += 1;
                 got.first.entry(key).or_insert_with(Instant::now);
                 axum::http::StatusCode::OK
             }

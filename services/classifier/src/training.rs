@@ -1,6 +1,8 @@
 //! Training and measuring: the model is trained on the corpus's train split
-//! (and, on request, the desks' corrections from the events topic), tuned
-//! on dev, and measured once on test, which nothing is tuned on.
+//! (and, on request, the desks' corrections from the events topic), its
+//! decision thresholds chosen on the train split's out-of-fold readings, its
+//! settings tried on dev, and measured once on test, which nothing is tuned
+//! on.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -107,8 +109,8 @@ pub fn choose_decisions(scored: &[Scored], goal: f32) -> (Decisions, String) {
     let mut d = Decisions::default();
     // Highest first: the first that keeps the goal.
     let urgent = grid(0.02, 0.6, 0.01);
-    d.urgent_above =
-        urgent.iter().rev().copied().find(|u| urgent_recall(&Decisions { urgent_above: *u, ..d }) >= f64::from(goal)).unwrap_or(urgent[0]);
+    let reached = urgent.iter().rev().copied().find(|u| urgent_recall(&Decisions { urgent_above: *u, ..d }) >= f64::from(goal));
+    d.urgent_above = reached.unwrap_or(urgent[0]);
     let best = |candidates: Vec<Decisions>, score: &dyn Fn(&Decisions) -> f64| -> Decisions {
         let mut top = (f64::MIN, candidates[0]);
         for c in candidates {
@@ -139,6 +141,9 @@ pub fn choose_decisions(scored: &[Scored], goal: f32) -> (Decisions, String) {
         d.difficult_above,
         100.0 * whistle_right(&d)
     );
+    if reached.is_none() {
+        why += &format!("  no threshold finds {:.0}% of the urgent requests: the lowest tried ({:.2}) is used\n", 100.0 * goal, urgent[0]);
+    }
     why += "  urgent above   urgent recall  urgent precision  urgency right   (out of fold; `train --urgent-recall` chooses)\n";
     for u in [0.05f32, 0.1, 0.2, 0.3, 0.4] {
         let c = Decisions { urgent_above: u, ..d };
@@ -368,7 +373,7 @@ pub fn tune(rules: &Rules, corpus: &[Example], triage_below: f32, only_threshold
     let base_f = FeatureSpec::default();
     let base_t = TrainSpec::default();
     let mut variants: Vec<(String, FeatureSpec, TrainSpec)> = vec![("defaults".into(), base_f, base_t)];
-    for epochs in [6, 20, 30] {
+    for epochs in [12, 20, 45] {
         variants.push((format!("epochs {epochs}"), base_f, TrainSpec { epochs, ..base_t }));
     }
     for learning_rate in [0.2, 0.8] {
@@ -380,7 +385,7 @@ pub fn tune(rules: &Rules, corpus: &[Example], triage_below: f32, only_threshold
     for address_weight in [0.2, 0.4] {
         variants.push((format!("address weight {address_weight}"), FeatureSpec { address_weight, ..base_f }, base_t));
     }
-    for named_weight in [0.0, 0.3, 1.0] {
+    for named_weight in [0.0, 0.15, 0.6] {
         variants.push((format!("named weight {named_weight}"), FeatureSpec { named_weight, ..base_f }, base_t));
     }
     variants.push(("buckets 2^18".into(), FeatureSpec { buckets: 1 << 18, ..base_f }, base_t));
@@ -418,7 +423,7 @@ pub fn tune(rules: &Rules, corpus: &[Example], triage_below: f32, only_threshold
         return out;
     };
     out += "  urgent above / important ratio   urgency  urgent recall  important recall\n";
-    for u in [0.2f32, 0.3, 0.4, 0.5] {
+    for u in [0.5 * chosen.urgent_above, chosen.urgent_above, 0.1, 0.2, 0.3] {
         for r in [0.5f32, 0.7, 0.85, 1.0] {
             let engine = engine.with_decisions(Decisions { urgent_above: u, important_ratio: r, ..chosen });
             let e = evaluate_engine(&engine, &dev);
